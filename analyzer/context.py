@@ -1,0 +1,347 @@
+"""The run context: everything a probe may use, so tests and users can point a run anywhere.
+
+:class:`RunOptions` is what the user chose (resolver, host overrides, trust, IP families,
+timeouts, credentials); it is plain, frozen data. :class:`RunContext` adds what a run
+needs at run time (clock, deadline, concurrency limits, worker threads) and hands out
+the configured clients: a DNS resolver, an SSL context, connection limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+
+from analyzer.errors import UsageError
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+
+__all__ = [
+    "Credentials",
+    "Family",
+    "Nameserver",
+    "RunContext",
+    "RunOptions",
+    "parse_connect_override",
+    "parse_nameserver",
+]
+
+Family = Literal[4, 6]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_REDACTED = "«redacted»"
+
+
+class Credentials:
+    """A username with a password and/or an OAuth2 bearer token.
+
+    The secrets are kept out of ``repr``, ``str``, pickling and JSON: only
+    :meth:`password` and :meth:`token` reveal them, and :meth:`redact` removes them from
+    any text (plain, base64 and URL-encoded forms) before it is stored in a transcript.
+    """
+
+    __slots__ = ("__password", "__token", "username")
+
+    def __init__(
+        self, username: str | None, *, password: str | None = None, token: str | None = None
+    ) -> None:
+        self.username = username
+        self.__password = password or None
+        self.__token = token or None
+
+    def password(self) -> str | None:
+        """The password (never log or store the value)."""
+        return self.__password
+
+    def token(self) -> str | None:
+        """The OAuth2 bearer token (never log or store the value)."""
+        return self.__token
+
+    @property
+    def has_secret(self) -> bool:
+        """Whether a login can be attempted."""
+        return self.__password is not None or self.__token is not None
+
+    def describe(self) -> dict[str, str | None]:
+        """What may be shown about these credentials: who, and which kind of secret."""
+        kind = "oauth2-token" if self.__token else "password" if self.__password else None
+        return {"username": self.username, "secret": kind}
+
+    def secret_forms(self) -> tuple[str, ...]:
+        """Every form in which a secret could appear on the wire (for redaction)."""
+        import base64  # noqa: PLC0415
+        from urllib.parse import quote  # noqa: PLC0415
+
+        forms: list[str] = []
+        for secret in (self.__password, self.__token):
+            if not secret:
+                continue
+            forms.append(secret)
+            forms.append(quote(secret, safe=""))
+            forms.append(base64.b64encode(secret.encode()).decode())
+            if self.username:
+                for pair in (f"{self.username}:{secret}", f"\0{self.username}\0{secret}"):
+                    forms.append(base64.b64encode(pair.encode()).decode())
+        return tuple(sorted({f for f in forms if len(f) >= 3}, key=len, reverse=True))
+
+    def redact(self, text: str) -> str:
+        """``text`` with every form of every secret replaced by a marker."""
+        for form in self.secret_forms():
+            text = text.replace(form, _REDACTED)
+        return text
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, secret={_REDACTED!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("credentials cannot be pickled")
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
+
+
+@dataclass(frozen=True, slots=True)
+class Nameserver:
+    """A DNS server to query instead of the system's resolvers."""
+
+    address: str
+    port: int = 53
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}" if self.port != 53 else self.address
+
+
+def parse_nameserver(text: str) -> Nameserver:
+    """``IP``, ``IP:PORT``, ``[IPv6]:PORT`` → :class:`Nameserver` (UsageError if not)."""
+    text = text.strip()
+    host, port = text, 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = _port(rest.removeprefix(":"), text)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        port = _port(port_text, text)
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise UsageError(f"--resolver {text!r}: expected an IP address, optionally :PORT") from None
+    return Nameserver(address, port)
+
+
+def parse_connect_override(text: str) -> tuple[str, str]:
+    """``HOST=IP`` → ``(host, ip)`` for ``--connect`` (UsageError if not)."""
+    host, sep, ip = text.partition("=")
+    if not sep or not host or not ip:
+        raise UsageError(f"--connect {text!r}: expected HOST=IP")
+    try:
+        address = str(ipaddress.ip_address(ip.strip("[]")))
+    except ValueError:
+        raise UsageError(f"--connect {text!r}: {ip!r} is not an IP address") from None
+    return host.lower().rstrip("."), address
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise UsageError(f"{whole!r}: {text!r} is not a port number")
+    return int(text)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """What the user asked for; the same for every probe of a run."""
+
+    nameservers: tuple[Nameserver, ...] = ()
+    connect: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    ca_file: Path | None = None
+    insecure: bool = False
+    families: tuple[Family, ...] = (4, 6)
+    timeout: float = 60.0
+    op_timeout: float = 10.0
+    probe_timeout: float = 45.0
+    concurrency: int = 32
+    per_host: int = 4
+    credentials: Credentials = field(default_factory=lambda: Credentials(None))
+    tests: tuple[str, ...] = ()
+    dkim_selectors: tuple[str, ...] = ()
+    trust_anchor_file: Path | None = None
+    now: datetime | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The options as shown in a report: secrets never included."""
+        return {
+            "resolvers": [str(n) for n in self.nameservers] or ["system"],
+            "connect": {k: list(v) for k, v in self.connect.items()},
+            "ca_file": str(self.ca_file) if self.ca_file else None,
+            "insecure": self.insecure,
+            "families": list(self.families),
+            "timeout": self.timeout,
+            "tests": list(self.tests),
+            "credentials": self.credentials.describe(),
+            "dkim_selectors": list(self.dkim_selectors),
+            "trust_anchor_file": str(self.trust_anchor_file) if self.trust_anchor_file else None,
+        }
+
+
+class RunContext:
+    """Run-time services shared by every probe of one run.
+
+    Holds no module-level state: a test builds one with the options it wants, a batch
+    builds one per target. Use as an async context manager so worker threads are
+    joined when the run ends.
+    """
+
+    def __init__(self, options: RunOptions, *, monotonic: Callable[[], float] = time.monotonic):
+        self.options = options
+        self._monotonic = monotonic
+        self.started_at = monotonic()
+        self.started = options.now or datetime.now(UTC)
+        self.deadline = self.started_at + options.timeout
+        self._global = asyncio.Semaphore(options.concurrency)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._ssl_cache: dict[bool, ssl.SSLContext] = {}
+
+    # --- time ---------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The run's clock: fixed by ``RunOptions.now`` in tests, else the wall clock."""
+        if self.options.now is not None:
+            return self.options.now
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        """Seconds on the run's monotonic clock."""
+        return self._monotonic()
+
+    def remaining(self) -> float:
+        """Seconds left before the global deadline (never negative)."""
+        return max(0.0, self.deadline - self._monotonic())
+
+    def elapsed_ms(self) -> float:
+        """Milliseconds since the run started."""
+        return (self._monotonic() - self.started_at) * 1000.0
+
+    # --- concurrency --------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def slot(self, host: str) -> AsyncIterator[None]:
+        """Hold one connection slot overall and one for ``host`` (politeness per server)."""
+        key = host.lower()
+        sem = self._hosts.get(key)
+        if sem is None:
+            sem = self._hosts[key] = asyncio.Semaphore(self.options.per_host)
+        async with self._global, sem:
+            yield
+
+    async def to_thread(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run a blocking call (imaplib, poplib, smtplib) on the run's worker threads.
+
+        The call must bound itself with socket timeouts taken from the deadline: a
+        thread cannot be cancelled, only abandoned.
+        """
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=max(4, self.options.concurrency // 2), thread_name_prefix="rca-io"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def __aenter__(self) -> RunContext:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Join the worker threads (each is bounded by its own socket timeout)."""
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+
+    # --- clients ------------------------------------------------------------------------------
+
+    def resolver(self, *, timeout: float | None = None) -> dns.asyncresolver.Resolver:
+        """A fresh dnspython async resolver configured from the options.
+
+        ``timeout`` bounds each try; the overall ``lifetime`` is the smaller of the
+        per-operation timeout and the time left in the run.
+        """
+        import dns.asyncresolver  # noqa: PLC0415 - keep start-up fast
+
+        if self.options.nameservers:
+            res = dns.asyncresolver.Resolver(configure=False)
+            res.nameservers = [n.address for n in self.options.nameservers]
+            ports = {n.port for n in self.options.nameservers}
+            res.port = ports.pop() if len(ports) == 1 else 53
+            res.nameserver_ports = {n.address: n.port for n in self.options.nameservers}
+        else:
+            try:
+                res = dns.asyncresolver.Resolver()
+            except Exception as exc:  # no /etc/resolv.conf, or an unreadable one
+                raise UsageError(
+                    f"no system DNS resolver could be configured ({exc}); use --resolver IP"
+                ) from None
+        res.cache = None  # a diagnostic looks afresh every time
+        op = self.options.op_timeout if timeout is None else timeout
+        res.timeout = max(0.05, min(op / 2, self.remaining()))
+        res.lifetime = max(0.05, min(op, self.remaining()))
+        return res
+
+    def connect_addresses(self, host: str) -> tuple[str, ...]:
+        """Addresses forced by ``--connect HOST=IP`` for ``host`` (empty if none)."""
+        return tuple(self.options.connect.get(host.lower().rstrip("."), ()))
+
+    def ssl_context(self, *, verify: bool = True) -> ssl.SSLContext:
+        """A client SSL context trusting certifi + the system store + ``--ca-file``.
+
+        ``verify=False`` exists only for the certificate probe's own inspection path,
+        which then validates the captured chain itself and reports every problem.
+        """
+        cached = self._ssl_cache.get(verify)
+        if cached is not None:
+            return cached
+        ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+        for cafile in self.trust_files():
+            ctx.load_verify_locations(cafile=str(cafile))
+        if not verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        self._ssl_cache[verify] = ctx
+        return ctx
+
+    def trust_files(self) -> tuple[Path, ...]:
+        """PEM files of trusted roots, in addition to the system store."""
+        import certifi  # noqa: PLC0415
+
+        files = [Path(certifi.where())]
+        if self.options.ca_file is not None:
+            files.append(self.options.ca_file)
+        return tuple(files)
+
+    def environment(self) -> dict[str, Any]:
+        """What the report records about where and how the run happened."""
+        import platform  # noqa: PLC0415
+
+        return {
+            "resolvers": [str(n) for n in self.options.nameservers] or ["system"],
+            "trust": [str(p) for p in self.trust_files()] + ["system store"],
+            "families": [f"IPv{f}" for f in self.options.families],
+            "python": platform.python_version(),
+            "platform": platform.platform(terse=True),
+        }

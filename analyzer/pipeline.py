@@ -1,0 +1,269 @@
+"""The pipeline: plan the probes of a run, run them as an async DAG, build the report.
+
+Each planned probe becomes a task that waits only for the facts it ``needs``/``uses``,
+so independent probes overlap and a full check costs about its slowest chain of round
+trips. The pipeline owns what every probe shares (blackbox_exporter's handler idea):
+
+- the per-probe deadline and the global deadline: on expiry the open steps end as
+  ``fail`` with what was seen, and the run goes on;
+- exceptions, caught once: a probe's crash becomes an ``error`` result, never a crashed
+  run (see :func:`analyzer.probe.exception_finding`);
+- skips: a probe whose hard need was not published is reported ``skip`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from analyzer.findings import FindingSpec
+from analyzer.model import Finding, ProbeResult, Report, Status, Step, worst
+from analyzer.probe import PROBE_DEADLINE, Probe, ProbeContext, exception_finding
+
+if TYPE_CHECKING:
+    from analyzer.context import RunContext
+    from analyzer.targets import Target
+
+__all__ = [
+    "PIPELINE_FINDINGS",
+    "ProgressEvent",
+    "plan",
+    "run_probes",
+]
+
+PROBE_SKIPPED = FindingSpec(
+    code="probe.skipped",
+    status=Status.SKIP,
+    title="Check not run: what it needs is missing",
+    meaning="A check that this one depends on did not produce the information it needs "
+    "(for example, no mail server was found, so none could be tested).",
+    remediation="Fix the failure reported by the check named in the detail first.",
+)
+PROBE_NOT_APPLICABLE = FindingSpec(
+    code="probe.not_applicable",
+    status=Status.SKIP,
+    title="Check does not apply to this target",
+    meaning="The target's kind makes this check meaningless (for example, MX records of a "
+    "bare IP address).",
+)
+RUN_DEADLINE = FindingSpec(
+    code="run.deadline_exceeded",
+    status=Status.FAIL,
+    title="The run's overall deadline passed before this check could run",
+    meaning="Earlier checks used up the whole --timeout; this one was never started.",
+    remediation="Run again with a larger --timeout, or fewer --tests.",
+)
+PIPELINE_FINDINGS = (PROBE_SKIPPED, PROBE_NOT_APPLICABLE, RUN_DEADLINE)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """Sent to a progress callback when a probe starts or finishes."""
+
+    probe: str
+    title: str
+    event: Literal["planned", "started", "finished"]
+    status: Status | None = None
+    elapsed_ms: float = 0.0
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+def plan(probes: Sequence[Probe], selected: Sequence[str] = ()) -> list[Probe]:
+    """The probes to run: the selected ones (or the defaults) plus the providers they need.
+
+    Raises :class:`ValueError` naming an unknown probe id.
+    """
+    by_id = {p.id: p for p in probes}
+    unknown = [s for s in selected if s not in by_id]
+    if unknown:
+        raise ValueError(
+            f"unknown test(s): {', '.join(unknown)}; known: {', '.join(sorted(by_id))}"
+        )
+    wanted = list(selected) if selected else [p.id for p in probes if p.default]
+    providers: dict[str, list[str]] = {}
+    for p in probes:
+        for fact in p.provides:
+            providers.setdefault(fact, []).append(p.id)
+    chosen: set[str] = set()
+    todo = list(wanted)
+    while todo:
+        pid = todo.pop()
+        if pid in chosen:
+            continue
+        chosen.add(pid)
+        for fact in by_id[pid].needs:
+            todo.extend(providers.get(fact, []))
+    return [p for p in probes if p.id in chosen]  # registry order is report order
+
+
+class _Scheduler:
+    def __init__(
+        self,
+        run: RunContext,
+        target: Target,
+        probes: list[Probe],
+        progress: Progress | None,
+    ) -> None:
+        self.run = run
+        self.target = target
+        self.probes = probes
+        self.progress = progress
+        self.facts: dict[str, Any] = {}
+        self.fact_origin: dict[str, str] = {}
+        self.outcome: dict[str, Status] = {}
+        self.results: dict[str, list[ProbeResult]] = {}
+        self.providers: dict[str, list[str]] = {}
+        for p in probes:
+            for fact in p.provides:
+                self.providers.setdefault(fact, []).append(p.id)
+        self.done: dict[str, asyncio.Event] = {p.id: asyncio.Event() for p in probes}
+
+    def _emit(self, event: ProgressEvent) -> None:
+        if self.progress is not None:
+            self.progress(event)
+
+    async def _wait_for(self, facts: Sequence[str]) -> None:
+        for fact in facts:
+            for pid in self.providers.get(fact, []):
+                await self.done[pid].wait()
+
+    def _skip_reason(self, probe: Probe) -> Finding | None:
+        if probe.applies is not None:
+            reason = probe.applies(self.target)
+            if reason:
+                return PROBE_NOT_APPLICABLE(detail=reason)
+        for fact in probe.needs:
+            if fact in self.facts:
+                continue
+            origin = self.providers.get(fact, [])
+            if not origin:
+                return PROBE_SKIPPED(detail=f"no planned check provides {fact!r}")
+            states = ", ".join(
+                f"{o} ended {self.outcome.get(o, Status.SKIP).value}" for o in origin
+            )
+            return PROBE_SKIPPED(
+                detail=f"needs {fact!r}, which was not found ({states})",
+                evidence={"needs": fact, "from": origin},
+            )
+        return None
+
+    async def run_one(self, probe: Probe) -> None:
+        try:
+            await self._wait_for(probe.needs + probe.uses)
+            ctx = ProbeContext(run=self.run, probe=probe, facts=self.facts, published={})
+            started = time.monotonic()
+            skip = self._skip_reason(probe)
+            if skip is None and self.run.remaining() <= 0:
+                skip = RUN_DEADLINE(detail=f"{self.run.options.timeout:g} s elapsed")
+            if skip is not None:
+                results = [_single(probe, self.target, self.run, skip)]
+            else:
+                self._emit(ProgressEvent(probe.id, probe.title, "started"))
+                results = await self._execute(probe, ctx)
+                for name, value in ctx.published.items():
+                    self.facts[name] = value
+                    self.fact_origin[name] = probe.id
+            status = worst((r.status for r in results), default=Status.SKIP)
+            self.outcome[probe.id] = status
+            self.results[probe.id] = results
+            self._emit(
+                ProgressEvent(
+                    probe.id,
+                    probe.title,
+                    "finished",
+                    status,
+                    round((time.monotonic() - started) * 1000, 1),
+                )
+            )
+        finally:
+            self.done[probe.id].set()
+
+    async def _execute(self, probe: Probe, ctx: ProbeContext) -> list[ProbeResult]:
+        budget = min(self.run.options.probe_timeout, self.run.remaining())
+        reason: Finding | None = None
+        try:
+            async with asyncio.timeout(budget):
+                await probe.run(ctx, self.target)
+        except TimeoutError:
+            reason = PROBE_DEADLINE(
+                detail=f"the probe's deadline of {budget:.1f} s expired",
+                evidence={"deadline_s": round(budget, 3)},
+            )
+        except Exception as exc:  # the one place where probe exceptions are caught
+            if not getattr(exc, "__rca_recorded__", False):
+                reason = exception_finding(exc)
+        results = [rec.close(reason=reason) for rec in ctx.results]
+        if not results:
+            finding = reason or _empty_probe_finding(probe)
+            results = [_single(probe, self.target, self.run, finding)]
+        return results
+
+
+def _empty_probe_finding(probe: Probe) -> Finding:
+    return PROBE_NOT_APPLICABLE(
+        title="Nothing to check",
+        detail=f"the {probe.id} check found nothing to examine for this target",
+    )
+
+
+def _single(probe: Probe, target: Target, run: RunContext, finding: Finding) -> ProbeResult:
+    return ProbeResult(
+        probe=probe.id,
+        subject=target.display,
+        status=finding.status,
+        started=run.now(),
+        elapsed_ms=0.0,
+        steps=(
+            Step(title=probe.title, status=finding.status, elapsed_ms=0.0, findings=(finding,)),
+        ),
+    )
+
+
+async def run_probes(
+    run: RunContext,
+    target: Target,
+    probes: Sequence[Probe],
+    *,
+    tool_version: str,
+    progress: Progress | None = None,
+) -> Report:
+    """Run ``probes`` (already planned) against ``target`` and build the :class:`Report`.
+
+    Never raises for a probe's failure; returns when every probe has finished or the
+    global deadline (``run.options.timeout``) has passed, whichever comes first.
+    """
+    planned = list(probes)
+    sched = _Scheduler(run, target, planned, progress)
+    for p in planned:
+        sched._emit(ProgressEvent(p.id, p.title, "planned"))
+    tasks = [asyncio.create_task(sched.run_one(p), name=f"rca-probe-{p.id}") for p in planned]
+    # Per-probe deadlines are bounded by the global one; the grace period covers the
+    # pipeline's own bookkeeping after a probe is cancelled.
+    _done, pending = await asyncio.wait(tasks, timeout=run.remaining() + 1.0)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=1.0)
+    results: list[ProbeResult] = []
+    for p in planned:
+        if p.id in sched.results:
+            results.extend(sched.results[p.id])
+        else:
+            results.append(
+                _single(p, target, run, RUN_DEADLINE(detail="cancelled at the deadline"))
+            )
+    return Report(
+        tool_version=tool_version,
+        target=target.display,
+        options=run.options.describe(),
+        started=run.started,
+        elapsed_ms=round(run.elapsed_ms(), 1),
+        status=worst((r.status for r in results), default=Status.SKIP),
+        results=tuple(results),
+        environment=run.environment(),
+    )

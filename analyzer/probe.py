@@ -1,0 +1,374 @@
+"""What a probe is, and the recorders it writes its results with.
+
+A probe is a :class:`Probe` value: an ``id``, the facts it ``needs`` (hard: without them
+it is skipped), ``uses`` (soft: it waits for them if a planned probe provides them,
+and runs either way) and ``provides``, the finding codes it may produce, and one
+coroutine ``run(ctx, target)``.
+
+The coroutine records as it goes rather than returning results::
+
+    async def run(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result(f"{host}:25") as res:
+            with res.step(f"Connect to {host}:25") as step:
+                step.send("EHLO rca.invalid")
+                step.add(SMTP_NO_STARTTLS(detail="..."))
+
+so that when the probe's deadline expires, or it raises, the pipeline still holds the
+steps it had recorded and closes the open ones with the reason, as ExRCA shows the
+path up to the point where a test broke.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from analyzer.findings import FindingSpec
+from analyzer.model import (
+    Direction,
+    Finding,
+    Json,
+    ProbeResult,
+    Status,
+    Step,
+    TranscriptLine,
+    to_json,
+    worst,
+)
+
+if TYPE_CHECKING:
+    from analyzer.context import RunContext
+    from analyzer.targets import Target
+
+__all__ = ["MissingFact", "Probe", "ProbeContext", "ResultRecorder", "StepRecorder"]
+
+#: Transcript lines longer than this are cut (a hostile server may send megabytes).
+MAX_TRANSCRIPT_LINE = 2000
+#: At most this many transcript lines per step; the rest is summarised in one line.
+MAX_TRANSCRIPT_LINES = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Probe:
+    """A registered probe (see the module docstring)."""
+
+    id: str
+    title: str
+    run: Callable[[ProbeContext, Target], Awaitable[None]]
+    needs: tuple[str, ...] = ()
+    uses: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()
+    findings: tuple[FindingSpec, ...] = ()
+    #: Why the probe does not apply to a target (e.g. a bare IP has no MX), or None.
+    applies: Callable[[Target], str | None] | None = None
+    #: Part of a plain ``rca check`` (False: only when named in ``--tests``).
+    default: bool = True
+
+
+class MissingFact(LookupError):
+    """A probe asked for a fact that no probe published."""
+
+
+class StepRecorder:
+    """Builds one :class:`~analyzer.model.Step`; use as a context manager."""
+
+    def __init__(self, owner: ResultRecorder, title: str, parent: StepRecorder | None) -> None:
+        self._owner = owner
+        self.title = title
+        self.parent = parent
+        self.findings: list[Finding] = []
+        self.children: list[Step] = []
+        self.transcript: list[TranscriptLine] = []
+        self.status: Status | None = None
+        self._t0 = time.monotonic()
+        self.started_ms = owner.ctx.run.elapsed_ms()
+        self._dropped = 0
+        self.frozen: Step | None = None
+
+    # --- recording ----------------------------------------------------------------------------
+
+    def add(self, finding: Finding) -> Finding:
+        """Attach a finding; the step's status becomes the worst of its findings."""
+        self.findings.append(finding)
+        return finding
+
+    def step(self, title: str) -> StepRecorder:
+        """A child step (use with ``with``)."""
+        return StepRecorder(self._owner, title, self)
+
+    def send(self, text: str) -> None:
+        """A line we sent (secrets are removed before it is stored)."""
+        self._line("send", text)
+
+    def recv(self, text: str) -> None:
+        """A line the server sent."""
+        self._line("recv", text)
+
+    def note(self, text: str) -> None:
+        """An explanatory line in the transcript (what we did between protocol lines)."""
+        self._line("info", text)
+
+    def _line(self, direction: Direction, text: str) -> None:
+        if len(self.transcript) >= MAX_TRANSCRIPT_LINES:
+            self._dropped += 1
+            return
+        if len(text) > MAX_TRANSCRIPT_LINE:
+            text = text[:MAX_TRANSCRIPT_LINE] + f"… [{len(text) - MAX_TRANSCRIPT_LINE} more chars]"
+        self.transcript.append(
+            TranscriptLine(
+                at_ms=round((time.monotonic() - self._t0) * 1000, 1),
+                direction=direction,
+                text=self._owner.ctx.redact(text),
+            )
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def close(self, *, extra: Finding | None = None) -> Step:
+        """Freeze the step (idempotent) and attach it to its parent."""
+        if self.frozen is not None:
+            return self.frozen
+        if extra is not None:
+            self.findings.append(extra)
+        transcript = list(self.transcript)
+        if self._dropped:
+            transcript.append(
+                TranscriptLine(
+                    at_ms=round((time.monotonic() - self._t0) * 1000, 1),
+                    direction="info",
+                    text=f"[{self._dropped} more lines not recorded]",
+                )
+            )
+        findings = tuple(self._owner.ctx.redact_finding(f) for f in self.findings)
+        children = tuple(self.children)
+        status = self.status or worst(
+            [f.status for f in findings] + [c.status for c in children], default=Status.PASS
+        )
+        self.frozen = Step(
+            title=self._owner.ctx.redact(self.title),
+            status=status,
+            elapsed_ms=round((time.monotonic() - self._t0) * 1000, 1),
+            started_ms=round(self.started_ms, 1),
+            findings=findings,
+            children=children,
+            transcript=tuple(transcript),
+        )
+        if self.parent is not None:
+            self.parent.children.append(self.frozen)
+        else:
+            self._owner.steps.append(self.frozen)
+        self._owner.open_steps.remove(self)
+        return self.frozen
+
+    def __enter__(self) -> StepRecorder:
+        self._owner.open_steps.append(self)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if exc is None or self.frozen is not None:
+            self.close()
+            return
+        if isinstance(exc, Exception) and not getattr(exc, "__rca_recorded__", False):
+            # The innermost step that saw the exception records it; outer steps and the
+            # pipeline see the mark and do not record it again.
+            self.close(extra=exception_finding(exc))
+            with contextlib.suppress(AttributeError):
+                exc.__rca_recorded__ = True  # type: ignore[attr-defined]
+            return
+        # Cancelled (deadline) or already recorded: the pipeline closes the open steps
+        # innermost first, so the tree shows exactly where the probe stopped.
+        if isinstance(exc, Exception):
+            self.close()
+
+
+class ResultRecorder:
+    """Builds one :class:`~analyzer.model.ProbeResult` for one subject."""
+
+    def __init__(self, ctx: ProbeContext, subject: str) -> None:
+        self.ctx = ctx
+        self.subject = subject
+        self.steps: list[Step] = []
+        self.open_steps: list[StepRecorder] = []
+        self.facts: dict[str, Json] = {}
+        self._t0 = time.monotonic()
+        self.started = ctx.run.now()
+        self.frozen: ProbeResult | None = None
+
+    def step(self, title: str) -> StepRecorder:
+        """A top-level step of this result (use with ``with``)."""
+        return StepRecorder(self, title, None)
+
+    def publish(self, name: str, value: Any) -> None:
+        """Publish a fact for other probes, and show it in this result."""
+        self.ctx.publish(name, value)
+        self.facts[name] = to_json(value)
+
+    def close(self, *, reason: Finding | None = None) -> ProbeResult:
+        """Freeze the result; open steps are closed innermost first with ``reason``."""
+        if self.frozen is not None:
+            return self.frozen
+        while self.open_steps:
+            self.open_steps[-1].close(extra=reason)
+            reason = None  # the reason belongs to the innermost step only
+        if reason is not None:
+            self.steps.append(
+                Step(title=reason.title, status=reason.status, elapsed_ms=0.0, findings=(reason,))
+            )
+        self.frozen = ProbeResult(
+            probe=self.ctx.probe.id,
+            subject=self.ctx.redact(self.subject),
+            status=worst((s.status for s in self.steps), default=Status.SKIP),
+            started=self.started,
+            elapsed_ms=round((time.monotonic() - self._t0) * 1000, 1),
+            steps=tuple(self.steps),
+            facts=dict(self.facts),
+        )
+        return self.frozen
+
+    def __enter__(self) -> ResultRecorder:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if exc is None or isinstance(exc, Exception):
+            self.close(reason=None if exc is None else _unrecorded(exc))
+            if exc is not None:
+                with contextlib.suppress(AttributeError):
+                    exc.__rca_recorded__ = True  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True, kw_only=True)
+class ProbeContext:
+    """What one probe run sees: the run context, the facts, and its result recorders."""
+
+    run: RunContext
+    probe: Probe
+    facts: Mapping[str, Any]
+    published: dict[str, Any]
+    results: list[ResultRecorder] = field(default_factory=list)
+
+    @property
+    def options(self) -> Any:
+        """The run's :class:`~analyzer.context.RunOptions`."""
+        return self.run.options
+
+    def fact(self, name: str) -> Any:
+        """A fact published by another probe; :class:`MissingFact` if there is none."""
+        if name in self.published:
+            return self.published[name]
+        if name not in self.facts:
+            raise MissingFact(name)
+        return self.facts[name]
+
+    def fact_or(self, name: str, default: Any = None) -> Any:
+        """A fact, or ``default`` when no probe published it."""
+        try:
+            return self.fact(name)
+        except MissingFact:
+            return default
+
+    def publish(self, name: str, value: Any) -> None:
+        """Make a fact available to probes that need it (the probe must declare it)."""
+        if name not in self.probe.provides:
+            raise ValueError(f"probe {self.probe.id!r} does not declare the fact {name!r}")
+        self.published[name] = value
+
+    def result(self, subject: str) -> ResultRecorder:
+        """Start the result for one subject (use with ``with``)."""
+        rec = ResultRecorder(self, subject)
+        self.results.append(rec)
+        return rec
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret of the run removed."""
+        return self.run.options.credentials.redact(text)
+
+    def redact_finding(self, finding: Finding) -> Finding:
+        """A copy of ``finding`` with secrets removed from every string in it."""
+        creds = self.run.options.credentials
+        if not creds.has_secret:
+            return finding
+        return Finding(
+            code=finding.code,
+            status=finding.status,
+            title=creds.redact(finding.title),
+            detail=creds.redact(finding.detail),
+            remediation=finding.remediation,
+            evidence=_redact_json(finding.evidence, creds.redact),
+            reference=finding.reference,
+        )
+
+    def op_timeout(self) -> float:
+        """Timeout for one network operation: the option, bounded by the time left."""
+        return max(0.05, min(self.run.options.op_timeout, self.run.remaining()))
+
+    @contextlib.contextmanager
+    def timer(self) -> Iterator[Callable[[], float]]:
+        """Elapsed milliseconds of a block, for per-phase timings in evidence."""
+        t0 = time.monotonic()
+        yield lambda: round((time.monotonic() - t0) * 1000, 1)
+
+
+PROBE_DEADLINE = FindingSpec(
+    code="probe.deadline_exceeded",
+    status=Status.FAIL,
+    title="The check did not finish before its deadline",
+    meaning="The target answered too slowly (or not at all) for the step that was running "
+    "when the probe's deadline expired; what was seen up to then is shown.",
+    remediation="Check the server's load and the network path; if the target is known to be "
+    "slow, run again with a larger --timeout.",
+)
+PROBE_CRASHED = FindingSpec(
+    code="probe.crashed",
+    status=Status.ERROR,
+    title="rca could not judge this check",
+    meaning="The probe stopped on an unexpected condition: a bug in rca or an answer it "
+    "cannot interpret. This says nothing about the target.",
+    remediation="Report it with the JSON report attached (it contains no secrets).",
+)
+PROBE_NETWORK = FindingSpec(
+    code="probe.network_error",
+    status=Status.FAIL,
+    title="The target could not be reached or dropped the connection",
+    meaning="A network operation failed (timeout, refused, reset, unreachable, TLS failure) "
+    "where the probe did not expect it.",
+    remediation="Check that the service runs and that firewalls allow the port from where "
+    "rca runs.",
+)
+CORE_FINDINGS = (PROBE_DEADLINE, PROBE_CRASHED, PROBE_NETWORK)
+
+
+def exception_finding(exc: BaseException) -> Finding:
+    """The finding that explains an exception a probe did not handle itself."""
+    from analyzer.errors import NetError  # noqa: PLC0415
+
+    if isinstance(exc, NetError):
+        return PROBE_NETWORK(detail=str(exc), evidence={"phase": exc.phase})
+    if isinstance(exc, TimeoutError):
+        return PROBE_DEADLINE(detail="a timeout expired")
+    return PROBE_CRASHED(
+        detail=f"{type(exc).__name__}: {exc}"[:2000],
+        evidence={"exception": type(exc).__qualname__},
+    )
+
+
+def _unrecorded(exc: BaseException) -> Finding | None:
+    if getattr(exc, "__rca_recorded__", False):
+        return None
+    return exception_finding(exc)
+
+
+def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: _redact_json(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_json(v, redact) for v in value]
+    return value
