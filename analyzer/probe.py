@@ -66,6 +66,8 @@ class Probe:
     applies: Callable[[Target], str | None] | None = None
     #: Part of a plain ``rca check`` (False: only when named in ``--tests``).
     default: bool = True
+    #: Logs in with the user's credentials (the CLI prompts for a password if needed).
+    uses_credentials: bool = False
 
 
 class MissingFact(LookupError):

@@ -1,0 +1,14 @@
+"""The probes of rca, one module each.
+
+:data:`REGISTRY` is the one literal mapping from probe id to where its :class:`Probe`
+lives. The analyzer loads probes only through it (lazily, so that ``rca --version``
+imports none of them); the order here is the order of the report.
+"""
+
+from __future__ import annotations
+
+__all__ = ["REGISTRY"]
+
+REGISTRY: dict[str, str] = {
+    "dns": "probes.dns:PROBE",
+}

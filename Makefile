@@ -1,0 +1,31 @@
+# Developer shortcuts; the README's two commands need no make.
+PY ?= python3
+
+.PHONY: install test lint typecheck check schema docs bench-startup bench demo
+
+install:
+	scripts/install.sh
+
+test:
+	scripts/test.sh
+
+lint:
+	$(PY) -m ruff check analyzer probes reports tests bench
+
+typecheck:
+	$(PY) -m mypy analyzer probes reports
+
+check: lint typecheck test
+
+# Regenerate the committed JSON Schema and findings catalogue after changing the model/codes.
+schema:
+	$(PY) -c 'import json; from analyzer.model import report_json_schema as s; open("reports/schema/report.schema.json","w").write(json.dumps(s(), indent=2)+"\n")'
+
+docs:
+	$(PY) -m analyzer findings --format markdown > docs/findings.md
+
+bench-startup:
+	$(PY) bench/startup.py
+
+demo:
+	scripts/demo.sh

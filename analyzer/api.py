@@ -1,0 +1,49 @@
+"""The programmatic entry point: run one check and get its report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from analyzer import __version__
+from analyzer.context import RunContext, RunOptions
+from analyzer.model import Report
+from analyzer.pipeline import Progress, plan, run_probes
+from analyzer.probe import Probe
+from analyzer.registry import load_probes
+from analyzer.targets import Target
+
+__all__ = ["check", "exit_code"]
+
+
+async def check(
+    target: Target,
+    options: RunOptions,
+    *,
+    probes: Sequence[Probe] | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Run the planned probes (``options.tests``, or the defaults) against ``target``.
+
+    ``probes`` replaces the registry (tests use it to run purpose-built probes).
+    Raises :class:`ValueError` for an unknown test name; never for a probe's failure.
+    """
+    available = list(probes) if probes is not None else load_probes()
+    planned = plan(available, options.tests)
+    async with RunContext(options) as run:
+        return await run_probes(run, target, planned, tool_version=__version__, progress=progress)
+
+
+def exit_code(report: Report) -> int:
+    """Monitoring-plugins convention: 2 fail; 3 inconclusive/error; 1 warn; else 0."""
+    from analyzer.model import Status  # noqa: PLC0415
+
+    statuses = {r.status for r in report.results} | {report.status}
+    for _, finding in report.findings():
+        statuses.add(finding.status)
+    if Status.FAIL in statuses:
+        return 2
+    if Status.INCONCLUSIVE in statuses or Status.ERROR in statuses:
+        return 3
+    if Status.WARN in statuses:
+        return 1
+    return 0

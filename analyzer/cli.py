@@ -1,0 +1,388 @@
+"""The ``rca`` command line.
+
+Imports are lazy: ``rca --version`` must not pay for httpx, cryptography, jinja2 or rich.
+Exit codes follow the monitoring-plugins convention (see :func:`analyzer.api.exit_code`);
+unusable input exits 3 with a one-line message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from analyzer import __version__
+from analyzer.errors import RcaError, UsageError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_WARN, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 3 (unusable input) instead of 2, which means "failed" here."""
+
+    def error(self, message: str) -> Any:
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"rca: error: {message}\n")
+        raise SystemExit(EXIT_UNKNOWN)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (flag names are a contract: scripts outside depend on them)."""
+    parser = _Parser(
+        prog="rca",
+        description="Remote connectivity analyzer for mail systems: DNS, Autodiscover, "
+        "certificates, ports and client logins, with a report you can attach to a ticket.",
+    )
+    parser.add_argument("--version", action="version", version=f"rca {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    check = sub.add_parser("check", help="run a check against one target")
+    check.add_argument("target", help="user@domain, domain, host[:port] or https://URL")
+    _add_run_options(check)
+    _add_output_options(check)
+
+    findings = sub.add_parser("findings", help="list every finding code with its meaning")
+    findings.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+
+    report = sub.add_parser("report", help="re-render a saved JSON report")
+    report.add_argument("json_file", type=Path, help="a report written by --json")
+    report.add_argument("--html", type=Path, help="write the HTML report here")
+    report.add_argument("--format", choices=("terminal", "json"), default="terminal")
+
+    lab = sub.add_parser("lab", help="start, inspect or stop the bundled lab (root)")
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", parser_class=_Parser)
+    for name, text in (("up", "start the lab"), ("down", "stop the lab"), ("status", "show it")):
+        p = lab_sub.add_parser(name, help=text)
+        p.add_argument("--dir", type=Path, default=Path("/run/rca-lab"), help="lab state folder")
+        if name == "up":
+            p.add_argument("--scenario", action="append", help="scenario name (repeatable)")
+            p.add_argument("--latency", type=int, default=0, help="one-way latency in ms (netem)")
+
+    demo = sub.add_parser("demo", help="start the lab and run a full check of its scenarios")
+    demo.add_argument("--dir", type=Path, default=Path("/run/rca-lab"), help="lab state folder")
+    demo.add_argument("--out", type=Path, default=Path("rca-demo"), help="where reports go")
+    demo.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
+    demo.add_argument("--scenario", action="append", help="scenario name (repeatable)")
+    return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where and how to test")
+    g.add_argument("--tests", help="comma-separated checks to run (default: all); see below")
+    g.add_argument(
+        "--resolver",
+        action="append",
+        default=[],
+        metavar="IP[:PORT]",
+        help="DNS server to use instead of the system's (repeatable)",
+    )
+    g.add_argument(
+        "--connect",
+        action="append",
+        default=[],
+        metavar="HOST=IP",
+        help="connect to IP whenever HOST is needed, like curl --resolve (repeatable)",
+    )
+    g.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="PEM",
+        help="also trust the CA certificates in this PEM file",
+    )
+    g.add_argument(
+        "--insecure",
+        action="store_true",
+        help="continue past certificate failures (they are still reported)",
+    )
+    fam = g.add_mutually_exclusive_group()
+    fam.add_argument("-4", dest="ipv4_only", action="store_true", help="IPv4 only")
+    fam.add_argument("-6", dest="ipv6_only", action="store_true", help="IPv6 only")
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="deadline of the whole run (default 60)",
+    )
+    g.add_argument(
+        "--dkim-selector",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="DKIM selector to check besides the common ones (repeatable)",
+    )
+    g.add_argument(
+        "--trust-anchor",
+        type=Path,
+        metavar="FILE",
+        help="DNSSEC trust anchor (DS or DNSKEY records) for a private tree",
+    )
+    g.add_argument(
+        "--netns",
+        metavar="NAME",
+        help="run inside this network namespace (e.g. the lab's rca-lab-client)",
+    )
+    c = p.add_argument_group("credentials (never on the command line itself)")
+    c.add_argument("--user", help="login name (default: the target address)")
+    c.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="read the password from the first line of FILE (or set RCA_PASSWORD)",
+    )
+    c.add_argument(
+        "--oauth-token-file",
+        type=Path,
+        metavar="FILE",
+        help="read an OAuth2 bearer token from FILE",
+    )
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    o = p.add_argument_group("output")
+    o.add_argument(
+        "--format",
+        choices=("terminal", "json"),
+        default="terminal",
+        help="what to print on standard output (default: terminal)",
+    )
+    o.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report")
+    o.add_argument("--report", type=Path, metavar="FILE", help="write the HTML report")
+    o.add_argument("--quiet", action="store_true", help="print only the verdict line")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rca`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            return _cmd_check(args)
+        if args.command == "findings":
+            return _cmd_findings(args)
+        if args.command == "report":
+            return _cmd_report(args)
+        if args.command == "lab":
+            return _cmd_lab(args, parser)
+        if args.command == "demo":
+            return _cmd_demo(args)
+        parser.print_help()
+        return EXIT_UNKNOWN
+    except RcaError as exc:
+        print(f"rca: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except KeyboardInterrupt:
+        print("rca: interrupted", file=sys.stderr)
+        return 130
+
+
+# --- check ------------------------------------------------------------------------------------
+
+
+def options_from_args(args: argparse.Namespace, *, needs_secret: bool = False) -> Any:
+    """Build :class:`~analyzer.context.RunOptions` from parsed ``check`` arguments."""
+    from analyzer.context import (  # noqa: PLC0415
+        Credentials,
+        RunOptions,
+        parse_connect_override,
+        parse_nameserver,
+    )
+
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    connect: dict[str, list[str]] = {}
+    for item in args.connect:
+        host, ip = parse_connect_override(item)
+        connect.setdefault(host, []).append(ip)
+    families: tuple[Any, ...] = (4,) if args.ipv4_only else (6,) if args.ipv6_only else (4, 6)
+    for path, flag in ((args.ca_file, "--ca-file"), (args.trust_anchor, "--trust-anchor")):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+    tests = tuple(t.strip() for t in (args.tests or "").split(",") if t.strip())
+    return RunOptions(
+        nameservers=tuple(parse_nameserver(r) for r in args.resolver),
+        connect={k: tuple(v) for k, v in connect.items()},
+        ca_file=args.ca_file,
+        insecure=args.insecure,
+        families=families,
+        timeout=args.timeout,
+        probe_timeout=min(45.0, args.timeout),
+        op_timeout=min(10.0, args.timeout),
+        credentials=Credentials(
+            args.user or getattr(args, "_default_user", None),
+            password=_read_password(args, needs_secret),
+            token=_read_secret_file(args.oauth_token_file, "--oauth-token-file"),
+        ),
+        tests=tests,
+        dkim_selectors=tuple(args.dkim_selector),
+        trust_anchor_file=args.trust_anchor,
+    )
+
+
+def _read_secret_file(path: Path | None, flag: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        with path.open(encoding="utf-8") as fh:
+            line = fh.readline()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{flag} {path}: not UTF-8 text") from None
+    secret = line.rstrip("\r\n")
+    if not secret:
+        raise UsageError(f"{flag} {path}: the first line is empty")
+    return secret
+
+
+def _read_password(args: argparse.Namespace, needs_secret: bool) -> str | None:
+    from_file = _read_secret_file(args.password_file, "--password-file")
+    if from_file is not None:
+        return from_file
+    env = os.environ.get("RCA_PASSWORD")
+    if env:
+        return env
+    if needs_secret and args.oauth_token_file is None and sys.stdin.isatty():
+        import getpass  # noqa: PLC0415
+
+        user = args.user or getattr(args, "_default_user", None) or "the user"
+        return getpass.getpass(f"Password for {user}: ") or None
+    return None
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from analyzer.api import check, exit_code  # noqa: PLC0415
+    from analyzer.pipeline import plan  # noqa: PLC0415
+    from analyzer.registry import load_probes  # noqa: PLC0415
+    from analyzer.targets import parse_target  # noqa: PLC0415
+
+    if args.netns:
+        from analyzer.lab.netns import enter_netns  # noqa: PLC0415
+
+        enter_netns(args.netns)
+    target = parse_target(args.target)
+    args._default_user = target.address
+    probes = load_probes()
+    tests = tuple(t.strip() for t in (args.tests or "").split(",") if t.strip())
+    try:
+        planned = plan(probes, tests)
+    except ValueError as exc:
+        raise UsageError(f"--tests: {exc}") from None
+    options = options_from_args(args, needs_secret=any(p.uses_credentials for p in planned))
+
+    from reports.terminal import TerminalView  # noqa: PLC0415
+
+    view = TerminalView(
+        enabled=args.format == "terminal" and not args.quiet,
+        target=target.display,
+    )
+    with view:
+        report = asyncio.run(check(target, options, probes=planned, progress=view.progress))
+    _write_outputs(report, args)
+    if args.format == "json":
+        from reports.json import dumps  # noqa: PLC0415
+
+        sys.stdout.write(dumps(report))
+    elif args.quiet:
+        from reports.terminal import verdict_line  # noqa: PLC0415
+
+        print(verdict_line(report))
+    else:
+        view.final(report)
+    return exit_code(report)
+
+
+def _write_outputs(report: Any, args: argparse.Namespace) -> None:
+    if args.json:
+        from reports.json import dumps  # noqa: PLC0415
+
+        _write(args.json, dumps(report))
+    if args.report:
+        from reports.html import render  # noqa: PLC0415
+
+        _write(args.report, render(report))
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# --- other commands ---------------------------------------------------------------------------
+
+
+def _cmd_findings(args: argparse.Namespace) -> int:
+    from analyzer.findings import catalogue_markdown  # noqa: PLC0415
+    from analyzer.registry import all_finding_specs  # noqa: PLC0415
+
+    specs = all_finding_specs()
+    if args.format == "markdown":
+        sys.stdout.write(catalogue_markdown(specs))
+    elif args.format == "json":
+        import json  # noqa: PLC0415
+
+        from analyzer.model import to_json  # noqa: PLC0415
+
+        sys.stdout.write(json.dumps([to_json(s) for s in specs], indent=2) + "\n")
+    else:
+        width = max(len(s.code) for s in specs)
+        for s in specs:
+            print(f"{s.code:<{width}}  {s.status.value:<12}  {s.title}")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from analyzer.api import exit_code  # noqa: PLC0415
+    from analyzer.model import report_from_json  # noqa: PLC0415
+
+    try:
+        data = json.loads(args.json_file.read_text(encoding="utf-8"))
+        report = report_from_json(data)
+    except OSError as exc:
+        raise UsageError(f"{args.json_file}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{args.json_file} is not an rca JSON report: {exc}") from None
+    if args.html:
+        from reports.html import render  # noqa: PLC0415
+
+        _write(args.html, render(report))
+    if args.format == "json":
+        from reports.json import dumps  # noqa: PLC0415
+
+        sys.stdout.write(dumps(report))
+    elif not args.html:
+        from reports.terminal import TerminalView  # noqa: PLC0415
+
+        TerminalView(enabled=True, target=report.target).final(report)
+    return exit_code(report)
+
+
+def _cmd_lab(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from analyzer.lab import cli as lab_cli  # noqa: PLC0415
+
+    action = {"up": lab_cli.lab_up, "down": lab_cli.lab_down, "status": lab_cli.lab_status}
+    if args.lab_command not in action:
+        parser.parse_args(["lab", "--help"])
+        return EXIT_UNKNOWN
+    result = action[args.lab_command](args)
+    return int(result or 0)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from analyzer.lab import cli as lab_cli  # noqa: PLC0415
+
+    return int(lab_cli.demo(args) or 0)

@@ -1,0 +1,42 @@
+"""Typed facts that probes publish for each other.
+
+Probes never import one another: they share what they learned through these values,
+keyed by name (the constants below). Every fact type is a frozen dataclass of plain
+data, so it can also be shown in a report (``analyzer.model.to_json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DOMAIN_ADDRESSES", "MX_HOSTS", "HostAddresses", "MxHost"]
+
+#: ``tuple[MxHost, ...]``, sorted by preference; empty for a null MX.
+MX_HOSTS = "mx_hosts"
+#: ``HostAddresses`` of the target domain itself.
+DOMAIN_ADDRESSES = "domain_addresses"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostAddresses:
+    """A host name with the addresses DNS gave for it."""
+
+    host: str
+    ipv4: tuple[str, ...] = ()
+    ipv6: tuple[str, ...] = ()
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """IPv4 then IPv6 addresses."""
+        return self.ipv4 + self.ipv6
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MxHost:
+    """One MX record with the addresses of its exchange."""
+
+    preference: int
+    host: str
+    ipv4: tuple[str, ...] = ()
+    ipv6: tuple[str, ...] = ()
+    implicit: bool = False  # RFC 5321 5.1: no MX, the domain's own address is used

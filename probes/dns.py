@@ -1,0 +1,315 @@
+"""DNS resolution core: MX and A/AAAA of the target domain and of every MX host.
+
+Publishes :data:`~analyzer.facts.MX_HOSTS` and :data:`~analyzer.facts.DOMAIN_ADDRESSES`
+for the probes that connect to servers. Each DNS outcome is kept apart (NXDOMAIN,
+NODATA, SERVFAIL, REFUSED, timeout): a timeout is inconclusive, never "missing".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from typing import TYPE_CHECKING
+
+from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, HostAddresses, MxHost
+from analyzer.findings import FindingSpec
+from analyzer.model import Status
+from analyzer.probe import Probe, ProbeContext, StepRecorder
+from analyzer.resolve import Lookup, lookup
+
+if TYPE_CHECKING:
+    from analyzer.targets import Target
+
+__all__ = ["PROBE"]
+
+RFC5321 = "https://www.rfc-editor.org/rfc/rfc5321#section-5.1"
+RFC7505 = "https://www.rfc-editor.org/rfc/rfc7505"
+
+MX_FOUND = FindingSpec(
+    code="dns.mx.found",
+    status=Status.PASS,
+    title="MX records found",
+    meaning="The domain publishes MX records naming the servers that receive its mail.",
+    reference=RFC5321,
+)
+MX_MISSING = FindingSpec(
+    code="dns.mx.missing",
+    status=Status.WARN,
+    title="No MX record: mail falls back to the domain's own address",
+    meaning="Without MX records, senders deliver to the A/AAAA address of the domain itself "
+    "(RFC 5321 5.1 implicit MX). This works, but is rarely intended.",
+    remediation="Publish an MX record for the domain naming the host that receives its mail, "
+    'or a null MX ("0 .") if it receives none.',
+    reference=RFC5321,
+)
+MX_NULL = FindingSpec(
+    code="dns.mx.null",
+    status=Status.WARN,
+    title="Null MX: the domain declares that it accepts no mail",
+    meaning='The MX record "0 ." (RFC 7505) tells senders that this domain receives no '
+    "mail; every message to it is rejected.",
+    remediation="If the domain should receive mail, replace the null MX with real MX records.",
+    reference=RFC7505,
+)
+MX_NULL_MIXED = FindingSpec(
+    code="dns.mx.null_mixed",
+    status=Status.FAIL,
+    title="Null MX published together with other MX records",
+    meaning="RFC 7505 3 forbids a null MX beside other MX records; senders behave inconsistently.",
+    remediation="Remove either the null MX or the other MX records.",
+    reference=RFC7505,
+)
+MX_IS_CNAME = FindingSpec(
+    code="dns.mx.cname",
+    status=Status.WARN,
+    title="MX target is an alias (CNAME)",
+    meaning="RFC 2181 10.3 and RFC 5321 5.1 require an MX target to be a host name with "
+    "address records, not an alias; some senders refuse to deliver.",
+    remediation="Point the MX record at the canonical host name the CNAME leads to.",
+    reference="https://www.rfc-editor.org/rfc/rfc2181#section-10.3",
+)
+MX_IP_LITERAL = FindingSpec(
+    code="dns.mx.ip_literal",
+    status=Status.FAIL,
+    title="MX target is an IP address, not a host name",
+    meaning="An MX record must name a host; an address written as a name is looked up as "
+    "a name and fails.",
+    remediation="Create an A/AAAA record for a host name and point the MX at that name.",
+    reference=RFC5321,
+)
+MX_NO_ADDRESS = FindingSpec(
+    code="dns.mx.no_address",
+    status=Status.FAIL,
+    title="MX host has no IPv4 or IPv6 address",
+    meaning="Senders cannot reach a mail server whose name has no A or AAAA record.",
+    remediation="Publish A (and AAAA) records for the MX host, or remove the MX record.",
+    reference=RFC5321,
+)
+ADDRESS_FOUND = FindingSpec(
+    code="dns.address.found",
+    status=Status.PASS,
+    title="Address records found",
+    meaning="The name has A and/or AAAA records.",
+)
+ADDRESS_NO_IPV6 = FindingSpec(
+    code="dns.address.no_ipv6",
+    status=Status.PASS,
+    title="No IPv6 address (AAAA)",
+    meaning="The name has IPv4 addresses only. This is common and not an error; IPv6-only "
+    "clients cannot reach it.",
+    remediation="Publish AAAA records if the server is reachable over IPv6.",
+)
+NXDOMAIN = FindingSpec(
+    code="dns.nxdomain",
+    status=Status.FAIL,
+    title="The name does not exist in DNS (NXDOMAIN)",
+    meaning="The authoritative servers say the name does not exist.",
+    remediation="Check the spelling; create the records in the zone that should hold them.",
+)
+NODATA = FindingSpec(
+    code="dns.nodata",
+    status=Status.WARN,
+    title="The name exists but has no record of this type",
+    meaning="The DNS answered without records of the requested type (NODATA).",
+)
+SERVFAIL = FindingSpec(
+    code="dns.servfail",
+    status=Status.FAIL,
+    title="The DNS server failed to answer (SERVFAIL)",
+    meaning="SERVFAIL usually means a broken delegation, unreachable authoritative servers "
+    "or a DNSSEC validation failure.",
+    remediation="Check the domain's delegation and DNSSEC signatures (e.g. expired RRSIGs).",
+)
+REFUSED = FindingSpec(
+    code="dns.refused",
+    status=Status.FAIL,
+    title="The DNS server refused the query (REFUSED)",
+    meaning="The server queried is not willing to answer for this name (not authoritative "
+    "and not a resolver for us, or an ACL).",
+    remediation="Use a resolver that serves this name (--resolver), or fix the server's ACL.",
+)
+TIMEOUT = FindingSpec(
+    code="dns.timeout",
+    status=Status.INCONCLUSIVE,
+    title="The DNS query timed out",
+    meaning="No answer came before the deadline; nothing can be concluded about the record.",
+    remediation="Check the resolver (--resolver) and the domain's authoritative servers.",
+)
+CNAME_LOOP = FindingSpec(
+    code="dns.cname.loop",
+    status=Status.FAIL,
+    title="CNAME loop",
+    meaning="Aliases point at each other in a cycle, so the name never resolves.",
+    remediation="Break the cycle: one of the names must hold the records itself.",
+)
+LOOKUP_ERROR = FindingSpec(
+    code="dns.error",
+    status=Status.ERROR,
+    title="The DNS answer could not be interpreted",
+    meaning="The server answered with an error or a malformed message.",
+)
+
+FINDINGS = (
+    MX_FOUND,
+    MX_MISSING,
+    MX_NULL,
+    MX_NULL_MIXED,
+    MX_IS_CNAME,
+    MX_IP_LITERAL,
+    MX_NO_ADDRESS,
+    ADDRESS_FOUND,
+    ADDRESS_NO_IPV6,
+    NXDOMAIN,
+    NODATA,
+    SERVFAIL,
+    REFUSED,
+    TIMEOUT,
+    CNAME_LOOP,
+    LOOKUP_ERROR,
+)
+
+
+def report_failure(step: StepRecorder, found: Lookup, *, nodata: FindingSpec = NODATA) -> bool:
+    """Add the finding for a look-up that gave no records; False when it did give records."""
+    ev = found.evidence()
+    if found.ok:
+        return False
+    if found.cname_loop:
+        step.add(CNAME_LOOP(detail=found.detail, evidence=ev))
+    elif found.outcome == "nxdomain":
+        step.add(NXDOMAIN(detail=f"{found.name} does not exist", evidence=ev))
+    elif found.outcome == "nodata":
+        step.add(nodata(detail=f"{found.name} has no {found.rdtype} record", evidence=ev))
+    elif found.outcome == "servfail":
+        step.add(SERVFAIL(detail=found.detail, evidence=ev))
+    elif found.outcome == "refused":
+        step.add(REFUSED(detail=found.detail, evidence=ev))
+    elif found.outcome == "timeout":
+        step.add(TIMEOUT(detail=found.detail, evidence=ev))
+    else:
+        step.add(LOOKUP_ERROR(detail=found.detail, evidence=ev))
+    return True
+
+
+async def resolve_host(ctx: ProbeContext, step: StepRecorder, host: str) -> HostAddresses:
+    """A and AAAA of ``host`` (concurrently), recorded as child steps of ``step``."""
+    families = ctx.options.families
+    wanted = [t for t, f in (("A", 4), ("AAAA", 6)) if f in families]
+    answers = await asyncio.gather(*(lookup(ctx.run, host, t) for t in wanted))
+    got: dict[str, tuple[str, ...]] = {"A": (), "AAAA": ()}
+    for rdtype, found in zip(wanted, answers, strict=True):
+        with step.step(f"Look up {rdtype} records of {host}") as sub:
+            sub.note(f"{found.nameserver or 'resolver'}: {found.outcome} in {found.elapsed_ms} ms")
+            if found.ok:
+                got[rdtype] = tuple(r.to_text() for r in found.records)
+                for text in got[rdtype]:
+                    sub.recv(f"{host} {rdtype} {text}")
+            elif found.outcome == "nodata":
+                sub.note(f"{host} has no {rdtype} record")
+            else:
+                report_failure(sub, found)
+    return HostAddresses(host=host, ipv4=got["A"], ipv6=got["AAAA"])
+
+
+def _applies(target: Target) -> str | None:
+    if target.kind == "host" and _is_ip(target.domain):
+        return "the target is an IP address: it has no MX or address records of its own"
+    return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+async def run(ctx: ProbeContext, target: Target) -> None:
+    """Look up MX, then the addresses of the domain and of each MX host, concurrently."""
+    domain = target.domain
+    with ctx.result(domain) as res:
+        mx_task = asyncio.create_task(lookup(ctx.run, domain, "MX"))
+        with res.step(f"Look up the addresses of {domain}") as step:
+            own = await resolve_host(ctx, step, domain)
+            if own.addresses:
+                step.add(ADDRESS_FOUND(evidence={"ipv4": list(own.ipv4), "ipv6": list(own.ipv6)}))
+        res.publish(DOMAIN_ADDRESSES, own)
+        with res.step(f"Look up the MX records of {domain}") as step:
+            found = await mx_task
+            step.note(f"{found.nameserver or 'resolver'}: {found.outcome} in {found.elapsed_ms} ms")
+            for text in found.texts():
+                step.recv(f"{domain} MX {text}")
+            mx_hosts = await _judge_mx(ctx, step, domain, found, own)
+        if mx_hosts is not None:
+            res.publish(MX_HOSTS, mx_hosts)
+
+
+async def _judge_mx(
+    ctx: ProbeContext, step: StepRecorder, domain: str, found: Lookup, own: HostAddresses
+) -> tuple[MxHost, ...] | None:
+    if not found.ok:
+        if found.outcome == "nodata":
+            step.add(
+                MX_MISSING(
+                    detail=f"{domain} has no MX record; its own address would be used",
+                    evidence=found.evidence(),
+                )
+            )
+            if own.addresses:
+                return (
+                    MxHost(preference=0, host=domain, ipv4=own.ipv4, ipv6=own.ipv6, implicit=True),
+                )
+            return ()
+        report_failure(step, found)
+        return None
+    records = sorted(found.records, key=lambda r: (r.preference, r.exchange.to_text()))  # type: ignore[attr-defined]
+    exchanges = [(r.preference, r.exchange.to_text().rstrip(".").lower()) for r in records]  # type: ignore[attr-defined]
+    if any(host in ("", ".") for _, host in exchanges):
+        if len(exchanges) > 1:
+            step.add(MX_NULL_MIXED(evidence=found.evidence()))
+        else:
+            step.add(MX_NULL(evidence=found.evidence()))
+            return ()
+        exchanges = [(p, h) for p, h in exchanges if h not in ("", ".")]
+    step.add(
+        MX_FOUND(
+            detail=", ".join(f"{p} {h}" for p, h in exchanges),
+            evidence=found.evidence(),
+        )
+    )
+    resolved = await asyncio.gather(*(_resolve_mx(ctx, step, host) for _, host in exchanges))
+    return tuple(
+        MxHost(preference=p, host=h, ipv4=a.ipv4, ipv6=a.ipv6)
+        for (p, h), a in zip(exchanges, resolved, strict=True)
+    )
+
+
+async def _resolve_mx(ctx: ProbeContext, parent: StepRecorder, host: str) -> HostAddresses:
+    with parent.step(f"Resolve MX host {host}") as step:
+        if _is_ip(host):
+            step.add(MX_IP_LITERAL(detail=f"the MX target is {host}"))
+            return HostAddresses(host=host)
+        addresses = await resolve_host(ctx, step, host)
+        cname = await lookup(ctx.run, host, "CNAME")
+        if cname.ok:
+            step.add(
+                MX_IS_CNAME(
+                    detail=f"{host} is an alias: {cname.texts()[0]}", evidence=cname.evidence()
+                )
+            )
+        if not addresses.addresses:
+            step.add(MX_NO_ADDRESS(detail=f"{host} has neither A nor AAAA records"))
+        elif not addresses.ipv6 and 6 in ctx.options.families:
+            step.add(ADDRESS_NO_IPV6(detail=f"{host} has IPv4 addresses only"))
+        return addresses
+
+
+PROBE = Probe(
+    id="dns",
+    title="DNS: MX and address records",
+    run=run,
+    provides=(MX_HOSTS, DOMAIN_ADDRESSES),
+    findings=FINDINGS,
+    applies=_applies,
+)

@@ -1,0 +1,175 @@
+"""A small authoritative DNS server for tests of behaviour no real server shows.
+
+Serves zone text through dnspython on 127.0.0.1, port 0 (UDP and TCP on the same
+port), in a thread of its own. Per-name behaviours make it hostile on purpose:
+``drop`` (never answer: a timeout), ``servfail``, ``refused``, ``garbage`` (bytes
+that are no DNS message), ``truncate`` (TC over UDP, full answer over TCP).
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import struct
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import dns.zone
+
+Behaviour = Literal["drop", "servfail", "refused", "garbage", "truncate"]
+
+
+class _Handler:
+    def __init__(self, zones: list[dns.zone.Zone], behaviours: Mapping[str, Behaviour]) -> None:
+        self.zones = zones
+        self.behaviours = {k.lower().rstrip("."): v for k, v in behaviours.items()}
+        self.queries: list[tuple[str, str]] = []
+
+    def answer(self, wire: bytes, *, tcp: bool) -> bytes | None:
+        try:
+            query = dns.message.from_wire(wire)
+        except Exception:
+            return None
+        q = query.question[0]
+        qname = q.name.to_text().lower().rstrip(".")
+        self.queries.append((qname, dns.rdatatype.to_text(q.rdtype)))
+        behaviour = self.behaviours.get(qname)
+        if behaviour == "drop":
+            return None
+        if behaviour == "garbage":
+            return wire[:2] + b"\x81\x80\xff\xff garbage that is no DNS message"
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        if behaviour in ("servfail", "refused"):
+            response.set_rcode(dns.rcode.SERVFAIL if behaviour == "servfail" else dns.rcode.REFUSED)
+            return response.to_wire()
+        zone = next((z for z in self.zones if q.name.is_subdomain(z.origin)), None)
+        if zone is None:
+            response.set_rcode(dns.rcode.REFUSED)
+            return response.to_wire()
+        self._fill(response, zone, q.name, q.rdtype)
+        if behaviour == "truncate" and not tcp:
+            response.answer = []
+            response.flags |= dns.flags.TC
+        return response.to_wire(max_size=65535 if tcp else 1232)
+
+    def _fill(self, response: Any, zone: dns.zone.Zone, qname: dns.name.Name, rdtype: int) -> None:
+        name = qname
+        for _ in range(16):
+            node = zone.get_node(name)
+            if node is None:
+                if not response.answer:
+                    response.set_rcode(dns.rcode.NXDOMAIN)
+                return
+            rds = node.get_rdataset(dns.rdataclass.IN, rdtype)
+            if rds is not None:
+                response.answer.append(dns.rrset.from_rdata_list(name, rds.ttl, list(rds)))
+                return
+            cname = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
+            if cname is None:
+                return
+            response.answer.append(dns.rrset.from_rdata_list(name, cname.ttl, list(cname)))
+            name = cname[0].target  # type: ignore[attr-defined]
+            if not name.is_subdomain(zone.origin):
+                return
+
+
+class DnsServer:
+    """Running server: ``address`` and ``port``; ``queries`` lists what it was asked."""
+
+    def __init__(self, handler: _Handler) -> None:
+        self.handler = handler
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.address, self.port = self.udp.getsockname()
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(16)
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._serve_udp, daemon=True),
+            threading.Thread(target=self._serve_tcp, daemon=True),
+        ]
+
+    @property
+    def queries(self) -> list[tuple[str, str]]:
+        return self.handler.queries
+
+    def start(self) -> None:
+        self.udp.settimeout(0.1)
+        self.tcp.settimeout(0.1)
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=2)
+        self.udp.close()
+        self.tcp.close()
+
+    def _serve_udp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wire, peer = self.udp.recvfrom(65535)
+            except (TimeoutError, OSError):
+                continue
+            out = self.handler.answer(wire, tcp=False)
+            if out is not None:
+                self.udp.sendto(out, peer)
+
+    def _serve_tcp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.tcp.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    (length,) = struct.unpack("!H", _recv_exact(conn, 2))
+                    out = self.handler.answer(_recv_exact(conn, length), tcp=True)
+                    if out is not None:
+                        conn.sendall(struct.pack("!H", len(out)) + out)
+                except (OSError, struct.error, EOFError):
+                    continue
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+@contextmanager
+def dns_server(
+    zones: Mapping[str, str], behaviours: Mapping[str, Behaviour] | None = None
+) -> Iterator[DnsServer]:
+    """Serve ``{origin: zone text}`` on loopback for the duration of the block."""
+    parsed = [
+        dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False)
+        for origin, text in zones.items()
+    ]
+    server = DnsServer(_Handler(parsed, behaviours or {}))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+__all__ = ["DnsServer", "dns_server", "socketserver"]

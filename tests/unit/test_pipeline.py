@@ -1,0 +1,236 @@
+"""The pipeline with purpose-built probes: concurrency, deadlines, crashes, skips."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from analyzer.api import check, exit_code
+from analyzer.context import Credentials, RunOptions
+from analyzer.findings import FindingSpec
+from analyzer.model import Report, Status
+from analyzer.pipeline import plan
+from analyzer.probe import Probe, ProbeContext
+from analyzer.targets import Target, parse_target
+
+TARGET = parse_target("alice@example.test")
+OK = FindingSpec(code="test.ok", status=Status.PASS, title="ok", meaning="ok")
+
+
+def probe(pid: str, run: Any, **kw: Any) -> Probe:
+    return Probe(id=pid, title=f"probe {pid}", run=run, findings=(OK,), **kw)
+
+
+def results_of(report: Report, pid: str) -> list[Any]:
+    return [r for r in report.results if r.probe == pid]
+
+
+def codes(report: Report, pid: str) -> set[str]:
+    return {f.code for r in results_of(report, pid) for f in r.findings()}
+
+
+async def test_independent_probes_overlap() -> None:
+    # Given two probes that can only finish if they run at the same time
+    a_started, b_started = asyncio.Event(), asyncio.Event()
+
+    async def run_a(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("a") as res, res.step("wait for b") as step:
+            a_started.set()
+            await b_started.wait()
+            step.add(OK())
+
+    async def run_b(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("b") as res, res.step("wait for a") as step:
+            b_started.set()
+            await a_started.wait()
+            step.add(OK())
+
+    # When the pipeline runs them with a short deadline
+    report = await check(TARGET, RunOptions(timeout=5, probe_timeout=2),
+                         probes=[probe("a", run_a), probe("b", run_b)])
+    # Then both pass: neither waited for the other to end
+    assert [r.status for r in report.results] == [Status.PASS, Status.PASS]
+
+
+async def test_hanging_probe_ends_at_its_deadline_with_partial_steps() -> None:
+    # Given a probe that finishes one step and then hangs forever in a second
+    async def hang(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("slow.example.test:25") as res:
+            with res.step("connect") as step:
+                step.add(OK())
+            with res.step("read greeting") as step:
+                step.recv("220-partial")
+                await asyncio.Future()
+
+    async def quick(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("q") as res, res.step("fine") as step:
+            step.add(OK())
+
+    # When it runs with a 0.3 s probe deadline inside a 5 s run
+    t0 = time.monotonic()
+    report = await check(TARGET, RunOptions(timeout=5, probe_timeout=0.3),
+                         probes=[probe("hang", hang), probe("quick", quick)])
+    # Then the run completes well inside the global deadline
+    assert time.monotonic() - t0 < 5
+    # And the hanging probe fails at its deadline, keeping what it saw so far
+    (result,) = results_of(report, "hang")
+    assert result.status == Status.FAIL
+    first, second = result.steps
+    assert first.status == Status.PASS
+    assert second.status == Status.FAIL
+    assert second.findings[0].code == "probe.deadline_exceeded"
+    assert second.transcript[0].text == "220-partial"
+    # And the other probe is unaffected
+    assert results_of(report, "quick")[0].status == Status.PASS
+
+
+async def test_global_deadline_bounds_the_run() -> None:
+    # Given a probe deadline longer than the whole run
+    async def hang(ctx: ProbeContext, target: Target) -> None:
+        await asyncio.Future()
+
+    # When the run's deadline is 0.3 s
+    t0 = time.monotonic()
+    report = await check(TARGET, RunOptions(timeout=0.3, probe_timeout=30),
+                         probes=[probe("hang", hang)])
+    # Then it returns near that deadline with a deadline finding
+    assert time.monotonic() - t0 < 2
+    assert codes(report, "hang") == {"probe.deadline_exceeded"}
+
+
+async def test_raising_probe_is_an_error_result_and_the_rest_runs() -> None:
+    # Given a probe with a bug, and a healthy one
+    async def boom(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("x") as res, res.step("parse") as step:
+            step.note("about to fail")
+            raise ZeroDivisionError("division by zero")
+
+    async def fine(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("y") as res, res.step("ok") as step:
+            step.add(OK())
+
+    # When both run
+    report = await check(TARGET, RunOptions(timeout=5),
+                         probes=[probe("boom", boom), probe("fine", fine)])
+    # Then the bug becomes one `error` finding in the step where it happened
+    (result,) = results_of(report, "boom")
+    assert result.status == Status.ERROR
+    assert [f.code for f in result.findings()] == ["probe.crashed"]
+    assert "ZeroDivisionError" in next(iter(result.findings())).detail
+    # And the healthy probe passed; the exit code says "could not judge"
+    assert results_of(report, "fine")[0].status == Status.PASS
+    assert exit_code(report) == 3
+
+
+async def test_raise_outside_any_result_still_reports() -> None:
+    async def boom(ctx: ProbeContext, target: Target) -> None:
+        raise RuntimeError("before any step")
+
+    report = await check(TARGET, RunOptions(timeout=5), probes=[probe("boom", boom)])
+    assert codes(report, "boom") == {"probe.crashed"}
+
+
+async def test_probe_needing_a_missing_fact_is_skipped_with_the_reason() -> None:
+    # Given a provider that publishes nothing and a consumer that needs its fact
+    async def provider(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("p") as res, res.step("found nothing") as step:
+            step.add(OK(status=Status.FAIL, title="nothing found"))
+
+    async def consumer(ctx: ProbeContext, target: Target) -> None:  # pragma: no cover
+        raise AssertionError("must not run")
+
+    probes = [probe("p", provider, provides=("x",)), probe("c", consumer, needs=("x",))]
+    # When the run happens
+    report = await check(TARGET, RunOptions(timeout=5), probes=probes)
+    # Then the consumer is skipped and says why
+    (result,) = results_of(report, "c")
+    assert result.status == Status.SKIP
+    (finding,) = result.findings()
+    assert finding.code == "probe.skipped"
+    assert "'x'" in finding.detail and "p ended fail" in finding.detail
+
+
+async def test_facts_flow_to_dependent_probes() -> None:
+    seen: list[int] = []
+
+    async def provider(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("p") as res:
+            res.publish("x", 42)
+
+    async def consumer(ctx: ProbeContext, target: Target) -> None:
+        seen.append(ctx.fact("x"))
+        with ctx.result("c") as res, res.step("used x") as step:
+            step.add(OK())
+
+    probes = [probe("c", consumer, needs=("x",)), probe("p", provider, provides=("x",))]
+    report = await check(TARGET, RunOptions(timeout=5), probes=probes)
+    assert seen == [42]
+    assert results_of(report, "p")[0].facts == {"x": 42}
+
+
+def test_plan_adds_the_providers_of_needed_facts() -> None:
+    async def noop(ctx: ProbeContext, target: Target) -> None:
+        return None
+
+    probes = [
+        probe("dns", noop, provides=("mx",)),
+        probe("tls", noop, needs=("mx",)),
+        probe("extra", noop, default=False),
+    ]
+    assert [p.id for p in plan(probes, ["tls"])] == ["dns", "tls"]
+    assert [p.id for p in plan(probes)] == ["dns", "tls"]
+    assert [p.id for p in plan(probes, ["extra"])] == ["extra"]
+
+
+async def test_cancelled_run_leaves_no_task_or_thread_behind() -> None:
+    # Given a probe that blocks a worker thread (bounded, like a socket timeout) and hangs
+    release = threading.Event()
+
+    def blocking() -> None:
+        release.wait(timeout=2)
+
+    async def uses_thread(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("t") as res, res.step("blocking call"):
+            await ctx.run.to_thread(blocking)
+
+    async def hang(ctx: ProbeContext, target: Target) -> None:
+        await asyncio.Future()
+
+    before = set(asyncio.all_tasks())
+    # When the probes' deadlines expire
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.4, release.set)
+    report = await check(TARGET, RunOptions(timeout=3, probe_timeout=0.2),
+                         probes=[probe("t", uses_thread), probe("h", hang)])
+    # Then both ended at their deadlines
+    assert codes(report, "t") == {"probe.deadline_exceeded"}
+    # And no task of the run is left, and the worker threads were joined
+    assert set(asyncio.all_tasks()) <= before | {asyncio.current_task()}
+    assert not [t for t in threading.enumerate() if t.name.startswith("rca-io")]
+
+
+async def test_secrets_never_reach_the_report() -> None:
+    # Given a probe that (wrongly) writes the password in a transcript and a finding
+    password = "s3cret-Pa55word!"  # noqa: S105 - test data
+    creds = Credentials("alice@example.test", password=password)
+
+    async def leaky(ctx: ProbeContext, target: Target) -> None:
+        import base64
+
+        with ctx.result("x") as res, res.step(f"login with {password}") as step:
+            step.send(f"a1 LOGIN alice {password}")
+            token = base64.b64encode(f"\0alice@example.test\0{password}".encode()).decode()
+            step.send(f"AUTH PLAIN {token}")
+            step.add(OK(detail=f"used {password}", evidence={"p": [password]}))
+
+    report = await check(TARGET, RunOptions(timeout=5, credentials=creds),
+                         probes=[probe("leaky", leaky)])
+    from reports.html import render
+    from reports.json import dumps
+
+    # Then neither the JSON nor the HTML holds it in any form
+    for text in (dumps(report), render(report), repr(creds), str(report)):
+        assert password not in text
+        assert "czNjcmV0" not in text  # base64 of the start of the password
