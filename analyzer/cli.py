@@ -190,6 +190,7 @@ def options_from_args(args: argparse.Namespace, *, needs_secret: bool = False) -
         Credentials,
         RunOptions,
         parse_connect_override,
+        parse_host_port,
         parse_nameserver,
     )
 
@@ -221,6 +222,7 @@ def options_from_args(args: argparse.Namespace, *, needs_secret: bool = False) -
         tests=tests,
         dkim_selectors=tuple(args.dkim_selector),
         trust_anchor_file=args.trust_anchor,
+        extra_ports=tuple(parse_host_port(p) for p in args.port),
     )
 
 

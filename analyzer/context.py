@@ -13,7 +13,7 @@ import contextlib
 import ipaddress
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +32,7 @@ __all__ = [
     "RunContext",
     "RunOptions",
     "parse_connect_override",
+    "parse_host_port",
     "parse_nameserver",
 ]
 
@@ -156,6 +157,36 @@ def parse_connect_override(text: str) -> tuple[str, str]:
     return host.lower().rstrip("."), address
 
 
+def parse_host_port(text: str) -> tuple[str, int, str | None]:
+    """``[SERVICE/]HOST:PORT`` → ``(host, port, service)`` for ``--port`` (UsageError if not).
+
+    ``SERVICE`` names the protocol on a non-standard port (``smtp/mx.example.com:2525``):
+    smtp, submission, submissions, imap, imaps, pop3, pop3s, https or http.
+    """
+    text = text.strip()
+    service: str | None = None
+    if "/" in text:
+        service, _, text = text.partition("/")
+        service = service.lower()
+        if service not in _PORT_SERVICES:
+            raise UsageError(
+                f"--port: unknown service {service!r}; use one of {', '.join(_PORT_SERVICES)}"
+            )
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    else:
+        host, _, port_text = text.rpartition(":")
+    if not host:
+        raise UsageError(f"--port {text!r}: expected [SERVICE/]HOST:PORT")
+    return host.lower().rstrip("."), _port(port_text, text), service
+
+
+_PORT_SERVICES = (
+    "smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "https", "http"
+)
+
+
 def _port(text: str, whole: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise UsageError(f"{whole!r}: {text!r} is not a port number")
@@ -180,6 +211,11 @@ class RunOptions:
     tests: tuple[str, ...] = ()
     dkim_selectors: tuple[str, ...] = ()
     trust_anchor_file: Path | None = None
+    extra_ports: tuple[tuple[str, int, str | None], ...] = ()
+    connect_timeout: float = 5.0
+    slow_greeting_s: float = 5.0
+    cert_warn_days: int = 30
+    cert_fail_days: int = 7
     now: datetime | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -195,6 +231,7 @@ class RunOptions:
             "credentials": self.credentials.describe(),
             "dkim_selectors": list(self.dkim_selectors),
             "trust_anchor_file": str(self.trust_anchor_file) if self.trust_anchor_file else None,
+            "ports": [f"{s + '/' if s else ''}{h}:{p}" for h, p, s in self.extra_ports],
         }
 
 
@@ -216,6 +253,7 @@ class RunContext:
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._ssl_cache: dict[bool, ssl.SSLContext] = {}
+        self._shared: dict[str, asyncio.Future[Any]] = {}
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -262,6 +300,18 @@ class RunContext:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
+    async def shared(self, key: str, factory: Callable[[], Awaitable[R]]) -> R:
+        """The result of ``factory()``, computed once per run for ``key``.
+
+        Probes that need the same thing at the same time (the addresses of a host) share
+        one look-up. This is per run, never across runs: a diagnostic looks afresh.
+        """
+        fut = self._shared.get(key)
+        if fut is None:
+            fut = self._shared[key] = asyncio.ensure_future(factory())
+        result: R = await asyncio.shield(fut)
+        return result
+
     async def __aenter__(self) -> RunContext:
         return self
 
@@ -269,7 +319,12 @@ class RunContext:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Join the worker threads (each is bounded by its own socket timeout)."""
+        """Cancel shared look-ups still running and join the worker threads."""
+        for fut in self._shared.values():
+            fut.cancel()
+        if self._shared:
+            await asyncio.gather(*self._shared.values(), return_exceptions=True)
+        self._shared.clear()
         if self._executor is not None:
             executor, self._executor = self._executor, None
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)

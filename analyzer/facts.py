@@ -9,12 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DOMAIN_ADDRESSES", "MX_HOSTS", "HostAddresses", "MxHost"]
+__all__ = [
+    "DOMAIN_ADDRESSES",
+    "MX_HOSTS",
+    "SRV_RECORDS",
+    "HostAddresses",
+    "MxHost",
+    "SrvRecord",
+]
 
 #: ``tuple[MxHost, ...]``, sorted by preference; empty for a null MX.
 MX_HOSTS = "mx_hosts"
 #: ``HostAddresses`` of the target domain itself.
 DOMAIN_ADDRESSES = "domain_addresses"
+#: ``tuple[SrvRecord, ...]``: the mail SRV records found (RFC 6186/8314, Autodiscover),
+#: in RFC 2782 order per service; a record with target "." means "not offered".
+SRV_RECORDS = "srv_records"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,3 +50,19 @@ class MxHost:
     ipv4: tuple[str, ...] = ()
     ipv6: tuple[str, ...] = ()
     implicit: bool = False  # RFC 5321 5.1: no MX, the domain's own address is used
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SrvRecord:
+    """One SRV record of a mail service (``service`` like ``_imaps._tcp``)."""
+
+    service: str
+    priority: int
+    weight: int
+    port: int
+    target: str
+
+    @property
+    def offered(self) -> bool:
+        """RFC 2782 / RFC 6186 3.4: the target "." means the service is not offered."""
+        return self.target not in ("", ".")

@@ -145,7 +145,8 @@ class StepRecorder:
                 )
             )
         findings = tuple(self._owner.ctx.redact_finding(f) for f in self.findings)
-        children = tuple(self.children)
+        # Concurrent children finish in any order; show them in the order they started.
+        children = tuple(sorted(self.children, key=lambda c: c.started_ms))
         status = self.status or worst(
             [f.status for f in findings] + [c.status for c in children], default=Status.PASS
         )
@@ -219,7 +220,13 @@ class ResultRecorder:
             reason = None  # the reason belongs to the innermost step only
         if reason is not None:
             self.steps.append(
-                Step(title=reason.title, status=reason.status, elapsed_ms=0.0, findings=(reason,))
+                Step(
+                    title=reason.title,
+                    status=reason.status,
+                    elapsed_ms=0.0,
+                    started_ms=round(self.ctx.run.elapsed_ms(), 1),
+                    findings=(reason,),
+                )
             )
         self.frozen = ProbeResult(
             probe=self.ctx.probe.id,
@@ -227,7 +234,7 @@ class ResultRecorder:
             status=worst((s.status for s in self.steps), default=Status.SKIP),
             started=self.started,
             elapsed_ms=round((time.monotonic() - self._t0) * 1000, 1),
-            steps=tuple(self.steps),
+            steps=tuple(sorted(self.steps, key=lambda st: st.started_ms)),
             facts=dict(self.facts),
         )
         return self.frozen

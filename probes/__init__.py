@@ -11,4 +11,5 @@ __all__ = ["REGISTRY"]
 
 REGISTRY: dict[str, str] = {
     "dns": "probes.dns:PROBE",
+    "ports": "probes.ports:PROBE",
 }
