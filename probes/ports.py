@@ -264,7 +264,10 @@ async def _greeting(
                 BANNER_MISSING(title="The connection closed before a greeting", detail=str(exc))
             )
             return
-        evidence: dict[str, Json] = {"greeting": greeting.text[:1000], "elapsed_ms": greeting.elapsed_ms}
+        evidence: dict[str, Json] = {
+            "greeting": greeting.text[:1000],
+            "elapsed_ms": greeting.elapsed_ms,
+        }
         if not greeting.ok:
             step.add(BANNER_REFUSED(detail=greeting.text[:500], evidence=evidence))
             return
