@@ -14,13 +14,14 @@ trips. The pipeline owns what every probe shares (blackbox_exporter's handler id
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from analyzer.findings import FindingSpec
-from analyzer.model import Finding, ProbeResult, Report, Status, Step, worst
+from analyzer.model import Finding, ProbeResult, Report, Status, Step, to_json, worst
 from analyzer.probe import PROBE_DEADLINE, Probe, ProbeContext, exception_finding
 
 if TYPE_CHECKING:
@@ -201,7 +202,17 @@ class _Scheduler:
         if not results:
             finding = reason or _empty_probe_finding(probe)
             results = [_single(probe, self.target, self.run, finding)]
+        return _attach_facts(results, ctx.published)
+
+
+def _attach_facts(results: list[ProbeResult], published: dict[str, Any]) -> list[ProbeResult]:
+    """Show facts published at probe level (not by one result) in the probe's first result."""
+    shown = {name for r in results for name in r.facts}
+    missing = {k: to_json(v) for k, v in published.items() if k not in shown}
+    if not missing or not results:
         return results
+    first = results[0]
+    return [dataclasses.replace(first, facts={**first.facts, **missing}), *results[1:]]
 
 
 def _empty_probe_finding(probe: Probe) -> Finding:

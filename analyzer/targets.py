@@ -48,6 +48,11 @@ class Target:
         return f"{self.local_part}@{self.domain}"
 
     @property
+    def is_ip(self) -> bool:
+        """True when the target is a bare IP address (it has no DNS records of its own)."""
+        return _is_ip(self.domain)
+
+    @property
     def display(self) -> str:
         """The target as shown in reports: Unicode with the ASCII form beside it if they differ."""
         base = self.raw.strip()

@@ -11,5 +11,6 @@ __all__ = ["REGISTRY"]
 
 REGISTRY: dict[str, str] = {
     "dns": "probes.dns:PROBE",
+    "dnssec": "probes.dnssec:PROBE",
     "ports": "probes.ports:PROBE",
 }

@@ -212,7 +212,7 @@ async def resolve_host(ctx: ProbeContext, step: StepRecorder, host: str) -> Host
 
 
 def _applies(target: Target) -> str | None:
-    if target.kind == "host" and _is_ip(target.domain):
+    if target.is_ip:
         return "the target is an IP address: it has no MX or address records of its own"
     return None
 

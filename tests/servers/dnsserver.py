@@ -56,13 +56,20 @@ class _Handler:
         if zone is None:
             response.set_rcode(dns.rcode.REFUSED)
             return response.to_wire()
-        self._fill(response, zone, q.name, q.rdtype)
+        want_dnssec = bool(query.ednsflags & dns.flags.DO)
+        self._fill(response, zone, q.name, q.rdtype, want_dnssec)
+        if not response.answer:
+            soa = zone.find_rdataset(zone.origin, dns.rdatatype.SOA)
+            response.authority.append(dns.rrset.from_rdata_list(zone.origin, soa.ttl, list(soa)))
         if behaviour == "truncate" and not tcp:
             response.answer = []
             response.flags |= dns.flags.TC
         return response.to_wire(max_size=65535 if tcp else 1232)
 
-    def _fill(self, response: Any, zone: dns.zone.Zone, qname: dns.name.Name, rdtype: int) -> None:
+    def _fill(
+        self, response: Any, zone: dns.zone.Zone, qname: dns.name.Name, rdtype: int,
+        dnssec: bool = False,
+    ) -> None:
         name = qname
         for _ in range(16):
             node = zone.get_node(name)
@@ -73,6 +80,11 @@ class _Handler:
             rds = node.get_rdataset(dns.rdataclass.IN, rdtype)
             if rds is not None:
                 response.answer.append(dns.rrset.from_rdata_list(name, rds.ttl, list(rds)))
+                sigs = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
+                if dnssec and sigs is not None:
+                    response.answer.append(
+                        dns.rrset.from_rdata_list(name, sigs.ttl, list(sigs))
+                    )
                 return
             cname = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
             if cname is None:
