@@ -1,0 +1,278 @@
+"""The Exchange-endpoint emulator: a small HTTP application behind the lab's nginx.
+
+Run as ``python -m analyzer.lab.emulator --config FILE`` inside the server namespace; it
+listens on 127.0.0.1 (nginx terminates TLS and proxies ``PROXIED_PATHS`` to it). The config
+file (written by ``Lab.up``) maps every lab web address and host name to its scenario and role,
+and holds each scenario's ``emulator`` behaviour.
+
+Dispatch: ``ROUTES`` maps a path prefix (matched case-insensitively, longest first, as IIS
+treats paths) to a handler ``(EmulatorRequest) -> EmulatorResponse``. A scenario can pin the
+answer for a path with ``emulator={"responses": {"/health": {"status": 503, "body": "..."}}}``
+(exact path, case-insensitive), which wins over the handler. To emulate a new endpoint, write a
+handler and add its prefix to ``ROUTES`` (and to ``PROXIED_PATHS`` if nginx does not pass it on
+yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = [
+    "PROXIED_PATHS",
+    "ROUTES",
+    "EmulatorConfig",
+    "EmulatorRequest",
+    "EmulatorResponse",
+    "HostEntry",
+    "main",
+    "make_server",
+]
+
+PROXIED_PATHS: Final[tuple[str, ...]] = (
+    "/health",
+    "/autodiscover/",
+    "/EWS/",
+    "/Microsoft-Server-ActiveSync",
+    "/rpc/",
+    "/mapi/",
+)
+"""Paths nginx passes to the emulator on every web host (case-insensitive prefixes)."""
+
+_MAX_BODY: Final = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostEntry:
+    """Which scenario and role a web address or host name belongs to."""
+
+    scenario: str
+    role: str
+    host: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmulatorConfig:
+    """The emulator's view of the lab (read from the JSON file ``Lab.up`` writes)."""
+
+    listen: tuple[str, int]
+    addresses: Mapping[str, HostEntry]
+    hosts: Mapping[str, HostEntry]
+    scenarios: Mapping[str, Mapping[str, Any]]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EmulatorConfig:
+        """Parse the config file's content."""
+
+        def entries(raw: Mapping[str, Any]) -> dict[str, HostEntry]:
+            return {
+                key.lower(): HostEntry(scenario=v["scenario"], role=v["role"], host=v["host"])
+                for key, v in raw.items()
+            }
+
+        return cls(
+            listen=(str(data["listen"][0]), int(data["listen"][1])),
+            addresses=entries(data["addresses"]),
+            hosts=entries(data["hosts"]),
+            scenarios=dict(data["scenarios"]),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> EmulatorConfig:
+        """Read the config file at ``path``."""
+        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmulatorRequest:
+    """One request, with the scenario it is for (``None`` when nothing matched)."""
+
+    method: str
+    path: str
+    query: Mapping[str, Sequence[str]]
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes = field(repr=False)
+    host: str
+    entry: HostEntry | None
+    behaviour: Mapping[str, Any]
+    scenario_data: Mapping[str, Any]
+
+    @property
+    def scenario(self) -> str | None:
+        """The scenario's name, if known."""
+        return self.entry.scenario if self.entry else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmulatorResponse:
+    """What to answer."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+    @classmethod
+    def json(cls, status: int, data: Any) -> EmulatorResponse:
+        """A JSON response."""
+        return cls(
+            status=status,
+            headers=(("Content-Type", "application/json"),),
+            body=json.dumps(data, sort_keys=True).encode() + b"\n",
+        )
+
+    @classmethod
+    def text(cls, status: int, text: str) -> EmulatorResponse:
+        """A plain-text response."""
+        return cls(
+            status=status,
+            headers=(("Content-Type", "text/plain; charset=utf-8"),),
+            body=text.encode(),
+        )
+
+
+Handler = Callable[[EmulatorRequest], EmulatorResponse]
+
+
+def health(request: EmulatorRequest) -> EmulatorResponse:
+    """``GET /health``: 200 with what the emulator knows about the host asked for."""
+    entry = request.entry
+    return EmulatorResponse.json(
+        200,
+        {
+            "status": "ok",
+            "scenario": entry.scenario if entry else None,
+            "role": entry.role if entry else None,
+            "host": entry.host if entry else request.host,
+        },
+    )
+
+
+def not_emulated(request: EmulatorRequest) -> EmulatorResponse:
+    """Paths nginx passes on but no handler emulates yet: 404, as IIS answers."""
+    return EmulatorResponse.text(404, f"not emulated: {request.method} {request.path}\n")
+
+
+ROUTES: Final[Mapping[str, Handler]] = {
+    "/health": health,
+}
+"""Path prefix -> handler. Longest matching prefix wins; matching ignores case."""
+
+
+def dispatch(config: EmulatorConfig, request: EmulatorRequest) -> EmulatorResponse:
+    """Pick the answer: the scenario's pinned response for the path, else the route's handler."""
+    pinned = request.behaviour.get("responses", {})
+    for path, spec in pinned.items():
+        if path.lower() == request.path.lower():
+            return EmulatorResponse(
+                status=int(spec.get("status", 200)),
+                headers=tuple((str(k), str(v)) for k, v in spec.get("headers", {}).items()),
+                body=str(spec.get("body", "")).encode(),
+            )
+    lowered = request.path.lower()
+    for prefix in sorted(ROUTES, key=len, reverse=True):
+        if lowered.startswith(prefix.lower()):
+            return ROUTES[prefix](request)
+    return not_emulated(request)
+
+
+def _lookup(config: EmulatorConfig, headers: Mapping[str, str]) -> tuple[str, HostEntry | None]:
+    host = headers.get("x-forwarded-host") or headers.get("host") or ""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = name.strip("[]").rstrip(".").lower()
+    address = headers.get("x-rca-server-addr", "").lower()
+    # The address the client reached decides (per-host behaviour by listening address);
+    # the Host header only when the request did not come through nginx.
+    entry = config.addresses.get(address) or config.hosts.get(name)
+    return name, entry
+
+
+def make_server(config: EmulatorConfig) -> ThreadingHTTPServer:
+    """An HTTP server bound to ``config.listen`` serving the emulator (not yet serving)."""
+
+    class RequestHandler(BaseHTTPRequestHandler):
+        server_version = "rca-lab-emulator"
+        sys_version = ""
+        protocol_version = "HTTP/1.1"
+
+        def _dispatch(self) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            length = int(headers.get("content-length", "0") or "0")
+            if length > _MAX_BODY:
+                self._send(EmulatorResponse.text(413, "request body too large\n"))
+                return
+            body = self.rfile.read(length) if length > 0 else b""
+            url = urlsplit(self.path)
+            host, entry = _lookup(config, headers)
+            scenario_data: Mapping[str, Any] = (
+                config.scenarios.get(entry.scenario, {}) if entry else {}
+            )
+            request = EmulatorRequest(
+                method=self.command,
+                path=url.path,
+                query=parse_qs(url.query),
+                headers=headers,
+                body=body,
+                host=host,
+                entry=entry,
+                behaviour=scenario_data.get("behaviour", {}),
+                scenario_data=scenario_data,
+            )
+            try:
+                response = dispatch(config, request)
+            except Exception as exc:  # a handler bug must not kill the connection silently
+                self.log_error("handler failed: %r", exc)
+                response = EmulatorResponse.text(500, "emulator handler failed\n")
+            self._send(response)
+
+        def _send(self, response: EmulatorResponse) -> None:
+            self.send_response(response.status)
+            names = {k.lower() for k, _ in response.headers}
+            for key, value in response.headers:
+                self.send_header(key, value)
+            if "content-length" not in names:
+                self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+
+        def __getattr__(self, name: str) -> Callable[[], None]:
+            # Any method (GET, POST, OPTIONS, RPC_IN_DATA...) goes through the dispatch table.
+            if name.startswith("do_"):
+                return self._dispatch
+            raise AttributeError(name)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+    server = ThreadingHTTPServer(config.listen, RequestHandler)
+    server.daemon_threads = True
+    return server
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m analyzer.lab.emulator --config FILE``."""
+    parser = argparse.ArgumentParser(prog="python -m analyzer.lab.emulator")
+    parser.add_argument("--config", type=Path, required=True)
+    args = parser.parse_args(argv)
+    config = EmulatorConfig.load(args.config)
+    server = make_server(config)
+    sys.stderr.write(f"emulator listening on {config.listen[0]}:{config.listen[1]}\n")
+    sys.stderr.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
