@@ -1,0 +1,80 @@
+"""The ``lab`` fixture: the bundled lab, started once per test session.
+
+Load it as a plugin (``pytest_plugins = ["tests.lab.conftest_lab"]`` in ``tests/conftest.py``)
+or run ``pytest -p tests.lab.conftest_lab``. The fixture starts every scenario in its own lab
+(namespaces ``rca-lab-test`` and ``rca-lab-test-client``, directory ``/run/rca-lab-test``, so a
+lab someone started with ``rca lab up`` is left alone), moves the session's main thread into
+the client namespace, yields the ``LabInfo``, and tears the lab down at the end.
+
+After it ran, every socket the tests open lives in the client namespace: the lab's addresses
+are reachable, nothing else is (loopback still works). The system resolver is *not* the lab's
+(the mount namespace does not change): use ``lab_resolver`` or ``lab_system_resolver``.
+
+Not root, or a server package missing: the lab tests skip, except under ``CI=true``, where a
+lab that cannot start is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import dns.resolver
+import pytest
+
+from analyzer.lab import Lab, LabError, LabInfo, check_prerequisites, enter_netns
+
+LAB_NAME = "rca-lab-test"
+LAB_DIR = Path(os.environ.get("RCA_LAB_TEST_DIR", "/run/rca-lab-test"))
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"the lab must run in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[LabInfo]:
+    """Start the lab (all scenarios), enter its client namespace, yield its ``LabInfo``."""
+    try:
+        check_prerequisites()
+    except LabError as exc:
+        _unavailable(str(exc))
+    started = time.monotonic()
+    try:
+        info = Lab(directory=LAB_DIR, scenarios=None, latency_ms=0, name=LAB_NAME).up()
+    except LabError as exc:
+        _unavailable(f"the lab did not start: {exc}")
+    elapsed = time.monotonic() - started
+    # Measured, never asserted: the machine's speed is not what these tests are about.
+    print(f"\nlab start-up: {elapsed:.2f}s for {len(info.scenarios)} scenarios")
+    enter_netns(info.client_netns)
+    try:
+        yield info
+    finally:
+        Lab.down(LAB_DIR, name=LAB_NAME)
+
+
+@pytest.fixture(scope="session")
+def lab_resolver(lab: LabInfo) -> dns.resolver.Resolver:
+    """A dnspython resolver asking only the lab's DNS server."""
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [lab.resolver]
+    resolver.timeout = 2.0
+    resolver.lifetime = 5.0
+    return resolver
+
+
+@pytest.fixture
+def lab_system_resolver(lab_resolver: dns.resolver.Resolver) -> Iterator[dns.resolver.Resolver]:
+    """For one test, ``socket.getaddrinfo`` (and so imaplib, smtplib...) resolves through the
+    lab's DNS (dnspython's ``override_system_resolver``); restored afterwards."""
+    dns.resolver.override_system_resolver(lab_resolver)
+    try:
+        yield lab_resolver
+    finally:
+        dns.resolver.restore_system_resolver()
