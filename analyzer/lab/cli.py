@@ -90,12 +90,13 @@ def describe(info: LabInfo) -> str:
         )
     lines.append("")
     lines.append("scenarios:")
+    width = max(len(s.name) for s in info.scenarios)
     for scenario in info.scenarios:
-        lines.append(f"  {scenario.name:<14} {scenario.description}")
+        lines.append(f"  {scenario.name:<{width}}  {scenario.description}")
         mail = scenario.hosts["mail"]
-        lines.append(f"  {'':<14} mail host {mail.name} ({mail.ipv4}, {mail.ipv6})")
+        lines.append(f"  {'':<{width}}  mail host {mail.name} ({mail.ipv4}, {mail.ipv6})")
         for user in scenario.users:
-            lines.append(f"  {'':<14} user {user.address}  password {user.password}")
+            lines.append(f"  {'':<{width}}  user {user.address}  password {user.password}")
     first = info.scenarios[0]
     lines += ["", "try:"]
     if first.users:

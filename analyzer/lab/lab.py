@@ -10,6 +10,7 @@ and raises ``LabError``. ``Lab.down(directory)`` is idempotent.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from analyzer.lab.process import Server, alive, spawn, stop, wait_ready
 from analyzer.lab.scenarios import (
     ROLES,
     WEB_ROLES,
+    HttpRule,
     Scenario,
     host_addresses,
     host_name,
@@ -434,7 +436,7 @@ class Lab:
                             chain_file=c.cert_file,
                             hostname=host.name,
                             mode=mode,
-                            options=scenario.postfix,
+                            options=scenario.postfix.get(port, {}),
                         )
                     )
             root = d / "www" / scenario.name
@@ -449,7 +451,11 @@ class Lab:
                         chain_file=c.cert_file,
                         key_file=c.key_file,
                         root=root,
-                        rules=tuple(r for r in scenario.http if not r.roles or role in r.roles),
+                        rules=tuple(
+                            _format_rule(rule, domain=scenario.domain, host=host.name)
+                            for rule in scenario.http
+                            if not rule.roles or role in rule.roles
+                        ),
                     )
                 )
                 entry = {"scenario": scenario.name, "role": role, "host": host.name}
@@ -601,6 +607,20 @@ def process_status(directory: Path = DEFAULT_DIRECTORY) -> dict[str, bool]:
     if state is None:
         return {}
     return {p.name: alive(p) for p in state.processes}
+
+
+def _format_rule(rule: HttpRule, *, domain: str, host: str) -> HttpRule:
+    """``rule`` with ``{domain}`` and ``{host}`` filled in."""
+
+    def fill(text: str | None) -> str | None:
+        if text is None:
+            return None
+        try:
+            return text.format(domain=domain, host=host)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise LabError(f"http rule {rule.path}: bad placeholder in {text!r}: {exc}") from exc
+
+    return dataclasses.replace(rule, location=fill(rule.location), body=fill(rule.body))
 
 
 def _write_password_files(info: LabInfo) -> None:

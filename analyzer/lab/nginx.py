@@ -1,15 +1,17 @@
 """nginx: HTTP (80) and HTTPS (443) for every web host, the TLS front of the emulator.
 
 Its own ``nginx.conf`` (``daemon off``, pid, logs and temp paths under the lab directory). One
-``server`` block per host address (certificates chosen by address, not SNI, as Dovecot does),
+``server`` block per host and port (certificates chosen by address, not SNI, as Dovecot does),
 serving the scenario's web root (autoconfig XML, the MTA-STS policy...) and passing the
 Exchange paths (``emulator.PROXIED_PATHS``) to the emulator on 127.0.0.1, with the address
 the client reached in ``X-Rca-Server-Addr`` so the emulator knows the scenario and host.
-Scenario ``HttpRule`` entries become ``return`` locations (redirects, error statuses).
+Scenario ``HttpRule`` entries become ``return`` locations (redirects, error statuses); exact
+and ``^~`` locations win over the proxy's regex location, so a rule can shadow an Exchange path.
 """
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pwd
@@ -127,46 +129,33 @@ def write_config(
         "    proxy_read_timeout 3600s;",
     ]
     for site in sites:
-        conf.append(f"    # {site.label}")
-        conf.append("    server {")
-        for address in site.addresses:
-            conf.append(_listen(address, 80, tls=False))
-            conf.append(_listen(address, 443, tls=True))
-        conf += [
-            "    server_name _;",
-            f"    ssl_certificate {site.chain_file};",
-            f"    ssl_certificate_key {site.key_file};",
-            f"    root {site.root};",
-        ]
-        for rule in site.rules:
-            if set(rule.ports) >= {80, 443}:
-                conf += _rule_location(rule)
-        # Rules limited to one scheme: the `if` is the one nginx-supported way per scheme.
-        for rule in site.rules:
-            if set(rule.ports) < {80, 443} and rule.ports:
-                scheme = "https" if rule.ports == (443,) else "http"
-                loc = _rule_location(rule)
-                inner = loc[1].strip()
+        # One server block per scheme, so a rule can apply to HTTP or HTTPS alone.
+        for port, tls in ((80, False), (443, True)):
+            conf.append(f"    # {site.label}, port {port}")
+            conf.append("    server {")
+            conf += [_listen(address, port, tls=tls) for address in site.addresses]
+            conf.append("    server_name _;")
+            if tls:
+                conf.append(f"    ssl_certificate {site.chain_file};")
+                conf.append(f"    ssl_certificate_key {site.key_file};")
+            conf.append(f"    root {site.root};")
+            for rule in site.rules:
+                if port in rule.ports:
+                    conf += _rule_location(rule)
+            if site.proxy and proxied:
                 conf += [
-                    loc[0],
-                    f'        if ($scheme = "{scheme}") {{ {inner} }}',
-                    "        try_files $uri $uri/ =404;",
+                    f"    location ~* ^/({proxied})(/|$) {{",
+                    f"        proxy_pass {upstream};",
+                    "        proxy_set_header Host $host;",
+                    "        proxy_set_header X-Forwarded-Host $host;",
+                    "        proxy_set_header X-Forwarded-Proto $scheme;",
+                    "        proxy_set_header X-Forwarded-For $remote_addr;",
+                    "        proxy_set_header X-Rca-Server-Addr $server_addr;",
+                    "        proxy_set_header X-Rca-Server-Port $server_port;",
+                    '        proxy_set_header Connection "";',
                     "    }",
                 ]
-        if site.proxy and proxied:
-            conf += [
-                f"    location ~* ^/({proxied})(/|$) {{",
-                f"        proxy_pass {upstream};",
-                "        proxy_set_header Host $host;",
-                "        proxy_set_header X-Forwarded-Host $host;",
-                "        proxy_set_header X-Forwarded-Proto $scheme;",
-                "        proxy_set_header X-Forwarded-For $remote_addr;",
-                "        proxy_set_header X-Rca-Server-Addr $server_addr;",
-                "        proxy_set_header X-Rca-Server-Port $server_port;",
-                "        proxy_set_header Connection \"\";",
-                "    }",
-            ]
-        conf.append("    }")
+            conf.append("    }")
     conf.append("}")
     path = directory / "nginx.conf"
     path.write_text("\n".join(conf) + "\n", encoding="utf-8")
@@ -174,8 +163,6 @@ def write_config(
 
 
 def _group_name(gid: int) -> str:
-    import grp
-
     try:
         return grp.getgrgid(gid).gr_name
     except KeyError:

@@ -109,10 +109,12 @@ class Scenario:
     ``certs`` maps a role (``"mail"``) or a role and port (``"mail:587"``) to a certificate kind
     of ``analyzer.lab.pki`` (``"good"`` when absent). Dovecot picks one certificate per address
     and protocol, so ``mail:143`` and ``mail:993`` (likewise 110/995) cannot differ.
-    ``dovecot`` holds settings for this scenario's ``local`` blocks; ``postfix`` holds ``-o``
-    overrides for this scenario's smtpd services. ``files`` adds or replaces files in the
-    scenario's web root (path relative to it). ``emulator`` is handed to the Exchange-endpoint
-    emulator as this scenario's behaviour.
+    ``dovecot`` holds settings for this scenario's ``local`` blocks; ``postfix`` maps a port
+    (25 on the MX, 587 and 465 on the mail host) to ``-o`` overrides for that smtpd service.
+    ``http`` rules may use ``{domain}`` and ``{host}`` (the web host serving the rule) in
+    ``location`` and ``body``. ``files`` adds or replaces files in the scenario's web root
+    (path relative to it). ``emulator`` is handed to the Exchange-endpoint emulator as this
+    scenario's behaviour.
     """
 
     name: str
@@ -122,7 +124,7 @@ class Scenario:
     certs: Mapping[str, CertKind] = field(default_factory=dict)
     users: tuple[tuple[str, str], ...] = (("alice", "alice-lab-password"),)
     dovecot: Mapping[str, str] = field(default_factory=dict)
-    postfix: Mapping[str, str] = field(default_factory=dict)
+    postfix: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
     http: tuple[HttpRule, ...] = ()
     files: Mapping[str, str] = field(default_factory=dict)
     filters: tuple[FilterRule, ...] = ()
@@ -160,6 +162,10 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
             FilterRule(role="mail", port=995, action="reject"),
             FilterRule(role="mx", port=None, action="drop", family="6"),
         ),
+        expect=(
+            Expect(code="ports.filtered", status="fail"),
+            Expect(code="ports.ipv6_broken", status="fail"),
+        ),
     ),
     Scenario(
         name="signed",
@@ -170,6 +176,30 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         name="no-mx",
         description="No MX record: mail goes to the apex's A/AAAA (RFC 5321 5.1 implicit MX)",
         remove=(("@", "MX"),),
+    ),
+    Scenario(
+        name="plaintext-auth",
+        description="IMAP 143 and POP3 110 accept a password before STARTTLS",
+        dovecot={"disable_plaintext_auth": "no"},
+    ),
+    Scenario(
+        name="no-starttls",
+        description="The MX does not offer STARTTLS on port 25",
+        postfix={25: {"smtpd_tls_security_level": "none"}},
+    ),
+    Scenario(
+        name="autodiscover-redirect",
+        description="Autodiscover only by the HTTP redirect method; the apex answers 404",
+        http=(
+            HttpRule(
+                path="/autodiscover/autodiscover.xml",
+                status=302,
+                location="https://{host}/autodiscover/autodiscover.xml",
+                roles=("autodiscover",),
+                ports=(80,),
+            ),
+            HttpRule(path="/autodiscover/", status=404, roles=("apex",), ports=(443,)),
+        ),
     ),
 )
 
@@ -237,6 +267,11 @@ def _check(scenarios: tuple[Scenario, ...]) -> None:
         for http in scenario.http:
             if not http.path.startswith("/") or any(r not in WEB_ROLES for r in http.roles):
                 raise LabError(f"{scenario.name}: bad http rule {http!r}")
+            if not set(http.ports) <= {80, 443}:
+                raise LabError(f"{scenario.name}: http rule ports must be 80 and/or 443")
+        for smtpd_port in scenario.postfix:
+            if smtpd_port not in (25, 587, 465):
+                raise LabError(f"{scenario.name}: postfix options for port {smtpd_port}: no smtpd")
 
 
 _check(SCENARIOS)

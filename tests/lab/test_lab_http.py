@@ -170,3 +170,20 @@ def test_emulator_unknown_path_is_not_emulated() -> None:
     response = dispatch(_CONFIG, _request("/EWS/Exchange.asmx"))
     # Then the answer is a 404 saying so
     assert response.status == 404
+
+
+def test_http_rules_redirect_and_shadow(lab: LabInfo, tls: ssl.SSLContext) -> None:
+    # Given the autodiscover-redirect scenario
+    scenario = lab.scenario("autodiscover-redirect")
+    autodiscover, apex = scenario.hosts["autodiscover"], scenario.hosts["apex"]
+    path = "/autodiscover/autodiscover.xml"
+    # When its Autodiscover URLs are fetched over HTTP and HTTPS
+    status, headers, _ = _get(autodiscover.ipv4, autodiscover.name, path, tls=None)
+    apex_status, _, apex_body = _get(apex.ipv4, apex.name, path, tls=tls)
+    proxied_status, _, proxied_body = _get(autodiscover.ipv4, autodiscover.name, path, tls=tls)
+    # Then HTTP redirects to the HTTPS URL (placeholders filled in), the apex answers nginx's
+    # own 404, and HTTPS on the autodiscover host still reaches the emulator
+    assert status == 302
+    assert headers["Location"] == f"https://{autodiscover.name}{path}"
+    assert apex_status == 404 and not apex_body.startswith(b"not emulated")
+    assert proxied_status == 404 and proxied_body.startswith(b"not emulated")

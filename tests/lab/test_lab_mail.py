@@ -246,3 +246,35 @@ def test_filtered_scenario_leaves_other_ports_open(lab: LabInfo) -> None:
     # When IMAP 143 is tried
     # Then it connects: only the listed ports are filtered
     socket.create_connection((mail.ipv4, 143), timeout=2).close()
+
+
+def test_plaintext_auth_scenario_accepts_login_before_starttls(
+    lab: LabInfo, lab_system_resolver: dns.resolver.Resolver
+) -> None:
+    # Given the plaintext-auth scenario (Dovecot option in its `local` block only)
+    host = lab.scenario("plaintext-auth").hosts["mail"].name
+    address, password = _user(lab, "plaintext-auth")
+    # When LOGIN is sent on IMAP 143 without STARTTLS
+    with imaplib.IMAP4(host, 143, timeout=TIMEOUT) as imap:
+        disabled = "LOGINDISABLED" in imap.capabilities
+        status, _ = imap.login(address, password)
+    # Then it is accepted (the healthy scenario refuses the same, see above)
+    assert not disabled
+    assert status == "OK"
+
+
+def test_no_starttls_scenario_mx_offers_no_starttls(
+    lab: LabInfo, lab_system_resolver: dns.resolver.Resolver
+) -> None:
+    # Given the no-starttls scenario's MX (Postfix -o override on its port-25 service only)
+    scenario = lab.scenario("no-starttls")
+    # When EHLO is sent on 25, and on the same scenario's submission port
+    with smtplib.SMTP(scenario.hosts["mx"].name, 25, "client.lab.test", TIMEOUT) as smtp:
+        smtp.ehlo()
+        mx_starttls = smtp.has_extn("starttls")
+    with smtplib.SMTP(scenario.hosts["mail"].name, 587, "client.lab.test", TIMEOUT) as smtp:
+        smtp.ehlo()
+        submission_starttls = smtp.has_extn("starttls")
+    # Then the MX offers no STARTTLS, while submission still does
+    assert not mx_starttls
+    assert submission_starttls
