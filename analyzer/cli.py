@@ -153,6 +153,15 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     )
     o.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report")
     o.add_argument("--report", type=Path, metavar="FILE", help="write the HTML report")
+    o.add_argument(
+        "--junit", type=Path, metavar="FILE", help="write a JUnit XML report (for CI systems)"
+    )
+    o.add_argument(
+        "--prometheus",
+        type=Path,
+        metavar="FILE",
+        help="write Prometheus metrics (node-exporter textfile collector format)",
+    )
     o.add_argument("--quiet", action="store_true", help="print only the verdict line")
 
 
@@ -310,6 +319,16 @@ def _write_outputs(report: Any, args: argparse.Namespace) -> None:
         from reports.html import render  # noqa: PLC0415
 
         _write(args.report, render(report))
+    if getattr(args, "junit", None):
+        from reports import junit  # noqa: PLC0415
+
+        _write(args.junit, junit.dumps(report))
+    if getattr(args, "prometheus", None):
+        from reports import prometheus  # noqa: PLC0415
+
+        # _write renames a temporary file into place: the collector never reads half a file
+        # (it ignores the temporary's ".tmp" suffix).
+        _write(args.prometheus, prometheus.dumps(report))
 
 
 def _write(path: Path, text: str) -> None:

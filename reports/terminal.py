@@ -1,8 +1,13 @@
 """The terminal view: live progress while probes run, then a compact tree and the verdict.
 
-Uses rich when standard error is a terminal; plain lines otherwise (or with
-``NO_COLOR``), so logs of scheduled runs stay readable. Status is always shown by a
-symbol and a word, never by colour alone.
+Colour and live redrawing (rich) only when the stream is a terminal and neither
+``NO_COLOR`` (https://no-color.org) nor ``TERM=dumb`` is set; otherwise plain lines, so
+logs of scheduled runs stay readable. Status is always a symbol and a word, never colour
+alone. Server text is made safe first (:func:`reports.summary.clean_text`): a hostile
+banner cannot move the cursor, retitle the window or reorder the line, and rich never
+reads it as markup.
+
+``--quiet`` prints only :func:`verdict_line` (the CLI does that, not this view).
 """
 
 from __future__ import annotations
@@ -10,14 +15,15 @@ from __future__ import annotations
 import os
 import sys
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from analyzer.model import Report, Status, Step
+from reports.summary import check_status, clean_text, counts, verdict
 
 if TYPE_CHECKING:
     from analyzer.pipeline import ProgressEvent
 
-__all__ = ["TerminalView", "verdict_line"]
+__all__ = ["TerminalView", "plain_lines", "use_color", "verdict_line"]
 
 _STYLE = {
     Status.PASS: "green",
@@ -32,47 +38,86 @@ _VERDICT = {
     Status.WARN: "PASSED WITH WARNINGS",
     Status.FAIL: "FAILED",
     Status.INCONCLUSIVE: "INCONCLUSIVE",
-    Status.ERROR: "COULD NOT JUDGE (errors)",
-    Status.SKIP: "NOTHING RUN",
 }
+#: How much of a server's text one line of the tree shows (the reports keep it all).
+MAX_LINE = 300
+
+
+def _t(text: str, limit: int = MAX_LINE) -> str:
+    text = clean_text(text).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def use_color(stream: Any, color: bool | None = None) -> bool:
+    """Whether to draw with colour on ``stream``: ``color`` if given, else auto-detect."""
+    if color is not None:
+        return color
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def verdict_line(report: Report) -> str:
     """One line for monitoring output: verdict, target, counts, duration."""
-    counts = _counts(report)
-    parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+    found = counts(report)
+    parts = ", ".join(f"{n} {s.value}" for s, n in found.items() if n)
+    word = _VERDICT[verdict(report)]
+    if check_status(report) == 3 and found[Status.ERROR]:
+        word += " (rca could not judge every check)"
     return (
-        f"rca {_VERDICT[report.status]}: {report.target} "
+        f"rca {word}: {_t(report.target)} "
         f"({parts or 'no results'}; {report.elapsed_ms / 1000:.1f} s)"
     )
 
 
-def _counts(report: Report) -> dict[Status, int]:
-    counts = dict.fromkeys(Status, 0)
-    for result in report.results:
-        counts[result.status] += 1
-    return counts
+def _console(out: IO[str], color: bool) -> Any:
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console(
+        file=out,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        force_terminal=color,
+        no_color=not color,
+    )
 
 
 class TerminalView:
-    """Progress display while a check runs (a context manager), then :meth:`final`."""
+    """Progress display while a check runs (a context manager), then :meth:`final`.
 
-    def __init__(self, *, enabled: bool, target: str, stream: Any = None) -> None:
+    ``color`` forces colour and live redrawing on (True) or off (False); by default
+    they follow :func:`use_color` for the stream.
+    """
+
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        target: str,
+        stream: IO[str] | None = None,
+        color: bool | None = None,
+    ) -> None:
         self.enabled = enabled
         self.target = target
         self.stream = stream or sys.stderr
-        self.rich = enabled and self.stream.isatty() and not os.environ.get("NO_COLOR")
+        self.color = color
+        self.rich = enabled and use_color(self.stream, color)
         self._running: dict[str, str] = {}
         self._finished: list[tuple[str, Status, float]] = []
         self._live: Any = None
 
     def __enter__(self) -> TerminalView:
         if self.rich:
-            from rich.console import Console  # noqa: PLC0415
             from rich.live import Live  # noqa: PLC0415
 
-            console = Console(file=self.stream)
-            self._live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
+            self._live = Live(
+                self._render(),
+                console=_console(self.stream, True),
+                refresh_per_second=8,
+                transient=True,
+            )
             self._live.__enter__()
         return self
 
@@ -98,7 +143,7 @@ class TerminalView:
             self._finished.append((event.title, status, event.elapsed_ms))
             if not self.rich:
                 print(
-                    f"[{status.symbol} {status.value:<12}] {event.title} "
+                    f"[{status.symbol} {status.value:<12}] {_t(event.title)} "
                     f"({event.elapsed_ms / 1000:.2f} s)",
                     file=self.stream,
                     flush=True,
@@ -109,41 +154,39 @@ class TerminalView:
     def _render(self) -> Any:
         from rich.text import Text  # noqa: PLC0415
 
-        text = Text(f"rca: checking {self.target}\n", style="bold")
+        text = Text(f"rca: checking {_t(self.target)}\n", style="bold")
         for title, status, ms in self._finished:
             text.append(f"  {status.symbol} {status.value:<12}", style=_STYLE[status])
-            text.append(f" {title} ({ms / 1000:.2f} s)\n")
+            text.append(f" {_t(title)} ({ms / 1000:.2f} s)\n")
         for title in self._running.values():
             text.append("  … running      ", style="cyan")
-            text.append(f" {title}\n")
+            text.append(f" {_t(title)}\n")
         return text
 
-    def final(self, report: Report, *, out: Any = None) -> None:
+    def final(self, report: Report, *, out: IO[str] | None = None) -> None:
         """Print the step tree and the verdict to ``out`` (standard output)."""
         out = out or sys.stdout
-        use_rich = out.isatty() and not os.environ.get("NO_COLOR")
-        if use_rich:
-            from rich.console import Console  # noqa: PLC0415
-
-            console = Console(file=out, highlight=False)
-            console.print(self._rich_tree(report))
-            console.print(verdict_line(report), style=_STYLE[report.status], markup=False)
+        if use_color(out, self.color):
+            console = _console(out, True)
+            console.print(_rich_tree(report))
+            console.print(verdict_line(report), style=_STYLE[verdict(report)])
             return
         for line in plain_lines(report):
             print(line, file=out)
 
-    def _rich_tree(self, report: Report) -> Any:
-        from rich.text import Text  # noqa: PLC0415
-        from rich.tree import Tree  # noqa: PLC0415
 
-        root = Tree(Text(f"rca report for {report.target}", style="bold"))
-        for result in report.results:
-            node = root.add(
-                _label(result.status, f"{result.probe}: {result.subject}", result.elapsed_ms)
-            )
-            for step in result.steps:
-                _add_step(node, step)
-        return root
+def _rich_tree(report: Report) -> Any:
+    from rich.text import Text  # noqa: PLC0415
+    from rich.tree import Tree  # noqa: PLC0415
+
+    root = Tree(Text(f"rca report for {_t(report.target)}", style="bold"))
+    for result in report.results:
+        node = root.add(
+            _label(result.status, f"{result.probe}: {result.subject}", result.elapsed_ms)
+        )
+        for step in result.steps:
+            _add_step(node, step)
+    return root
 
 
 def _label(status: Status, title: str, ms: float) -> Any:
@@ -151,7 +194,7 @@ def _label(status: Status, title: str, ms: float) -> Any:
 
     text = Text()
     text.append(f"{status.symbol} {status.value}", style=_STYLE[status])
-    text.append(f"  {title}")
+    text.append(f"  {_t(title)}")
     text.append(f"  {ms / 1000:.2f} s", style="dim")
     return text
 
@@ -164,12 +207,12 @@ def _add_step(parent: Any, step: Step) -> None:
         if finding.status == Status.PASS:
             continue
         text = Text()
-        text.append(f"{finding.status.symbol} {finding.code}", style=_STYLE[finding.status])
-        text.append(f": {finding.title}")
+        text.append(f"{finding.status.symbol} {_t(finding.code, 80)}", style=_STYLE[finding.status])
+        text.append(f": {_t(finding.title)}")
         if finding.detail:
-            text.append(f" — {finding.detail}", style="dim")
+            text.append(f" — {_t(finding.detail)}", style="dim")
         if finding.remediation:
-            text.append(f"\n  → {finding.remediation}", style="italic")
+            text.append(f"\n  → {_t(finding.remediation, 1000)}", style="italic")
         node.add(text)
     for child in step.children:
         if child.status in (Status.PASS, Status.SKIP) and not _has_notes(child):
@@ -183,11 +226,11 @@ def _has_notes(step: Step) -> bool:
 
 def plain_lines(report: Report) -> list[str]:
     """The final tree as plain text lines (no colour, no box drawing)."""
-    lines = [f"rca report for {report.target}"]
+    lines = [f"rca report for {_t(report.target)}"]
     for result in report.results:
         lines.append(
-            f"[{result.status.symbol} {result.status.value}] {result.probe}: {result.subject}"
-            f" ({result.elapsed_ms / 1000:.2f} s)"
+            f"[{result.status.symbol} {result.status.value}] {_t(result.probe, 80)}: "
+            f"{_t(result.subject)} ({result.elapsed_ms / 1000:.2f} s)"
         )
         for step in result.steps:
             _plain_step(lines, step, 1)
@@ -197,15 +240,17 @@ def plain_lines(report: Report) -> list[str]:
 
 def _plain_step(lines: list[str], step: Step, depth: int) -> None:
     pad = "  " * depth
-    lines.append(f"{pad}[{step.status.symbol} {step.status.value}] {step.title}")
+    lines.append(f"{pad}[{step.status.symbol} {step.status.value}] {_t(step.title)}")
     for finding in step.findings:
         if finding.status == Status.PASS:
             continue
-        lines.append(f"{pad}  {finding.status.value}: {finding.code}: {finding.title}")
+        lines.append(
+            f"{pad}  {finding.status.value}: {_t(finding.code, 80)}: {_t(finding.title)}"
+        )
         if finding.detail:
-            lines.append(f"{pad}    {finding.detail}")
+            lines.append(f"{pad}    {_t(finding.detail)}")
         if finding.remediation:
-            lines.append(f"{pad}    what to do: {finding.remediation}")
+            lines.append(f"{pad}    what to do: {_t(finding.remediation, 1000)}")
     for child in step.children:
         if child.status in (Status.PASS, Status.SKIP) and not _has_notes(child):
             continue
