@@ -89,6 +89,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="connect to IP whenever HOST is needed, like curl --resolve (repeatable)",
     )
     g.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="[SERVICE/]HOST:PORT",
+        help="also test this endpoint, e.g. mx.example.com:25 or smtp/mx.example.com:2525 "
+        "(ports and TLS checks; repeatable)",
+    )
+    g.add_argument(
         "--ca-file",
         type=Path,
         metavar="PEM",

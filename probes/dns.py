@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, HostAddresses, MxHost
 from analyzer.findings import FindingSpec
 from analyzer.model import Status
-from analyzer.probe import Probe, ProbeContext, StepRecorder
+from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
 from analyzer.resolve import Lookup, lookup
 
 if TYPE_CHECKING:
@@ -149,6 +149,51 @@ LOOKUP_ERROR = FindingSpec(
     meaning="The server answered with an error or a malformed message.",
 )
 
+PTR_OK = FindingSpec(
+    code="dns.ptr.ok",
+    status=Status.PASS,
+    title="Reverse DNS is forward-confirmed",
+    meaning="The address has a PTR record naming a host whose A/AAAA records include the "
+    "address (forward-confirmed reverse DNS).",
+)
+PTR_MISSING = FindingSpec(
+    code="dns.ptr.missing",
+    status=Status.WARN,
+    title="Mail server address has no reverse DNS (PTR)",
+    meaning="Many receiving servers reject or down-rank mail from addresses without a PTR "
+    "record; if this MX host also sends mail, its messages may bounce.",
+    remediation="Ask the owner of the address block (your hosting or internet provider) to "
+    "publish a PTR record naming the mail server's host name.",
+    reference="https://www.rfc-editor.org/rfc/rfc1912#section-2.1",
+)
+PTR_MISMATCH = FindingSpec(
+    code="dns.ptr.mismatch",
+    status=Status.WARN,
+    title="Reverse DNS is not forward-confirmed",
+    meaning="The PTR record names a host whose A/AAAA records do not include this address; "
+    "receivers that check forward-confirmed reverse DNS treat it as missing.",
+    remediation="Make the PTR name resolve back to this address (add the A/AAAA record), or "
+    "change the PTR to a name that does.",
+    reference="https://www.rfc-editor.org/rfc/rfc8601#section-2.7.3",
+)
+CAA_FOUND = FindingSpec(
+    code="dns.caa.found",
+    status=Status.PASS,
+    title="CAA records restrict which CAs may issue certificates",
+    meaning="CAA records (RFC 8659) name the certificate authorities allowed to issue for the "
+    "domain; a CA not listed must refuse.",
+    reference="https://www.rfc-editor.org/rfc/rfc8659",
+)
+CAA_NONE = FindingSpec(
+    code="dns.caa.none",
+    status=Status.PASS,
+    title="No CAA records: any CA may issue certificates",
+    meaning="Without CAA records every public CA may issue certificates for the domain. This "
+    "is common and not an error.",
+    remediation="Publish CAA records naming the CA(s) you use, to make mis-issuance harder.",
+    reference="https://www.rfc-editor.org/rfc/rfc8659",
+)
+
 FINDINGS = (
     MX_FOUND,
     MX_MISSING,
@@ -166,14 +211,35 @@ FINDINGS = (
     TIMEOUT,
     CNAME_LOOP,
     LOOKUP_ERROR,
+    PTR_OK,
+    PTR_MISSING,
+    PTR_MISMATCH,
+    CAA_FOUND,
+    CAA_NONE,
 )
 
 
-def report_failure(step: StepRecorder, found: Lookup, *, nodata: FindingSpec = NODATA) -> bool:
-    """Add the finding for a look-up that gave no records; False when it did give records."""
+def report_failure(
+    step: StepRecorder,
+    found: Lookup,
+    *,
+    nodata: FindingSpec = NODATA,
+    informational: bool = False,
+) -> bool:
+    """Add the finding for a look-up that gave no records; False when it did give records.
+
+    ``informational``: the record only informs (PTR, CAA), so a failed look-up makes the
+    check inconclusive rather than failed.
+    """
     ev = found.evidence()
     if found.ok:
         return False
+    if informational and not found.definitive:
+        spec = {"servfail": SERVFAIL, "refused": REFUSED, "timeout": TIMEOUT}.get(
+            found.outcome, LOOKUP_ERROR
+        )
+        step.add(spec(detail=found.detail, evidence=ev, status=Status.INCONCLUSIVE))
+        return True
     if found.cname_loop:
         step.add(CNAME_LOOP(detail=found.detail, evidence=ev))
     elif found.outcome == "nxdomain":
@@ -217,6 +283,13 @@ def _applies(target: Target) -> str | None:
     return None
 
 
+def _same_ip(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return False
+
+
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -243,6 +316,66 @@ async def run(ctx: ProbeContext, target: Target) -> None:
             mx_hosts = await _judge_mx(ctx, step, domain, found, own)
         if mx_hosts is not None:
             res.publish(MX_HOSTS, mx_hosts)
+        extra = [_check_caa(ctx, res, domain)]
+        for mx in mx_hosts or ():
+            if not mx.implicit:
+                extra.extend(_check_ptr(ctx, res, mx.host, a) for a in mx.ipv4 + mx.ipv6)
+        await asyncio.gather(*extra)
+
+
+async def _check_caa(ctx: ProbeContext, res: ResultRecorder, domain: str) -> None:
+    """CAA (RFC 8659 3): the closest CAA RRset walking up from the domain applies."""
+    labels = domain.split(".")
+    with res.step(f"Look up CAA records for {domain}") as step:
+        for i in range(len(labels) - 1):
+            name = ".".join(labels[i:])
+            found = await lookup(ctx.run, name, "CAA")
+            if found.ok:
+                caa: list[Any] = list(found.records)
+                issuers = sorted(
+                    {
+                        r.value.decode("utf-8", "replace")
+                        for r in caa
+                        if r.tag in (b"issue", b"issuewild")
+                    }
+                )
+                allowed = ", ".join(i for i in issuers if i) or 'no CA at all (issue ";")'
+                step.add(
+                    CAA_FOUND(detail=f"at {name}: may issue: {allowed}", evidence=found.evidence())
+                )
+                return
+            if not found.definitive:
+                report_failure(step, found, informational=True)
+                return
+        step.add(CAA_NONE(detail=f"no CAA record at {domain} or its parents"))
+
+
+async def _check_ptr(ctx: ProbeContext, res: ResultRecorder, host: str, address: str) -> None:
+    import dns.reversename  # noqa: PLC0415
+
+    with res.step(f"Reverse DNS of {address} ({host})") as step:
+        rev = dns.reversename.from_address(address).to_text()
+        found = await lookup(ctx.run, rev, "PTR")
+        if found.outcome in ("nxdomain", "nodata"):
+            step.add(PTR_MISSING(detail=f"{address} has no PTR record", evidence=found.evidence()))
+            return
+        if not found.ok:
+            report_failure(step, found, informational=True)
+            return
+        names = [r.target.to_text().rstrip(".") for r in found.records]  # type: ignore[attr-defined]
+        for name in names:
+            fwd = await lookup(ctx.run, name, "AAAA" if ":" in address else "A")
+            if fwd.ok and any(_same_ip(r.to_text(), address) for r in fwd.records):
+                step.add(
+                    PTR_OK(detail=f"{address} → {name} → {address}", evidence=found.evidence())
+                )
+                return
+        step.add(
+            PTR_MISMATCH(
+                detail=f"{address} → {', '.join(names)}, which does not resolve back to {address}",
+                evidence=found.evidence(),
+            )
+        )
 
 
 async def _judge_mx(

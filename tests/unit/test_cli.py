@@ -82,7 +82,7 @@ def test_full_check_writes_reports_and_never_leaks_the_password(
     json_out, html_out = tmp_path / "r.json", tmp_path / "r.html"
     # When a whole check runs with JSON and HTML output
     out = rca(
-        "check", "alice@example.test", "--resolver", f"127.0.0.1:{example_dns.port}",
+        "check", "alice@example.test", "--tests", "dns", "--resolver", f"127.0.0.1:{example_dns.port}",
         "--password-file", str(secret), "--json", str(json_out), "--report", str(html_out),
         "--timeout", "20",
     )
@@ -100,7 +100,7 @@ def test_full_check_writes_reports_and_never_leaks_the_password(
 
 
 def test_password_from_environment_is_not_shown(example_dns: DnsServer) -> None:
-    out = rca("check", "alice@example.test", "--format", "json",
+    out = rca("check", "alice@example.test", "--format", "json", "--tests", "dns",
               "--resolver", f"127.0.0.1:{example_dns.port}",
               env={"RCA_PASSWORD": PASSWORD})
     assert PASSWORD not in out.stdout + out.stderr
@@ -109,7 +109,7 @@ def test_password_from_environment_is_not_shown(example_dns: DnsServer) -> None:
 
 def test_report_command_rerenders_saved_json(example_dns: DnsServer, tmp_path: Path) -> None:
     json_out = tmp_path / "r.json"
-    rca("check", "example.test", "--resolver", f"127.0.0.1:{example_dns.port}",
+    rca("check", "example.test", "--tests", "dns", "--resolver", f"127.0.0.1:{example_dns.port}",
         "--json", str(json_out), "--quiet")
     html = tmp_path / "again.html"
     out = rca("report", str(json_out), "--html", str(html))
@@ -126,7 +126,7 @@ def test_report_command_rejects_non_reports(tmp_path: Path) -> None:
 
 
 def test_quiet_prints_one_verdict_line(example_dns: DnsServer) -> None:
-    out = rca("check", "example.test", "--quiet", "--resolver",
+    out = rca("check", "example.test", "--quiet", "--tests", "dns", "--resolver",
               f"127.0.0.1:{example_dns.port}")
     assert out.stdout.strip().startswith("rca PASSED WITH WARNINGS: example.test")
     assert len(out.stdout.strip().splitlines()) == 1

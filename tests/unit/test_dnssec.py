@@ -25,8 +25,8 @@ $TTL 300
 @    IN SOA ns1 hostmaster 1 3600 600 86400 300
 @    IN NS  ns1
 @    IN MX  10 mx
-mx   IN A   192.0.2.25
-ns1  IN A   192.0.2.53
+mx   IN A   127.0.2.25
+ns1  IN A   127.0.2.53
 """
 
 
@@ -42,7 +42,7 @@ def signed_zone(origin: str, *, inception: datetime, expiration: datetime,
                              expiration=expiration)
     text = zone.to_text(relativize=False)
     if tamper:
-        text = text.replace("192.0.2.25", "192.0.2.66")
+        text = text.replace("127.0.2.25", "127.0.2.66")
     ds = dns.dnssec.make_ds(dns.name.from_text(origin), dnskey, "SHA256")
     return text, f"{origin} IN DS {ds.to_text()}\n"
 
