@@ -82,7 +82,8 @@ def test_full_check_writes_reports_and_never_leaks_the_password(
     json_out, html_out = tmp_path / "r.json", tmp_path / "r.html"
     # When a whole check runs with JSON and HTML output
     out = rca(
-        "check", "alice@example.test", "--tests", "dns", "--resolver", f"127.0.0.1:{example_dns.port}",
+        "check", "alice@example.test", "--tests", "dns",
+        "--resolver", f"127.0.0.1:{example_dns.port}",
         "--password-file", str(secret), "--json", str(json_out), "--report", str(html_out),
         "--timeout", "20",
     )
