@@ -929,6 +929,8 @@ class _Evaluator:
         self.lookups = 0
         self.voids = 0
         self.nodes = 0
+        #: Questions this evaluation asked (answers may come from the shared cache).
+        self.asked = 0
         self.truncated = False
         self.issues: list[_Issue] = []
         self.over_lookups_at = ""
@@ -937,6 +939,11 @@ class _Evaluator:
         self.parsed: dict[bytes, SpfRecord | SpfParseError] = {}
 
     # -- bookkeeping --
+
+    async def ask(self, name: str, rdtype: str) -> Lookup:
+        """One DNS question, counted against this evaluation's work bound."""
+        self.asked += 1
+        return await self.memo(name, rdtype)
 
     def issue(
         self, spec: FindingSpec, domain: str, detail: str, *, term: str = "", record: str = ""
@@ -947,7 +954,7 @@ class _Evaluator:
 
     def exhausted(self) -> bool:
         """Our own work bound (independent of the RFC limits) is reached."""
-        if self.lookups >= MAX_DNS_TERMS_WALKED or self.memo.queries >= MAX_QUERIES:
+        if self.lookups >= MAX_DNS_TERMS_WALKED or self.asked >= MAX_QUERIES:
             return True
         return self.full and self.nodes >= MAX_NODES
 
@@ -1027,7 +1034,7 @@ class _Evaluator:
 
     async def record(self, domain: str, *, depth: int, path: tuple[str, ...]) -> _Outcome:
         """Fetch, select (RFC 7208 4.5), parse and evaluate the SPF record of ``domain``."""
-        found = await self.memo(domain, "TXT")
+        found = await self.ask(domain, "TXT")
         chosen = select(found, is_spf_record)
         if chosen.state == "temperror":
             self.issue(TEMPERROR, domain, f"TXT look-up of {domain}: {chosen.detail}")
@@ -1394,7 +1401,7 @@ class _Evaluator:
 
     async def query(self, name: str, rdtype: str) -> tuple[Lookup, SpfResult | None]:
         """One look-up; a DNS failure (not NXDOMAIN/NODATA) is a temperror (RFC 7208 5)."""
-        found = await self.memo(name, rdtype)
+        found = await self.ask(name, rdtype)
         if found.outcome not in ("answer", "nxdomain", "nodata"):
             why = found.detail or found.outcome
             self.issue(TEMPERROR, name, f"{rdtype} look-up of {name}: {why}")
