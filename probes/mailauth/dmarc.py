@@ -278,24 +278,26 @@ def parse_dmarc(record: str | bytes) -> DmarcRecord:
     if _VERSION.match(text.lstrip(" \t")) is None:
         raise DmarcParseError('the version must be exactly "DMARC1"', position=0, tag="v")
     values: dict[str, tuple[str, int]] = {}
-    for name, value, at in tags:
+    value_at: dict[str, int] = {}
+    for name, value, at, where in tags:
         if name in values:
             raise DmarcParseError(f'the tag "{name}" appears twice', position=at, tag=name)
         values[name] = (value, at)
+        value_at[name] = where
     if "p" not in values:
         raise DmarcParseError('the "p" tag is required (RFC 7489 6.3)', tag="p")
     p = _policy(*values["p"], "p")
     sp = _policy(*values["sp"], "sp") if "sp" in values else None
     return DmarcRecord(
         text=text,
-        tags=tuple((name, value) for name, value, _ in tags),
+        tags=tuple((name, value) for name, value, _, _ in tags),
         p=p,
         sp=sp,
         pct=_pct(*values["pct"]) if "pct" in values else 100,
         adkim=_alignment(*values["adkim"], "adkim") if "adkim" in values else "r",
         aspf=_alignment(*values["aspf"], "aspf") if "aspf" in values else "r",
-        rua=_uris(*values["rua"], "rua") if "rua" in values else (),
-        ruf=_uris(*values["ruf"], "ruf") if "ruf" in values else (),
+        rua=_uris(values["rua"][0], value_at["rua"], "rua") if "rua" in values else (),
+        ruf=_uris(values["ruf"][0], value_at["ruf"], "ruf") if "ruf" in values else (),
         fo=_fo(*values["fo"]) if "fo" in values else ("0",),
         ri=_ri(*values["ri"]) if "ri" in values else 86400,
         rf=_rf(*values["rf"]) if "rf" in values else ("afrf",),
@@ -312,9 +314,9 @@ def _as_text(record: str | bytes) -> str:
     return record.decode("ascii") if isinstance(record, bytes) else record
 
 
-def _split_tags(text: str) -> list[tuple[str, str, int]]:
-    """``(name, value, offset)`` per tag; empty parts (";;", a trailing ";") are skipped."""
-    out: list[tuple[str, str, int]] = []
+def _split_tags(text: str) -> list[tuple[str, str, int, int]]:
+    """``(name, value, tag offset, value offset)`` per tag; empty parts are skipped."""
+    out: list[tuple[str, str, int, int]] = []
     start = 0
     for sep in [*_SEP.finditer(text), None]:
         end = sep.start() if sep is not None else len(text)
@@ -329,7 +331,7 @@ def _split_tags(text: str) -> list[tuple[str, str, int]]:
             name = match.group(1).lower()
             if not value:
                 raise DmarcParseError(f'the tag "{name}" has no value', position=at, tag=name)
-            out.append((name, value, at))
+            out.append((name, value, at, at + match.end()))
         if sep is None:
             break
         start = sep.end()

@@ -54,8 +54,12 @@ class FakeDns:
         self.asked: list[tuple[str, str]] = []
 
     async def __call__(self, name: str, rdtype: str) -> Lookup:
+        self.asked.append((name.lower().rstrip("."), rdtype.upper()))
+        return self.answer(name, rdtype)
+
+    def answer(self, name: str, rdtype: str) -> Lookup:
+        """The answer, without recording the question (for building test inputs)."""
         key = (name.lower().rstrip("."), rdtype.upper())
-        self.asked.append(key)
         value = self.zone.get(key)
         if value is None:
             outcome: Outcome = "nodata" if key[0] in self.names else "nxdomain"
