@@ -300,7 +300,12 @@ class Lab:
         for server in started_servers:
             state.processes.append(server.record())
             state.save()
-        wait_ready(started_servers, netns=server_ns, timeout=READY_TIMEOUT_S)
+        wait_ready(
+            started_servers,
+            netns=server_ns,
+            timeout=READY_TIMEOUT_S,
+            log_file=directory / "readiness.log",
+        )
         latency.wait_ready(shapers, timeout=READY_TIMEOUT_S)
 
         info = LabInfo(

@@ -3,8 +3,9 @@
 Every server runs in the foreground under ``ip netns exec <ns>`` (which execs it, so the PID
 ``Popen`` returns is the server's own), in a session of its own (a Ctrl-C at the terminal that
 ran ``rca lab up`` does not reach it), output going to a log file in the lab directory.
-Readiness is a TCP connect to each of its ports from inside the namespace, retried until a
-deadline; a process that exits meanwhile fails at once, quoting its log.
+Readiness is a TCP connect to each of its ports from inside the namespace (by a small
+checker process), retried until a deadline; a server that exits meanwhile fails at once,
+quoting its log.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Final
 
 from analyzer.lab.errors import LabError
-from analyzer.lab.netns import in_netns
 from analyzer.lab.state import ProcessRecord
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "wait_ready",
 ]
 
-_CONNECT_TIMEOUT_S: Final = 0.25
 _POLL_INTERVAL_S: Final = 0.02
 _TERM_GRACE_S: Final = 5.0
 
@@ -115,41 +114,83 @@ def spawn(
     return Server(name=name, pid=pid, log_file=log_file, endpoints=tuple(endpoints))
 
 
-def wait_ready(servers: Sequence[Server], *, netns: str, timeout: float) -> None:
+# Runs inside the namespace, in a separate interpreter (-I: stdlib only, starts in ~20 ms):
+# connects to every endpoint until all accept or the deadline passes. A separate process, not
+# a thread of ours that entered the namespace, so that nothing in this process (a test suite's
+# socket guard, say) sees connections to lab addresses made before anyone is in the client
+# namespace.
+_CHECKER: Final = """
+import socket, sys, time
+deadline = time.monotonic() + float(sys.argv[1])
+pending = []
+for spec in sys.argv[2:]:
+    host, _, port = spec.rpartition(":")
+    pending.append((host, int(port)))
+while pending:
+    still = []
+    for endpoint in pending:
+        try:
+            socket.create_connection(endpoint, timeout=0.25).close()
+        except OSError:
+            still.append(endpoint)
+    pending = still
+    if pending and time.monotonic() > deadline:
+        print("not listening: " + " ".join(f"{h}:{p}" for h, p in pending), flush=True)
+        sys.exit(1)
+    if pending:
+        time.sleep(0.02)
+print("all listening", flush=True)
+"""
+
+
+def wait_ready(
+    servers: Sequence[Server], *, netns: str, timeout: float, log_file: Path
+) -> None:
     """Wait until every server accepts TCP on each of its endpoints, from inside ``netns``.
 
-    ``LabError`` when a server exits first (naming its log) or the deadline passes.
+    ``LabError`` as soon as a server exits (naming its log), or when the deadline passes
+    (naming what is not listening). ``log_file`` receives the checker's output.
     """
-    in_netns(netns, lambda: _wait_ready(servers, timeout))
+    owners = {f"{a}:{p}": s for s in servers for (a, p) in s.endpoints}
+    checker = spawn(
+        "readiness check",
+        [sys.executable, "-I", "-c", _CHECKER, str(timeout), *owners],
+        netns=netns,
+        log_file=log_file,
+        endpoints=(),
+    )
+    deadline = time.monotonic() + timeout + 10  # the checker's own deadline comes first
+    try:
+        while True:
+            for server in servers:
+                code = server.poll()
+                if code is not None:
+                    raise LabError(
+                        f"{server.name} exited with status {code} while starting; "
+                        f"see {server.log_file}: {log_tail(server.log_file)}"
+                    )
+            code = checker.poll()
+            if code == 0:
+                return
+            if code is not None or time.monotonic() > deadline:
+                raise _not_listening(log_file, owners, timeout)
+            time.sleep(_POLL_INTERVAL_S)
+    finally:
+        if checker.poll() is None:
+            _signal(checker.pid, signal.SIGKILL)
+            reaped_by = time.monotonic() + _TERM_GRACE_S
+            while checker.poll() is None and time.monotonic() < reaped_by:
+                time.sleep(_POLL_INTERVAL_S)
 
 
-def _wait_ready(servers: Sequence[Server], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    pending = {(s.name, ep): s for s in servers for ep in s.endpoints}
-    while pending:
-        for (name, (address, port)), server in list(pending.items()):
-            code = server.poll()
-            if code is not None:
-                raise LabError(
-                    f"{name} exited with status {code} while starting; "
-                    f"see {server.log_file}: {log_tail(server.log_file)}"
-                )
-            try:
-                socket.create_connection((address, port), timeout=_CONNECT_TIMEOUT_S).close()
-            except OSError:
-                continue
-            del pending[(name, (address, port))]
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            waiting = sorted({f"{n} on {a}:{p}" for (n, (a, p)) in pending})
-            shown = ", ".join(waiting[:4]) + (" ..." if len(waiting) > 4 else "")
-            first = next(iter(pending.values()))
-            raise LabError(
-                f"not listening after {timeout:.0f}s: {shown}; "
-                f"see {first.log_file}: {log_tail(first.log_file)}"
-            )
-        time.sleep(_POLL_INTERVAL_S)
+def _not_listening(log_file: Path, owners: Mapping[str, Server], timeout: float) -> LabError:
+    last = log_tail(log_file, 1)
+    endpoints = last.removeprefix("not listening: ").split() if "not listening" in last else []
+    named = sorted({f"{owners[e].name} on {e}" for e in endpoints if e in owners})
+    shown = ", ".join(named[:4]) + (" ..." if len(named) > 4 else "")
+    first = owners[endpoints[0]] if endpoints and endpoints[0] in owners else None
+    where = f"; see {first.log_file}: {log_tail(first.log_file)}" if first else f"; {last}"
+    return LabError(f"not listening after {timeout:.0f}s: {shown or 'unknown'}{where}")
 
 
 def log_tail(path: Path, lines: int = 3) -> str:

@@ -7,8 +7,11 @@ lab someone started with ``rca lab up`` is left alone), moves the session's main
 the client namespace, yields the ``LabInfo``, and tears the lab down at the end.
 
 After it ran, every socket the tests open lives in the client namespace: the lab's addresses
-are reachable, nothing else is (loopback still works). The system resolver is *not* the lab's
-(the mount namespace does not change): use ``lab_resolver`` or ``lab_system_resolver``.
+are reachable, nothing else is (loopback still works), and ``tests/conftest.py``'s socket
+guard is told so (``LAB_NAMESPACE_ENTERED``). A loopback server started *before* (a
+session-scoped fixture in the host namespace) is not reachable from the client namespace.
+The system resolver is *not* the lab's (the mount namespace does not change): use
+``lab_resolver`` or ``lab_system_resolver``.
 
 Not root, or a server package missing: the lab tests skip, except under ``CI=true``, where a
 lab that cannot start is a failure.
@@ -17,6 +20,7 @@ lab that cannot start is a failure.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +41,15 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def _announce_client_namespace(entered: bool) -> None:
+    """Tell ``tests/conftest.py``'s socket guard that lab addresses are now reachable (only
+    from inside the isolated client namespace) or no longer."""
+    conftest = sys.modules.get("tests.conftest")
+    flag = getattr(conftest, "LAB_NAMESPACE_ENTERED", None)
+    if isinstance(flag, dict):
+        flag["value"] = entered
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[LabInfo]:
     """Start the lab (all scenarios), enter its client namespace, yield its ``LabInfo``."""
@@ -53,9 +66,11 @@ def lab() -> Iterator[LabInfo]:
     # Measured, never asserted: the machine's speed is not what these tests are about.
     print(f"\nlab start-up: {elapsed:.2f}s for {len(info.scenarios)} scenarios")
     enter_netns(info.client_netns)
+    _announce_client_namespace(True)
     try:
         yield info
     finally:
+        _announce_client_namespace(False)
         Lab.down(LAB_DIR, name=LAB_NAME)
 
 

@@ -140,7 +140,9 @@ def test_a_server_that_dies_at_start_is_reported(small_lab: tuple[LabInfo, str])
     # When the lab waits for it
     # Then LabError names it, its status and its log line, in one line
     with pytest.raises(LabError) as excinfo:
-        wait_ready([server], netns=info.server_netns, timeout=10)
+        wait_ready(
+            [server], netns=info.server_netns, timeout=10, log_file=info.directory / "ready.log"
+        )
     message = str(excinfo.value)
     assert "failing exited with status 3" in message
     assert "Address already in use" in message
