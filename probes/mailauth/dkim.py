@@ -394,22 +394,14 @@ def key_bits(key: DkimKey) -> int:
         return 256
     if key.key_type != "rsa":
         raise DkimKeyError(f'unsupported key type k="{key.key_type}"', tag="k")
-    loaded: object
     try:
+        # Accepts both DER SubjectPublicKeyInfo and a bare PKCS#1 RSAPublicKey.
         loaded = serialization.load_der_public_key(key.public_key)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        pem = (
-            b"-----BEGIN RSA PUBLIC KEY-----\n"
-            + base64.encodebytes(key.public_key)
-            + b"-----END RSA PUBLIC KEY-----\n"
-        )
-        try:
-            loaded = serialization.load_pem_public_key(pem)
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            raise DkimKeyError("p= does not hold a DER-encoded RSA public key", tag="p") from None
+        raise DkimKeyError("p= does not hold a DER-encoded public key", tag="p") from None
     if not isinstance(loaded, rsa.RSAPublicKey):
         raise DkimKeyError(
-            f"k=rsa, but p= holds a {type(loaded).__name__.removesuffix('PublicKey')} key",
+            f"k=rsa, but p= holds a non-RSA key ({type(loaded).__name__})",
             tag="p",
         )
     return loaded.key_size
