@@ -14,6 +14,7 @@ import dataclasses
 import os
 import re
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -220,14 +221,20 @@ class Lab:
         netns.delete_namespace(client, kill_inside=False)
         for ns in (server, client):
             netns.remove_etc_netns(ns)
-        for name in (STATE_FILE, INFO_FILE):
-            (directory / name).unlink(missing_ok=True)
+        for filename in (STATE_FILE, INFO_FILE):
+            (directory / filename).unlink(missing_ok=True)
 
     # -- steps --------------------------------------------------------------------------------
 
     def _prepare_directory(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o755)  # servers running as nobody/postfix must traverse it
+        for parent in self.directory.parents:
+            if not parent.stat().st_mode & stat.S_IXOTH:
+                raise LabError(
+                    f"the lab directory {self.directory} is inside {parent}, which other users "
+                    "cannot enter (Dovecot, Postfix and nginx drop root); choose another --dir"
+                )
         for name in _REBUILT:
             shutil.rmtree(self.directory / name, ignore_errors=True)
 

@@ -174,7 +174,8 @@ def run(argv: Sequence[str], *, stdin: str | None = None, check: bool = True) ->
             check=False,
         )
     except FileNotFoundError:
-        raise LabError(f"{argv[0]} not found; install it with: apt-get install iproute2") from None
+        package = {"nft": "nftables"}.get(argv[0], "iproute2")
+        raise LabError(f"{argv[0]} not found; install it with: apt-get install {package}") from None
     except subprocess.TimeoutExpired:
         raise LabError(f"{' '.join(argv)} did not finish in {_COMMAND_TIMEOUT_S:.0f}s") from None
     if check and done.returncode != 0:

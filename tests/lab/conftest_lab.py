@@ -50,8 +50,18 @@ def _announce_client_namespace(entered: bool) -> None:
         flag["value"] = entered
 
 
+_STARTUP = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show how long the lab took to start (measured, never asserted)."""
+    line = terminalreporter.config.stash.get(_STARTUP, None)
+    if line:
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
-def lab() -> Iterator[LabInfo]:
+def lab(request: pytest.FixtureRequest) -> Iterator[LabInfo]:
     """Start the lab (all scenarios), enter its client namespace, yield its ``LabInfo``."""
     try:
         check_prerequisites()
@@ -64,7 +74,10 @@ def lab() -> Iterator[LabInfo]:
         _unavailable(f"the lab did not start: {exc}")
     elapsed = time.monotonic() - started
     # Measured, never asserted: the machine's speed is not what these tests are about.
-    print(f"\nlab start-up: {elapsed:.2f}s for {len(info.scenarios)} scenarios")
+    request.config.stash[_STARTUP] = (
+        f"lab start-up: {elapsed:.2f} s for {len(info.scenarios)} scenarios "
+        f"(servers ready after {info.startup_seconds:.2f} s)"
+    )
     enter_netns(info.client_netns)
     _announce_client_namespace(True)
     try:

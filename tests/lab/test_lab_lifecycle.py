@@ -231,3 +231,13 @@ def test_not_root_is_a_one_line_lab_error() -> None:
     # Then LabError says root is needed, in one line
     with pytest.raises(LabError, match=r"^the lab needs root [^\n]*sudo$"):
         check_prerequisites(euid=1000)
+
+
+def test_a_directory_servers_cannot_enter_is_refused(tmp_path: Path) -> None:
+    # Given a directory under pytest's private (mode 0700) temporary tree
+    directory = tmp_path / "lab"
+    # When a lab is started there
+    # Then LabError says why and what to do, before anything is created
+    with pytest.raises(LabError, match="choose another --dir"):
+        Lab(directory, ["healthy"], name="rca-lab-t3").up()
+    assert not namespace_exists("rca-lab-t3")
