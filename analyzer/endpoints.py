@@ -19,10 +19,18 @@ from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, SRV_RECORDS, HostAddresse
 from analyzer.resolve import lookup
 
 if TYPE_CHECKING:
+    from analyzer.context import RunContext
     from analyzer.probe import ProbeContext
     from analyzer.targets import Target
 
-__all__ = ["SERVICES", "Endpoint", "ServiceInfo", "host_addresses", "plan_endpoints"]
+__all__ = [
+    "SERVICES",
+    "Endpoint",
+    "ServiceInfo",
+    "host_addresses",
+    "plan_endpoints",
+    "resolve_host",
+]
 
 TlsMode = Literal["starttls", "implicit", "none"]
 Source = Literal["mx", "srv", "guess", "standard", "user", "target"]
@@ -110,7 +118,13 @@ class Endpoint:
 
 async def host_addresses(ctx: ProbeContext, host: str) -> HostAddresses:
     """A and AAAA of ``host`` (``--connect`` wins), looked up once per run."""
-    forced = ctx.run.connect_addresses(host)
+    return await resolve_host(ctx.run, host)
+
+
+async def resolve_host(run: RunContext, host: str) -> HostAddresses:
+    """A and AAAA of ``host`` (``--connect`` wins; an IP is itself), once per run."""
+    host = host.lower().rstrip(".")
+    forced = run.connect_addresses(host)
     if not forced and _is_ip(host):
         forced = (host,)
     if forced:
@@ -121,14 +135,14 @@ async def host_addresses(ctx: ProbeContext, host: str) -> HostAddresses:
         )
 
     async def resolve() -> HostAddresses:
-        v4, v6 = await asyncio.gather(lookup(ctx.run, host, "A"), lookup(ctx.run, host, "AAAA"))
+        v4, v6 = await asyncio.gather(lookup(run, host, "A"), lookup(run, host, "AAAA"))
         return HostAddresses(
             host=host,
             ipv4=tuple(r.to_text() for r in v4.records) if v4.ok else (),
             ipv6=tuple(r.to_text() for r in v6.records) if v6.ok else (),
         )
 
-    return await ctx.run.shared(f"addresses:{host.lower()}", resolve)
+    return await run.shared(f"addresses:{host}", resolve)
 
 
 async def plan_endpoints(ctx: ProbeContext, target: Target) -> tuple[Endpoint, ...]:

@@ -40,6 +40,10 @@ class HostAddresses:
         """IPv4 then IPv6 addresses."""
         return self.ipv4 + self.ipv6
 
+    def addresses_for(self, families: tuple[int, ...] | list[int]) -> tuple[str, ...]:
+        """The addresses of the run's IP families (IPv4 first)."""
+        return (self.ipv4 if 4 in families else ()) + (self.ipv6 if 6 in families else ())
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MxHost:

@@ -202,7 +202,8 @@ class _Scheduler:
         if not results:
             finding = reason or _empty_probe_finding(probe)
             results = [_single(probe, self.target, self.run, finding)]
-        return _attach_facts(results, ctx.published)
+        shown = {k: v for k, v in ctx.published.items() if k not in ctx.hidden}
+        return _attach_facts(results, shown)
 
 
 def _attach_facts(results: list[ProbeResult], published: dict[str, Any]) -> list[ProbeResult]:

@@ -261,6 +261,7 @@ class ProbeContext:
     facts: Mapping[str, Any]
     published: dict[str, Any]
     results: list[ResultRecorder] = field(default_factory=list)
+    hidden: set[str] = field(default_factory=set)
 
     @property
     def options(self) -> Any:
@@ -282,11 +283,16 @@ class ProbeContext:
         except MissingFact:
             return default
 
-    def publish(self, name: str, value: Any) -> None:
-        """Make a fact available to probes that need it (the probe must declare it)."""
+    def publish(self, name: str, value: Any, *, shown: bool = True) -> None:
+        """Make a fact available to probes that need it (the probe must declare it).
+
+        ``shown=False`` keeps it out of the report (bulky data such as DER chains).
+        """
         if name not in self.probe.provides:
             raise ValueError(f"probe {self.probe.id!r} does not declare the fact {name!r}")
         self.published[name] = value
+        if not shown:
+            self.hidden.add(name)
 
     def result(self, subject: str) -> ResultRecorder:
         """Start the result for one subject (use with ``with``)."""

@@ -11,6 +11,7 @@ a chain fails rather than just that it does.
 from __future__ import annotations
 
 import ssl
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -66,8 +67,12 @@ def version_context(version: TlsVersionName) -> ssl.SSLContext | None:
     ctx.verify_mode = ssl.CERT_NONE
     try:
         ctx.set_ciphers("ALL:@SECLEVEL=0")
-        ctx.minimum_version = enum
-        ctx.maximum_version = enum
+        # Offering TLS 1.0/1.1 is the point here (to see whether the server accepts
+        # them); Python warns that they are deprecated, which is why we ask.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = enum
+            ctx.maximum_version = enum
     except (ValueError, ssl.SSLError):
         return None
     return ctx

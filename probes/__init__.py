@@ -13,4 +13,5 @@ REGISTRY: dict[str, str] = {
     "dns": "probes.dns:PROBE",
     "dnssec": "probes.dnssec:PROBE",
     "ports": "probes.ports:PROBE",
+    "tls": "probes.tls:PROBE",
 }

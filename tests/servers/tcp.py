@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 Script = Callable[[socket.socket, threading.Event], None]
 
@@ -170,5 +171,61 @@ def smtp_server(*, starttls: bool = True, extra: bytes = b"") -> Script:
                     return
                 else:
                     conn.sendall(b"502 unknown\r\n")
+
+    return script
+
+
+def tls_then(context: Any, after: Script | None = None) -> Script:
+    """Implicit TLS with ``context`` (an ``ssl.SSLContext`` for servers), then ``after``."""
+
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        conn.settimeout(5)
+        try:
+            tls = context.wrap_socket(conn, server_side=True)
+        except (OSError, ValueError):
+            return
+        with tls:
+            if after is not None:
+                after(tls, stop)
+            else:
+                stop.wait(2)
+
+    return script
+
+
+def smtp_starttls(context: Any) -> Script:
+    """SMTP up to STARTTLS, then a real TLS handshake with ``context``."""
+
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        conn.settimeout(5)
+        conn.sendall(b"220 tls.test ESMTP\r\n")
+        reader = conn.makefile("rb", buffering=0)
+        while not stop.is_set():
+            line = reader.readline()
+            if not line:
+                return
+            cmd = line.split(b" ", 1)[0].strip().upper()
+            if cmd == b"EHLO":
+                conn.sendall(b"250-tls.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
+            elif cmd == b"STARTTLS":
+                conn.sendall(b"220 ready\r\n")
+                try:
+                    tls = context.wrap_socket(conn, server_side=True)
+                except (OSError, ValueError):
+                    return
+                with tls, tls.makefile("rb") as rd:
+                    tls.settimeout(5)
+                    while not stop.is_set():
+                        data = rd.readline()
+                        if not data:
+                            return
+                        if data.upper().startswith(b"EHLO"):
+                            tls.sendall(b"250-tls.test\r\n250 AUTH PLAIN\r\n")
+                        else:
+                            tls.sendall(b"221 bye\r\n")
+                            return
+                return
+            else:
+                conn.sendall(b"502 no\r\n")
 
     return script

@@ -1,0 +1,169 @@
+"""The TLS probe against loopback servers: real handshakes with lab certificates, and
+servers that break TLS on purpose. Each case ends as a finding within the deadline."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from analyzer.api import check
+from analyzer.context import RunOptions
+from analyzer.lab.pki import CertSpec, IssuedCert, LabPKI
+from analyzer.model import Report, Status
+from analyzer.targets import parse_target
+from reports.html import render
+from reports.json import dumps
+from tests.servers.tcp import (
+    huge_line,
+    reset,
+    say,
+    serve,
+    silent,
+    smtp_server,
+    smtp_starttls,
+    tls_then,
+)
+
+HOST = "mail.tls.test"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
+    return LabPKI.create(tmp_path_factory.mktemp("pki"), now=datetime.now(UTC))
+
+
+def server_context(cert: IssuedCert) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    ctx.load_cert_chain(cert.cert_file, cert.key_file)
+    return ctx
+
+
+def issue(pki: LabPKI, kind: str, name: str, **kw: object) -> IssuedCert:
+    return pki.issue(CertSpec(name=name, dns_names=(HOST,), kind=kind, **kw))  # type: ignore[arg-type]
+
+
+async def run_tls(pki: LabPKI, port: int, service: str, **kw: object) -> Report:
+    options = RunOptions(
+        tests=("tls",), timeout=20, op_timeout=2, ca_file=pki.ca_file,
+        connect={HOST: ("127.0.0.1",)}, extra_ports=((HOST, port, service),), **kw,  # type: ignore[arg-type]
+    )
+    return await check(parse_target("127.0.0.1"), options)
+
+
+def codes(report: Report) -> dict[str, Status]:
+    found: dict[str, Status] = {}
+    for _, f in report.findings():
+        if f.status.severity >= found.get(f.code, Status.SKIP).severity:
+            found[f.code] = f.status
+    return found
+
+
+@pytest.mark.parametrize(
+    ("kind", "service", "code", "status"),
+    [
+        ("good", "imaps", "tls.chain.valid", Status.PASS),
+        ("expired", "imaps", "tls.cert.expired", Status.FAIL),
+        ("wrong_name", "submissions", "tls.cert.name_mismatch", Status.FAIL),
+        ("self_signed", "pop3s", "tls.cert.self_signed", Status.FAIL),
+        ("untrusted_root", "imaps", "tls.chain.untrusted_root", Status.FAIL),
+        ("rsa1024", "imaps", "tls.key.weak", Status.FAIL),
+        ("sha1", "imaps", "tls.cert.sha1_signature", Status.FAIL),
+    ],
+)
+async def test_implicit_tls_chain_faults(
+    pki: LabPKI, kind: str, service: str, code: str, status: Status
+) -> None:
+    cert = issue(pki, kind, f"implicit-{kind}-{service}")
+    with serve(tls_then(server_context(cert))) as server:
+        report = await run_tls(pki, server.port, service)
+    found = codes(report)
+    assert found.get(code) == status, found
+    assert found.get("tls.handshake.ok") == Status.PASS
+
+
+async def test_self_signed_on_mx_port_25_is_only_a_warning(pki: LabPKI) -> None:
+    # Given an MX (smtp service) with a self-signed certificate behind STARTTLS
+    cert = issue(pki, "self_signed", "mx-selfsigned")
+    with serve(smtp_starttls(server_context(cert))) as server:
+        report = await run_tls(pki, server.port, "smtp")
+    # Then it is a warning (opportunistic TLS), while submission would fail
+    assert codes(report)["tls.cert.self_signed"] == Status.WARN
+    with serve(smtp_starttls(server_context(cert))) as server:
+        report = await run_tls(pki, server.port, "submission")
+    assert codes(report)["tls.cert.self_signed"] == Status.FAIL
+
+
+async def test_starttls_not_offered(pki: LabPKI) -> None:
+    with serve(smtp_server(starttls=False)) as server:
+        report = await run_tls(pki, server.port, "submission")
+    assert codes(report)["tls.starttls.missing"] == Status.FAIL
+
+
+async def test_garbage_after_starttls_is_a_handshake_failure(pki: LabPKI) -> None:
+    with serve(smtp_server(starttls=True)) as server:
+        report = await run_tls(pki, server.port, "submission")
+    assert codes(report)["tls.handshake.failed"] == Status.FAIL
+
+
+async def test_data_injected_before_handshake_is_flagged(pki: LabPKI) -> None:
+    with serve(smtp_server(extra=b"250 injected\r\n")) as server:
+        report = await run_tls(pki, server.port, "submission")
+    assert codes(report)["tls.protocol_error"] == Status.FAIL
+
+
+@pytest.mark.parametrize(
+    "script",
+    [say(b"\x15\x03\x01\x00\x02\x02\x28garbage"), reset, silent, huge_line(1024 * 1024)],
+    ids=["garbage", "reset", "silent", "huge"],
+)
+async def test_broken_implicit_tls_ends_as_failure_in_time(pki: LabPKI, script: object) -> None:
+    with serve(script) as server:  # type: ignore[arg-type]
+        t0 = time.monotonic()
+        report = await run_tls(pki, server.port, "imaps")
+    assert time.monotonic() - t0 < 12
+    found = codes(report)
+    assert found.get("tls.handshake.failed") == Status.FAIL, found
+
+
+async def test_hostile_certificate_fields_are_escaped(pki: LabPKI, tmp_path: Path) -> None:
+    # Given a certificate whose names carry markup and hundreds of SANs
+    names = (HOST, *(f"n{i}.tls.test" for i in range(500)))
+    cert = pki.issue(CertSpec(name="hostile-sans", dns_names=names))
+    with serve(tls_then(server_context(cert))) as server:
+        report = await run_tls(pki, server.port, "imaps")
+    html, data = render(report), dumps(report)
+    assert codes(report)["tls.handshake.ok"] == Status.PASS
+    assert len(html) < 2_000_000 and len(data) < 2_000_000
+
+
+async def test_missing_intermediate_confirmed_through_aia(pki: LabPKI) -> None:
+    # Given a leaf-only chain whose AIA URL points at a loopback HTTP server with the issuer
+    der = pki.intermediate_der_file.read_bytes()
+    body = (b"HTTP/1.1 200 OK\r\nContent-Type: application/pkix-cert\r\nContent-Length: "
+            + str(len(der)).encode() + b"\r\nConnection: close\r\n\r\n" + der)
+    with serve(say(body, then_wait=False)) as aia:
+        cert = issue(pki, "leaf_only", "aia-leaf",
+                     aia_url=f"http://aia.tls.test:{aia.port}/intermediate.der")
+        with serve(tls_then(server_context(cert))) as server:
+            options = RunOptions(
+                tests=("tls",), timeout=20, op_timeout=2, ca_file=pki.ca_file,
+                connect={HOST: ("127.0.0.1",), "aia.tls.test": ("127.0.0.1",)},
+                extra_ports=((HOST, server.port, "imaps"),),
+            )
+            report = await check(parse_target("127.0.0.1"), options)
+    missing = [f for _, f in report.findings() if f.code == "tls.chain.missing_intermediate"]
+    assert missing and missing[0].evidence.get("confirmed") is True
+    assert "fixes the chain" in missing[0].detail
+
+
+async def test_versions_are_reported(pki: LabPKI) -> None:
+    cert = issue(pki, "good", "versions")
+    with serve(tls_then(server_context(cert))) as server:
+        report = await run_tls(pki, server.port, "imaps")
+    found = codes(report)
+    assert "tls.version.ok" in found or "tls.version.legacy" in found
