@@ -71,6 +71,10 @@ def lab_status(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     return 0 if all(processes.values()) else 2
 
 
+def _signed(info: LabInfo) -> bool:
+    return any(s.signed for s in info.scenarios)
+
+
 def describe(info: LabInfo) -> str:
     """What a user needs to use the lab, with commands that work as printed."""
     client = info.client_netns
@@ -79,7 +83,8 @@ def describe(info: LabInfo) -> str:
         f"state in {info.directory}",
         f"  DNS server:    {info.resolver} and {info.resolver6} (authoritative for *.test)",
         f"  trusted CA:    {info.ca_file}",
-        f"  trust anchors: {info.trust_anchor_file} (DNSSEC: signed scenarios)",
+        f"  trust anchors: {info.trust_anchor_file} "
+        + ("(DNSSEC: signed scenarios)" if _signed(info) else "(empty: no signed scenario)"),
         f"  clients run in network namespace {client} "
         f"(addresses {info.client_ipv4}, {info.client_ipv6});",
         f"  its /etc/resolv.conf points at the lab DNS (ip netns exec {client} ...)",
@@ -143,7 +148,7 @@ def demo(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
                 "--netns", info.client_netns,
                 "--resolver", info.resolver,
                 "--ca-file", str(info.ca_file),
-                "--trust-anchor", str(info.trust_anchor_file),
+                *(["--trust-anchor", str(info.trust_anchor_file)] if _signed(info) else []),
                 "--json", str(reports / f"{scenario.name}.json"),
                 "--report", str(reports / f"{scenario.name}.html"),
             ]  # fmt: skip

@@ -131,6 +131,9 @@ def write_config(
         "smtpd_tls_security_level": "may",
         "smtpd_tls_auth_only": "yes",
         "smtpd_tls_loglevel": "1",
+        # As Dovecot (ssl_min_protocol) and nginx (ssl_protocols): no TLS 1.0/1.1 (RFC 8996).
+        "smtpd_tls_protocols": ">=TLSv1.2",
+        "smtpd_tls_mandatory_protocols": ">=TLSv1.2",
         "smtpd_relay_restrictions": "permit_sasl_authenticated, reject_unauth_destination",
         "smtpd_recipient_restrictions": "reject_unlisted_recipient",
         "smtp_tls_security_level": "none",
