@@ -8,8 +8,12 @@ message then names its log file and quotes its last lines).
 
 from __future__ import annotations
 
+from analyzer.errors import LabUnavailable
+
 __all__ = ["LabError"]
 
 
-class LabError(RuntimeError):
+# A LabUnavailable (an RcaError), so `rca` prints it on one line and exits 3 like any other
+# error the user can fix, without knowing about the lab.
+class LabError(LabUnavailable):
     """The lab could not be started, stopped or inspected; the message says why, in one line."""
