@@ -6,6 +6,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.query
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 import dns.reversename
@@ -177,9 +178,10 @@ def test_signed_zone_validates_against_the_trust_anchor(lab: LabInfo) -> None:
         response = dns.query.tcp(
             dns.message.make_query(domain, rdtype, want_dnssec=True), lab.resolver, timeout=3
         )
-        rrset = response.find_rrset(response.answer, domain, 1, dns.rdatatype.from_text(rdtype))
+        wanted = dns.rdatatype.from_text(rdtype)
+        rrset = response.find_rrset(response.answer, domain, dns.rdataclass.IN, wanted)
         sigs = response.find_rrset(
-            response.answer, domain, 1, dns.rdatatype.RRSIG, dns.rdatatype.from_text(rdtype)
+            response.answer, domain, dns.rdataclass.IN, dns.rdatatype.RRSIG, wanted
         )
         return rrset, sigs
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+from collections.abc import Mapping
+from typing import Any
 
 import dns.resolver
 import httpx
@@ -130,7 +132,7 @@ def test_intermediate_is_served_at_the_aia_url(lab: LabInfo, tls: ssl.SSLContext
 # -- the emulator's dispatch, without the network ------------------------------------------------
 
 
-def _request(path: str, behaviour: dict[str, object] | None = None) -> EmulatorRequest:
+def _request(path: str, behaviour: Mapping[str, Any] | None = None) -> EmulatorRequest:
     return EmulatorRequest(
         method="GET",
         path=path,

@@ -170,19 +170,20 @@ def test_submitted_message_is_delivered_to_imap(
         smtp.send_message(message)
     # Then it shows up in the user's INBOX over IMAP (bounded wait, not a fixed sleep)
     deadline = time.monotonic() + 20
-    found: list[bytes] = []
+    found: list[str] = []
     with imaplib.IMAP4_SSL(host, 993, ssl_context=tls, timeout=TIMEOUT) as imap:
         imap.login(address, password)
         while time.monotonic() < deadline:
             imap.select("INBOX")
             _, data = imap.search(None, "SUBJECT", f'"{subject}"')
-            found = data[0].split()
+            found = [n.decode() for n in data[0].split()]
             if found:
                 break
             time.sleep(0.1)
         assert found, f"message {subject!r} not delivered within 20 s"
         _, fetched = imap.fetch(found[0], "(BODY[HEADER.FIELDS (SUBJECT)])")
-    assert subject.encode() in fetched[0][1]  # type: ignore[index]
+    header = fetched[0]
+    assert isinstance(header, tuple) and subject.encode() in header[1]
 
 
 def test_expired_cert_scenario_presents_an_expired_certificate(
@@ -208,7 +209,7 @@ def test_expired_cert_scenario_keeps_good_certificates_elsewhere(
         with tls.wrap_socket(sock, server_hostname=host.name) as tls_sock:
             cert = tls_sock.getpeercert()
     # Then the certificate verifies and names the host
-    assert cert["subject"] == ((("commonName", host.name),),)
+    assert cert is not None and cert["subject"] == ((("commonName", host.name),),)
 
 
 def test_filtered_993_times_out(lab: LabInfo) -> None:
