@@ -35,6 +35,8 @@ from urllib.parse import urlsplit
 
 from analyzer.model import Finding, Json, ProbeResult, Report, Status, Step, to_json
 from reports.summary import (
+    Certificate,
+    certificates,
     check_status,
     clean_text,
     counts,
@@ -75,17 +77,23 @@ _MARKS = {"send": ("C:", "c"), "recv": ("S:", "s"), "info": ("··", "n")}
 _PARTIAL_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}")
 _CERT_FIELDS = (
     "subject",
+    "common_name",
     "issuer",
     "serial",
+    "serial_hex",
     "not_before",
     "not_after",
-    "san",
+    "dns_names",
     "sans",
+    "san",
     "names",
+    "ip_addresses",
     "key",
+    "key_type",
+    "key_bits",
     "signature_algorithm",
-    "sha256",
     "fingerprint_sha256",
+    "sha256",
 )
 
 
@@ -191,15 +199,18 @@ def _json(value: Any) -> str:
     return json.dumps(to_json(value), indent=2, ensure_ascii=False, sort_keys=False)
 
 
-def _flat(value: Any) -> bool:
-    """A scalar, or a list of scalars: fits one table cell."""
-    if _is_scalar(value):
-        return True
+def _simple_list(value: Any) -> TypeGuard[Sequence[Any]]:
+    """A list of scalars (DNS records, names, addresses)."""
     return (
         isinstance(value, Sequence)
         and not isinstance(value, str)
         and all(_is_scalar(v) for v in value)
     )
+
+
+def _flat(value: Any) -> bool:
+    """A scalar, or a list of scalars: fits one table cell."""
+    return _is_scalar(value) or _simple_list(value)
 
 
 _SECRET_KEY = re.compile(r"password|passwd|token|authorization|cookie|api[_-]?key", re.I)
@@ -247,9 +258,15 @@ class _Renderer:
         return self.anchors.get(id(finding), "")
 
     def evidence(self, finding: Finding) -> list[Block]:
-        """The finding's evidence split into blocks, each drawn by the partial for its shape."""
+        """The finding's evidence split into blocks, each drawn by the partial for its shape.
+
+        Shapes: ``certificates`` (a list of certificate mappings), a list of simple values
+        (records) as a list, a mapping of simple values (headers) as a key/value table, a
+        list of flat records as a table with a column per field, anything else as JSON.
+        Simple values and one-item lists gather in one key/value table at the top.
+        """
         blocks: list[Block] = []
-        scalars: dict[str, str] = {}
+        scalars: list[tuple[str, str]] = []
         for key, value in finding.evidence.items():
             label = str(key)
             if key in ("certificates", "certificate"):
@@ -257,25 +274,44 @@ class _Renderer:
                 if certs and all(isinstance(c, Mapping) for c in certs):
                     blocks.append(self._certificates(label, certs))
                     continue
-            if _flat(value) and (_is_scalar(value) or len(str(value)) < 120):
-                scalars[label] = _value_text(value)
-            elif isinstance(value, Sequence) and not isinstance(value, str) and _flat(value):
-                items = [_scalar_text(v) for v in value[:MAX_ITEMS]]
-                blocks.append(
-                    Block(kind="list", label=label, value=items, omitted=len(value) - len(items))
-                )
+            if _is_scalar(value) or (_simple_list(value) and len(value) <= 1):
+                scalars += self._fit([(label, _value_text(value))])
+            elif _simple_list(value):
+                items = self._fit([_scalar_text(v) for v in value[:MAX_ITEMS]])
+                omitted = len(value) - len(items)
+                blocks.append(Block(kind="list", label=label, value=items, omitted=omitted))
             elif isinstance(value, Mapping) and all(_flat(v) for v in value.values()):
-                rows = [(str(k), _value_text(v)) for k, v in list(value.items())[:MAX_ITEMS]]
-                blocks.append(
-                    Block(kind="table", label=label, value=rows, omitted=len(value) - len(rows))
-                )
+                pairs = list(value.items())[:MAX_ITEMS]
+                rows = self._fit([(str(k), _value_text(v)) for k, v in pairs])
+                omitted = len(value) - len(rows)
+                blocks.append(Block(kind="table", label=label, value=rows, omitted=omitted))
             elif self._is_rows(value):
                 blocks.append(self._rows(label, value))
             else:
                 blocks.append(self._json_block(label, value))
         if scalars:
-            blocks.insert(0, Block(kind="table", label="", value=list(scalars.items())))
+            blocks.insert(0, Block(kind="table", label="", value=scalars))
         return blocks
+
+    def _fit(self, items: list[Any]) -> list[Any]:
+        """The leading ``items`` (strings or tuples of them) that fit the evidence budget."""
+        taken = []
+        for item in items:
+            cost = sum(map(len, item)) if isinstance(item, tuple) else len(item)
+            cost += 30  # markup
+            if cost > self.evidence_left:
+                self.evidence_left = 0
+                break
+            self.evidence_left -= cost
+            taken.append(item)
+        return taken
+
+    def presented(self, result: ProbeResult) -> list[tuple[Certificate, str]]:
+        """Certificates in the result's evidence (leaf first) with their expiry phrase."""
+        return [
+            (cert, self.expiry(cert.not_after.isoformat()))
+            for cert in certificates(result.findings())
+        ]
 
     def facts(self, result: ProbeResult) -> Block:
         """What the probe published for other probes, as bounded JSON."""
@@ -344,6 +380,9 @@ class _Renderer:
                 when = parse_time(cert[key]) if key in ("not_before", "not_after") else None
                 text = _when(when) if when is not None else _value_text(cert[key])
                 rows.append((str(key), text, self.expiry(cert[key]) if key == "not_after" else ""))
+            rows = self._fit(rows)
+            if not rows:
+                break
             tables.append(rows)
         omitted = len(certs) - len(tables)
         return Block(kind="certificates", label=label, value=tables, omitted=omitted)
@@ -361,7 +400,12 @@ class _Renderer:
         columns: list[str] = []
         for item in value:
             columns += [str(k) for k in item if str(k) not in columns]
-        rows = [[_value_text(item.get(c)) for c in columns] for item in value[:MAX_ITEMS]]
+        rows = [
+            list(cells)
+            for cells in self._fit(
+                [tuple(_value_text(item.get(c)) for c in columns) for item in value[:MAX_ITEMS]]
+            )
+        ]
         return Block(
             kind="rows", label=label, value=(columns, rows), omitted=len(value) - len(rows)
         )
@@ -456,6 +500,7 @@ def _environment() -> Any:
         finalize=_finalize,
     )
     env.filters["duration"] = _duration
+    env.filters["when"] = _when
     env.filters["cut"] = truncate
     env.filters["safe_url"] = _safe_url
     env.filters["json"] = _json

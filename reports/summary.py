@@ -197,13 +197,15 @@ def certificates(findings: Iterable[Finding]) -> list[Certificate]:
     """Certificates in the findings' evidence that carry ``serial`` and ``not_after``.
 
     Accepts ``{"certificates": [{...}, ...]}`` (the TLS probe's shape) and
-    ``{"certificate": {...}}``; entries without a serial or a readable ``not_after``
-    (ISO 8601) are left out. One entry per serial, first seen first.
+    ``{"certificate": {...}}``, the serial as ``serial`` or ``serial_hex``; entries
+    without a serial or a readable ``not_after`` (ISO 8601) are left out. One entry per
+    serial, first seen first.
     """
     seen: dict[str, Certificate] = {}
     for finding in findings:
         for cert in _certificate_dicts(finding.evidence):
-            serial, not_after = cert.get("serial"), parse_time(cert.get("not_after"))
+            serial = cert.get("serial", cert.get("serial_hex"))
+            not_after = parse_time(cert.get("not_after"))
             if not isinstance(serial, str | int) or not_after is None:
                 continue
             key = str(serial)

@@ -147,6 +147,12 @@ class Browser:
         """Entries of the ``browser`` (console) or ``performance`` log since the last call."""
         return list(self._call("POST", "/se/log", {"type": kind}))
 
+    def print_pdf(self, *, width_cm: float, height_cm: float) -> bytes:
+        """The page printed to PDF on paper of this size (WebDriver "Print Page")."""
+        data = self._call("POST", "/print", {
+            "page": {"width": width_cm, "height": height_cm}, "background": True})
+        return base64.b64decode(data)
+
     # --- conveniences ---------------------------------------------------------------------
 
     def requests(self) -> list[str]:

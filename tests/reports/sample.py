@@ -47,7 +47,12 @@ SLOW_GREETING = FindingSpec(code="imap.greeting.slow", status=Status.WARN,
                             remediation="Check the server's load and reverse DNS lookups.")
 LOGIN_OK = FindingSpec(code="imap.login.ok", status=Status.PASS, title="Login succeeded",
                        meaning="The credentials were accepted.")
-ALL_SPECS = (MX_FOUND, SPF_WEAK, CERT_EXPIRED, CERT_OK, GREYLISTED, SLOW_GREETING, LOGIN_OK)
+DKIM_FOUND = FindingSpec(code="mailauth.dkim.found", status=Status.PASS, title="DKIM key found",
+                         meaning="The selector publishes a key.")
+ALL_SPECS = (MX_FOUND, SPF_WEAK, CERT_EXPIRED, CERT_OK, GREYLISTED, SLOW_GREETING, LOGIN_OK,
+             DKIM_FOUND)
+#: A DKIM public key: a long run of text without a break, as real DNS records have.
+DKIM_KEY = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA" + "x7Qz3Kp9" * 40 + "IDAQAB"
 
 
 def certificate(subject: str, serial: str, not_after: datetime, **extra: Any) -> dict[str, Any]:
@@ -80,6 +85,9 @@ async def _dns(ctx: ProbeContext, target: Target) -> None:
             }))
             with step.step("Resolve mx1.contoso.test") as child:
                 child.recv("mx1.contoso.test A 192.0.2.25")
+        with res.step("Read the DKIM key selector1._domainkey.contoso.test") as step:
+            step.add(DKIM_FOUND(evidence={"records": [f"v=DKIM1; k=rsa; p={DKIM_KEY}",
+                                                      "v=DKIM1; k=ed25519; p=11qYAYKx"]}))
         with res.step("Read the SPF record of contoso.test") as step:
             step.add(SPF_WEAK(detail="v=spf1 mx include:spf.protection.test ~all", evidence={
                 "record": "v=spf1 mx include:spf.protection.test ~all",

@@ -354,3 +354,36 @@ def test_rendering_does_not_depend_on_the_report_object_identity(sample: Report)
 
     again = report_from_json(json.loads(json.dumps(to_json(sample))))
     assert render(again) == render(dataclasses.replace(sample))
+
+
+def test_tls_sections_show_the_presented_certificate_under_the_heading(sample: Report) -> None:
+    # Given the sample's TLS results (probe/tls.html.j2) and its other probes
+    page = parse(render(sample))
+    by_subject = {(s.attrs["id"], s.find("h3").text()): s for s in sections(page.root)}
+    tls = [s for (_, h), s in by_subject.items() if h.split("·")[0].strip().endswith("tls")]
+    others = [s for s in by_subject.values() if s not in tls]
+    # Then each TLS section names the leaf certificate and when it expires
+    texts = sorted(" ".join(s.find(cls="presented").text().split()) for s in tls)
+    assert texts[0].startswith("Certificate presented: CN=mx1.contoso.test, valid until ")
+    assert texts[0].endswith("(expired 12 days before the check) · 1 more in the chain")
+    assert "(expires 60 days after the check)" in texts[1]
+    # And other probes keep the default layout
+    assert not [s for s in others if s.find_all(cls="presented")]
+
+
+def test_certificates_in_the_tls_probes_own_shape_are_tables_too() -> None:
+    # Given evidence as probes/tlschain's CertInfo.as_evidence() writes it
+    cert = {"source": "presented", "position": 0, "subject": "CN=mx.contoso.test",
+            "issuer": "CN=CA", "dns_names": ["mx.contoso.test", "mail.contoso.test"],
+            "serial_hex": "0a0b", "not_before": "2026-01-01T00:00:00+00:00",
+            "not_after": "2026-12-01T00:00:00+00:00", "key_type": "RSA", "key_bits": 2048,
+            "fingerprint_sha256": "ab" * 32, "is_ca": False}
+    f = finding(Status.WARN, "tls.cert.expiring_soon", evidence={"certificates": [cert]})
+    page = parse(render(report(result("tls", "mx.contoso.test:25", f))))
+    # Then the certificate is a table, serial and expiry included
+    rows = {tr.find("th").text(): " ".join(tr.find("td").text().split())
+            for tr in page.root.find(cls="cert").find_all("tr")}
+    assert rows["serial_hex"] == "0a0b"
+    assert rows["dns_names"] == "mx.contoso.test, mail.contoso.test"
+    assert rows["not_after"] == "2026-12-01 00:00:00 UTC (expires 2 days after the check)"
+    assert list(rows)[:3] == ["subject", "issuer", "serial_hex"]

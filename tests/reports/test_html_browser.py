@@ -16,6 +16,7 @@ import pytest
 from analyzer.model import Report
 from reports.html import render
 from tests.reports.browser import Browser, browser_session, chromium_cli, require
+from tests.reports.sample import DKIM_KEY
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +169,30 @@ def test_print_to_pdf_shows_everything_including_closed_steps(
     # And what is folded on screen is printed: a closed passing step, a closed transcript
     assert "mx1.contoso.test A 192.0.2.25" in flat
     assert "EHLO rca.invalid" in flat
+
+
+@pytest.mark.parametrize(("paper", "width_cm", "height_cm"),
+                         [("A4", 21.0, 29.7), ("Letter", 21.59, 27.94)])
+def test_prints_within_the_page_on_a4_and_letter(
+    browser: Browser, sample_file: Path, tmp_path: Path, paper: str, width_cm: float,
+    height_cm: float,
+) -> None:
+    # Given the report printed on this paper
+    tools = require("pdftotext")
+    open_page(browser, sample_file)
+    pdf = tmp_path / f"report-{paper}.pdf"
+    pdf.write_bytes(browser.print_pdf(width_cm=width_cm, height_cm=height_cm))
+    # When the position of every word is read back
+    boxes = subprocess.run([tools["pdftotext"], "-bbox", str(pdf), "-"], capture_output=True,
+                           text=True, timeout=60, check=True).stdout
+    pages = re.findall(r'<page width="([\d.]+)" height="([\d.]+)">', boxes)
+    words = re.findall(r'<word xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)"', boxes)
+    # Then the pages have that size and no word runs off a page's edge
+    width_pt = float(pages[0][0])
+    assert width_pt == pytest.approx(width_cm / 2.54 * 72, abs=2)
+    assert words
+    assert all(0 <= float(x0) and float(x1) <= width_pt for x0, x1 in words)
+    # And a long unbroken record (clipped, not moved, if it overflowed) is there whole
+    text = subprocess.run([tools["pdftotext"], str(pdf), "-"], capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+    assert DKIM_KEY in re.sub(r"\s+", "", text)

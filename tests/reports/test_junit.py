@@ -47,7 +47,7 @@ def test_a_testsuite_per_probe_and_a_testcase_per_step_with_findings(sample: Rep
 def test_totals_count_failures_errors_and_skips(sample: Report) -> None:
     root = parse(dumps(sample))
     assert {k: root.get(k) for k in ("tests", "failures", "errors", "skipped")} == {
-        "tests": "9", "failures": "1", "errors": "2", "skipped": "1"}
+        "tests": "10", "failures": "1", "errors": "2", "skipped": "1"}
     for suite in root.iter("testsuite"):
         assert int(suite.get("tests", "")) == len(list(suite.iter("testcase")))
 

@@ -127,3 +127,13 @@ def test_cli_writes_the_file_atomically_in_place(tmp_path: Any, sample: Report) 
     assert target.stat().st_ino != inode
     assert target.read_text() == dumps(sample)
     assert sorted(p.name for p in target.parent.iterdir()) == ["rca.prom"]
+
+
+def test_certificate_serial_may_be_named_serial_hex() -> None:
+    # The TLS probe's CertInfo.as_evidence() calls it serial_hex
+    evidence = {"certificates": [{"subject": "CN=a", "serial_hex": "0a0b",
+                                  "not_after": "2027-01-01T00:00:00+00:00"}]}
+    report = report_of(Finding(code="c", status=Status.PASS, title="t", evidence=evidence))
+    [(labels, value)] = samples(report, "rca_certificate_expiry_timestamp_seconds")
+    assert (labels["serial"], labels["subject"]) == ("0a0b", "mx1:25")
+    assert value == datetime(2027, 1, 1, tzinfo=UTC).timestamp()
