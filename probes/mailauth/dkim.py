@@ -141,13 +141,14 @@ UNSUPPORTED_TYPE = FindingSpec(
     remediation="Publish an RSA (2048-bit) or Ed25519 key.",
     reference=_ref("3.6.1"),
 )
-SHA1_ONLY = FindingSpec(
-    code="dns.dkim.sha1_only",
+NO_SHA256 = FindingSpec(
+    code="dns.dkim.no_sha256",
     status=Status.WARN,
-    title="DKIM key allows only SHA-1 (h=sha1)",
-    meaning="RFC 8301 3.1: signers must not use SHA-1 and verifiers must not accept it, so "
-    "a key limited to SHA-1 verifies nothing.",
-    remediation='Remove the h= tag or set "h=sha256" and sign with rsa-sha256.',
+    title="DKIM key excludes SHA-256 (h= tag)",
+    meaning="The h= tag lists the hash algorithms the key may be used with. RFC 8301 3.1 "
+    "forbids SHA-1 and RFC 6376 defines only SHA-1 and SHA-256, so a key whose h= leaves "
+    "out sha256 verifies nothing.",
+    remediation='Remove the h= tag or set "h=sha256", and sign with rsa-sha256.',
     reference="https://www.rfc-editor.org/rfc/rfc8301#section-3.1",
 )
 NOT_FOR_EMAIL = FindingSpec(
@@ -198,7 +199,7 @@ FINDINGS: tuple[FindingSpec, ...] = (
     SYNTAX,
     BAD_KEY,
     UNSUPPORTED_TYPE,
-    SHA1_ONLY,
+    NO_SHA256,
     NOT_FOR_EMAIL,
     MULTIPLE,
     NOT_FOUND,
@@ -446,7 +447,7 @@ def check_dkim_key(selector: str, domain: str, record: str | bytes) -> tuple[Fin
     if key.testing:
         out.append(TESTING(detail=f"{name}: t={':'.join(key.flags)}", evidence=evidence))
     if key.hashes and "sha256" not in key.hashes:
-        out.append(SHA1_ONLY(detail=f"{name}: h={':'.join(key.hashes)}", evidence=evidence))
+        out.append(NO_SHA256(detail=f"{name}: h={':'.join(key.hashes)}", evidence=evidence))
     if not {"*", "email"} & set(key.services):
         out.append(NOT_FOR_EMAIL(detail=f"{name}: s={':'.join(key.services)}", evidence=evidence))
     if not any(f.status is Status.FAIL for f in out):

@@ -168,6 +168,8 @@ REPORT_CHECK_FAILED = FindingSpec(
     title="Could not check an external DMARC report destination",
     meaning="The DNS look-up of the destination's authorisation record failed (SERVFAIL, "
     "REFUSED or a timeout), so it is unknown whether it accepts the reports.",
+    remediation="Check the DNS servers of the report destination's domain, then run the "
+    "check again.",
     reference=_ref("7.1"),
 )
 

@@ -124,8 +124,9 @@ POLICY_SYNTAX = FindingSpec(
     title="MTA-STS policy file is invalid",
     meaning="A policy that does not follow RFC 8461 3.2 (version, mode, max_age and mx "
     "lines) is ignored by senders, so the domain has no MTA-STS protection.",
-    remediation="Correct the line shown in the detail; a policy reads\n"
-    "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 604800",
+    remediation="Correct the line shown in the detail. A policy has one field per line: "
+    '"version: STSv1", "mode: enforce", one "mx: <host>" line per MX host (or '
+    '"mx: *.<domain>"), and "max_age: 604800".',
     reference=_ref("3.2"),
 )
 MX_NOT_COVERED = FindingSpec(

@@ -23,6 +23,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from analyzer.findings import FindingSpec
@@ -313,12 +314,9 @@ class SpfResult(StrEnum):
 
 
 #: RFC 7208 4.6.2: the result a matching mechanism gives, by qualifier.
-QUALIFIER_RESULT: Mapping[str, SpfResult] = {
-    "+": SpfResult.PASS,
-    "-": SpfResult.FAIL,
-    "~": SpfResult.SOFTFAIL,
-    "?": SpfResult.NEUTRAL,
-}
+QUALIFIER_RESULT: Mapping[str, SpfResult] = MappingProxyType(
+    {"+": SpfResult.PASS, "-": SpfResult.FAIL, "~": SpfResult.SOFTFAIL, "?": SpfResult.NEUTRAL}
+)
 
 #: Mechanisms that cause a DNS query and count against the limit (RFC 7208 4.6.4);
 #: the "redirect" modifier counts too.

@@ -37,6 +37,7 @@ __all__ = [
     "is_tlsrpt_record",
     "parse_tlsrpt",
     "tlsrpt_name",
+    "uri_problem",
 ]
 
 RFC8460 = "https://www.rfc-editor.org/rfc/rfc8460"

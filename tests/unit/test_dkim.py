@@ -233,10 +233,15 @@ def test_unreadable_keys_raise_key_error(record: str, message: str) -> None:
         (f"v=DKIM1; t=s; p={rsa_b64(2048)}", ["dns.dkim.valid"], Status.PASS),
         (
             f"v=DKIM1; h=sha1; p={rsa_b64(2048)}",
-            ["dns.dkim.sha1_only", "dns.dkim.valid"],
+            ["dns.dkim.no_sha256", "dns.dkim.valid"],
             Status.WARN,
         ),
         (f"v=DKIM1; h=sha1:sha256; p={rsa_b64(2048)}", ["dns.dkim.valid"], Status.PASS),
+        (
+            f"v=DKIM1; h=sha512; p={rsa_b64(2048)}",
+            ["dns.dkim.no_sha256", "dns.dkim.valid"],
+            Status.WARN,
+        ),
         (f"v=DKIM1; s=other; p={rsa_b64(2048)}", ["dns.dkim.not_for_email"], Status.FAIL),
         (f"v=DKIM1; s=email:other; p={rsa_b64(2048)}", ["dns.dkim.valid"], Status.PASS),
         (f"v=DKIM1; k=ed25519; p={ed25519_b64()}", ["dns.dkim.valid"], Status.PASS),
