@@ -313,6 +313,13 @@ class _Renderer:
             for cert in certificates(result.findings())
         ]
 
+    @staticmethod
+    def skip_reason(result: ProbeResult) -> str:
+        """Why a skipped result did not run: its first finding's detail (or title)."""
+        for finding in result.findings():
+            return finding.detail or finding.title
+        return "no reason was recorded"
+
     def facts(self, result: ProbeResult) -> Block:
         """What the probe published for other probes, as bounded JSON."""
         return self._json_block("", result.facts)

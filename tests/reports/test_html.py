@@ -367,8 +367,8 @@ def test_tls_sections_show_the_presented_certificate_under_the_heading(sample: R
     assert texts[0].startswith("Certificate presented: CN=mx1.contoso.test, valid until ")
     assert texts[0].endswith("(expired 12 days before the check) · 1 more in the chain")
     assert "(expires 60 days after the check)" in texts[1]
-    # And other probes keep the default layout
-    assert not [s for s in others if s.find_all(cls="presented")]
+    # And other probes keep the default layout (a skipped one says why, see below)
+    assert not [s for s in others if s.find_all(cls="presented") and "s-skip" not in s.classes]
 
 
 def test_certificates_in_the_tls_probes_own_shape_are_tables_too() -> None:
@@ -387,3 +387,10 @@ def test_certificates_in_the_tls_probes_own_shape_are_tables_too() -> None:
     assert rows["dns_names"] == "mx.contoso.test, mail.contoso.test"
     assert rows["not_after"] == "2026-12-01 00:00:00 UTC (expires 2 days after the check)"
     assert list(rows)[:3] == ["subject", "issuer", "serial_hex"]
+
+
+def test_a_skipped_check_says_why_without_opening_anything(sample: Report) -> None:
+    page = parse(render(sample))
+    (skipped,) = [s for s in sections(page.root) if "s-skip" in s.classes]
+    assert " ".join(skipped.find(cls="presented").text().split()) == (
+        "Not run: no planned check provides 'ews_url'")
