@@ -10,11 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AUTODISCOVER_SETTINGS",
+    "DNSSEC_ZONES",
     "DOMAIN_ADDRESSES",
+    "MAIL_SETTINGS",
+    "OPEN_PORTS",
+    "TLS_CHAINS",
+    "TLS_VERDICTS",
     "MX_HOSTS",
     "SRV_RECORDS",
+    "AutodiscoverSettings",
     "HostAddresses",
+    "MailServerSetting",
     "MxHost",
+    "OutlookAnywhere",
     "SrvRecord",
 ]
 
@@ -70,3 +79,65 @@ class SrvRecord:
     def offered(self) -> bool:
         """RFC 2782 / RFC 6186 3.4: the target "." means the service is not offered."""
         return self.target not in ("", ".")
+
+
+#: ``AutodiscoverSettings`` from Exchange Autodiscover (POX or v2), when it answered.
+AUTODISCOVER_SETTINGS = "autodiscover_settings"
+#: ``tuple[MailServerSetting, ...]``: IMAP/POP3/SMTP settings from autoconfig, RFC 6186
+#: SRV or Autodiscover, for the login probes (the first of a protocol is preferred).
+MAIL_SETTINGS = "mail_settings"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutlookAnywhere:
+    """An EXPR/EXHTTP protocol block: Outlook Anywhere (RPC over HTTP) settings."""
+
+    server: str
+    ssl: bool = True
+    auth_package: str = ""  # Basic, Ntlm, Negotiate... as Autodiscover spells it
+    cert_principal_name: str = ""
+    internal: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutodiscoverSettings:
+    """What Autodiscover said about the user's mailbox (outlook 2006a / mobilesync)."""
+
+    email: str
+    source_url: str
+    display_name: str = ""
+    legacy_dn: str = ""
+    mailbox_server: str = ""  # EXCH Server (the RPC endpoint name for RPC/HTTP)
+    mailbox_server_dn: str = ""
+    ews_url: str = ""
+    eas_url: str = ""
+    oab_url: str = ""
+    oof_url: str = ""
+    mapi_mailstore_url: str = ""
+    mapi_addressbook_url: str = ""
+    outlook_anywhere: tuple[OutlookAnywhere, ...] = ()
+    hosts: tuple[str, ...] = ()  # every host name the settings mention (for TLS/ports)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailServerSetting:
+    """One incoming or outgoing server as a mail client would be configured."""
+
+    protocol: str  # imap, pop3, smtp
+    host: str
+    port: int
+    socket_type: str  # SSL (implicit TLS), STARTTLS, plain
+    authentication: tuple[str, ...] = ()  # password-cleartext, OAuth2, NTLM...
+    username: str = ""
+    source: str = ""  # autoconfig URL, "srv", "autodiscover", "guess"
+
+#: ``tuple[str, ...]``: ``host:port`` endpoints found open by the reachability probe.
+OPEN_PORTS = "open_ports"
+#: ``dict[str, str]``: ``host:port`` → ``valid`` | ``invalid`` | ``unreachable`` (TLS probe).
+#: Login probes never send credentials to an endpoint that is not ``valid`` (unless
+#: ``--insecure``).
+TLS_VERDICTS = "tls_verdicts"
+#: ``dict[str, tuple[bytes, ...]]``: ``host:port`` → the DER chain presented (for DANE).
+TLS_CHAINS = "tls_chains"
+#: ``dict[str, str]``: name → DNSSEC state of its zone (secure/insecure/bogus/indeterminate).
+DNSSEC_ZONES = "dnssec_zones"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from analyzer.errors import UsageError
-from analyzer.facts import MX_HOSTS, MxHost
+from analyzer.facts import DNSSEC_ZONES, MX_HOSTS, MxHost
 from analyzer.findings import FindingSpec
 from analyzer.model import Json, Status
 from analyzer.probe import Probe, ProbeContext, StepRecorder
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DNSSEC_ZONES", "PROBE", "ROOT_ANCHORS", "ZoneState", "load_trust_anchors"]
 
-#: ``dict[str, ZoneState]``: name (the domain and each MX host) → state of its zone.
-DNSSEC_ZONES = "dnssec_zones"
 
 ZoneState = Literal["secure", "insecure", "bogus", "indeterminate"]
 

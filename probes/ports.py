@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from analyzer.endpoints import Endpoint, plan_endpoints
 from analyzer.errors import NetError, NetTimeout, ProtocolViolation
-from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, SRV_RECORDS
+from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, OPEN_PORTS, SRV_RECORDS
 from analyzer.findings import FindingSpec
 from analyzer.mailproto import read_greeting
 from analyzer.model import Json, Status
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PROBE"]
 
-OPEN_PORTS = "open_ports"
 
 OPEN = FindingSpec(
     code="ports.open",

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer.endpoints import Endpoint, plan_endpoints
 from analyzer.errors import NetError, NetTimeout, ProtocolViolation, TlsFailure
-from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, SRV_RECORDS
+from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, SRV_RECORDS, TLS_CHAINS, TLS_VERDICTS
 from analyzer.findings import FindingSpec
 from analyzer.model import Finding, Json, Status
 from analyzer.net import family_of
@@ -49,8 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PROBE", "TLS_CHAINS", "TLS_VERDICTS"]
 
-TLS_VERDICTS = "tls_verdicts"
-TLS_CHAINS = "tls_chains"
 
 RFC8996 = "https://www.rfc-editor.org/rfc/rfc8996"
 

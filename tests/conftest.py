@@ -17,6 +17,9 @@ import pytest
 
 from tests.servers.dnsserver import DnsServer, dns_server
 
+#: The lab fixtures (``lab``, ``lab_resolver``...): real servers in network namespaces.
+pytest_plugins = ["tests.lab.conftest_lab"]
+
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 _LAB = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("2001:db8::/32"))
 #: Set by the lab fixture once the process is inside the lab's client namespace.
@@ -104,9 +107,14 @@ $TTL 300
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def example_dns() -> Iterator[DnsServer]:
-    """A loopback authoritative server for example.test and friends."""
+    """A loopback authoritative server for example.test and friends.
+
+    Module-scoped on purpose: a socket belongs to the network namespace it was made in,
+    and the lab fixture moves the test process into the lab's client namespace; a server
+    made before that move would be unreachable after it.
+    """
     with dns_server(
         {
             "example.test.": EXAMPLE_ZONE,

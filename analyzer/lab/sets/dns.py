@@ -1,0 +1,11 @@
+"""DNS and mail-authentication scenarios (SPF, DMARC, DKIM, MTA-STS, DNSSEC...)."""
+
+from __future__ import annotations
+
+from analyzer.lab.scenario_model import Expect, FilterRule, HttpRule, Scenario
+
+__all__ = ["SCENARIOS"]
+
+SCENARIOS: tuple[Scenario, ...] = ()
+
+_ = (Expect, FilterRule, HttpRule)

@@ -1,0 +1,11 @@
+"""Certificate, TLS and reachability scenarios."""
+
+from __future__ import annotations
+
+from analyzer.lab.scenario_model import Expect, FilterRule, HttpRule, Scenario
+
+__all__ = ["SCENARIOS"]
+
+SCENARIOS: tuple[Scenario, ...] = ()
+
+_ = (Expect, FilterRule, HttpRule)

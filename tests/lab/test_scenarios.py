@@ -1,0 +1,91 @@
+"""Every lab scenario, checked end to end: the findings it declares must be produced.
+
+Scenarios are data (analyzer/lab/scenarios.py): each lists the finding codes (and
+statuses) a full check of its domain must report. This test runs the real pipeline with
+every default probe against the real servers and asserts them, then renders the HTML and
+JSON reports of each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from analyzer.api import check, exit_code
+from analyzer.context import Credentials, Nameserver, RunOptions
+from analyzer.lab import LabInfo
+from analyzer.lab.scenarios import SCENARIOS
+from analyzer.model import Report, Status, report_from_json, to_json
+from analyzer.targets import parse_target
+from reports.html import render
+from reports.json import dumps
+
+
+def lab_options(lab: LabInfo, scenario: str, **kw: object) -> RunOptions:
+    info = lab.scenario(scenario)
+    user = info.users[0]
+    return RunOptions(
+        nameservers=(Nameserver(lab.resolver),),
+        ca_file=Path(lab.ca_file),
+        trust_anchor_file=Path(lab.trust_anchor_file) if lab.trust_anchor_file else None,
+        credentials=Credentials(user[0], password=user[1]),
+        timeout=40,
+        op_timeout=4,
+        connect_timeout=2,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+_REPORTS: dict[str, Report] = {}
+
+
+def full_check(lab: LabInfo, scenario: str) -> Report:
+    """One full check per scenario per session (several tests read the same report)."""
+    if scenario not in _REPORTS:
+        info = lab.scenario(scenario)
+        target = parse_target(info.users[0][0])
+        _REPORTS[scenario] = asyncio.run(check(target, lab_options(lab, scenario)))
+    return _REPORTS[scenario]
+
+
+@pytest.mark.parametrize("scenario", [s.name for s in SCENARIOS])
+def test_scenario_produces_its_expected_findings(lab: LabInfo, scenario: str) -> None:
+    # Given the scenario's declared expectations
+    expected = lab.scenario(scenario).expect
+    # When a full check of its domain runs against the lab
+    report = full_check(lab, scenario)
+    found = {(f.code, f.status.value, r.subject) for r, f in report.findings()}
+    # Then every expected finding is there (with the subject, when one is named)
+    for exp in expected:
+        matches = [f for f in found if f[0] == exp.code and f[1] == exp.status
+                   and (exp.subject is None or exp.subject == f[2])]
+        assert matches, (
+            f"{scenario}: expected {exp.code} ({exp.status}) "
+            f"{'on ' + exp.subject if exp.subject else ''}; got "
+            + ", ".join(sorted(f"{c}={s}" for c, s, _ in found if s != "pass"))
+        )
+
+
+@pytest.mark.parametrize("scenario", [s.name for s in SCENARIOS])
+def test_scenario_reports_render_and_round_trip(lab: LabInfo, scenario: str) -> None:
+    report = full_check(lab, scenario)
+    html = render(report)
+    assert report.target in html
+    data = json.loads(dumps(report))
+    assert report_from_json(data) == report
+    assert to_json(report) == data
+    # No probe may crash on a scenario: "could not judge" is a bug, not a finding.
+    crashed = [(r.probe, f.detail) for r, f in report.findings() if f.code == "probe.crashed"]
+    assert not crashed
+
+
+def test_healthy_scenario_passes(lab: LabInfo) -> None:
+    report = full_check(lab, "healthy")
+    problems = sorted(f"{r.probe}:{r.subject}:{f.code}={f.status.value}: {f.detail[:120]}"
+                      for r, f in report.findings()
+                      if f.status not in (Status.PASS, Status.SKIP))
+    assert not problems, "\n".join(problems)
+    assert exit_code(report) == 0
