@@ -29,15 +29,19 @@ def test_every_code_has_an_entry_with_its_status_and_meaning() -> None:
 
 
 def test_every_failing_code_says_what_to_do() -> None:
-    # A failure is what a help-desk engineer acts on: it must carry a remediation
+    # Given every code rca can produce
+    # When the failing ones are looked at
+    # Then each says what to do: a failure is what a help-desk engineer acts on
     lacking = sorted(s.code for s in all_finding_specs()
                      if s.status.value == "fail" and not s.remediation.strip())
     assert lacking == []
 
 
 def test_rca_findings_json_gives_status_meaning_and_remediation() -> None:
+    # When `rca findings --format json` runs
     out = subprocess.run([sys.executable, "-m", "analyzer", "findings", "--format", "json"],
                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    # Then it lists every code, in order, with status, meaning and remediation
     assert out.returncode == 0, out.stderr
     listed = json.loads(out.stdout)
     assert [item["code"] for item in listed] == [s.code for s in all_finding_specs()]

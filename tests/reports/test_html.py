@@ -162,6 +162,8 @@ def test_one_problem_on_many_subjects_is_one_line_naming_them() -> None:
 
 
 def test_nothing_to_fix_says_so() -> None:
+    # Given a report where everything passed
+    # Then the fix list says there is nothing to fix
     page = parse(render(report(result("dns", "contoso.test", finding(Status.PASS)))))
     assert "Nothing to fix" in page.root.find("section").text()
 
@@ -194,6 +196,8 @@ def test_timeline_places_each_result_by_its_start_and_duration() -> None:
 
 
 def test_sections_put_failures_first(sample: Report) -> None:
+    # Given results of every status, in run order
+    # Then the sections come worst first: fail, error, inconclusive, warn, pass, skip
     page = parse(render(sample))
     order = [next(c for c in s.classes if c.startswith("s-")) for s in sections(page.root)]
     assert order == ["s-fail", "s-error", "s-inconclusive", "s-warn", "s-warn", "s-pass",
@@ -212,16 +216,20 @@ def test_status_is_always_an_icon_and_a_word(sample: Report) -> None:
 
 
 def test_steps_that_need_attention_start_open(sample: Report) -> None:
+    # Given every step with something inside (findings, transcript, sub-steps)
     steps = parse(render(sample)).root.find_all("details", "step")
+    # Then exactly those that need attention are open
     for step in steps:
         attention = bool(step.classes & {"s-fail", "s-error", "s-inconclusive", "s-warn"})
         assert ("open" in step.attrs) == attention
 
 
 def test_step_tree_shows_action_result_and_elapsed(sample: Report) -> None:
+    # Given the TLS result's top step
     page = parse(render(sample))
     tls = next(s for s in sections(page.root) if "mx1.contoso.test:25" in s.find("h3").text())
     summary = tls.find("details", "step").find("summary")
+    # Then its summary line reads: result, action, elapsed
     assert summary.find(cls="st").text() == "Fail"
     assert summary.find(cls="t").text() == "STARTTLS on mx1.contoso.test:25"
     assert summary.find(cls="el").text().endswith("ms")
@@ -237,7 +245,9 @@ def _finding(page: Node, code: str) -> Node:
 
 
 def test_finding_shows_detail_remediation_and_reference_link(sample: Report) -> None:
+    # Given the expired-certificate finding
     node = _finding(parse(render(sample)).root, "tls.cert.expired")
+    # Then it shows what was seen, what to do, and links its reference without a referrer
     assert "expired 12 days before the check" in node.find("p").text()
     assert "Install a renewed certificate" in node.find("p", "todo").text()
     link = node.find("p", "ref").find("a")
@@ -246,7 +256,9 @@ def test_finding_shows_detail_remediation_and_reference_link(sample: Report) -> 
 
 
 def test_certificates_are_tables_with_expiry_relative_to_the_check(sample: Report) -> None:
+    # Given a finding whose evidence is a certificate chain
     node = _finding(parse(render(sample)).root, "tls.cert.expired")
+    # Then each certificate is a table, its expiry put in terms of the check's date
     certs = node.find_all(cls="cert")
     assert len(certs) == 2
     rows = {tr.find("th").text(): " ".join(tr.find("td").text().split())
@@ -258,20 +270,26 @@ def test_certificates_are_tables_with_expiry_relative_to_the_check(sample: Repor
 
 
 def test_record_lists_are_lists(sample: Report) -> None:
+    # Given evidence holding a list of records
     node = _finding(parse(render(sample)).root, "dns.mx.found")
+    # Then they are a list, one record per item
     assert [li.text() for li in node.find("ul").find_all("li")] == [
         "10 mx1.contoso.test.", "20 mx2.contoso.test."]
 
 
 def test_mappings_are_key_value_tables(sample: Report) -> None:
+    # Given evidence holding headers (a mapping of simple values)
     node = _finding(parse(render(sample)).root, "imap.greeting.slow")
+    # Then they are a key/value table
     tables = node.find_all("table", "kv")
     headers = {tr.find("th").text(): tr.find("td").text() for tr in tables[0].find_all("tr")}
     assert headers == {"server": "Dovecot", "x-powered-by": "nothing"}
 
 
 def test_lists_of_records_with_fields_are_tables_with_columns(sample: Report) -> None:
+    # Given evidence holding a list of records with the same fields
     node = _finding(parse(render(sample)).root, "mailauth.spf.softfail_all")
+    # Then they are a table with a column per field
     grid = node.find("table", "grid")
     assert [th.text() for th in grid.find_all("th")] == ["mechanism", "lookups"]
     assert [td.text() for td in grid.find_all("td")] == [
@@ -279,14 +297,18 @@ def test_lists_of_records_with_fields_are_tables_with_columns(sample: Report) ->
 
 
 def test_other_evidence_is_pretty_json(sample: Report) -> None:
+    # Given evidence of a nested shape no partial knows
     node = _finding(parse(render(sample)).root, "imap.greeting.slow")
+    # Then it is shown as pretty JSON that reads back to the same data
     assert json.loads(node.find("pre").text()) == {"a": {"b": [1, {"c": None}]}}
 
 
 def test_transcript_is_folded_with_time_offsets(sample: Report) -> None:
+    # Given a step with a six-line SMTP transcript
     page = parse(render(sample))
     tls = next(s for s in sections(page.root) if "mx1.contoso.test:25" in s.find("h3").text())
     fold = tls.find("details", "tx")
+    # Then it is folded, and each line has its offset, who spoke, and the text
     assert "open" not in fold.attrs
     assert fold.find("summary").text() == "Transcript (6 lines)"
     lines = fold.find("pre").text().splitlines()
@@ -329,6 +351,8 @@ def test_huge_evidence_and_transcripts_are_bounded() -> None:
 
 
 def test_a_report_without_results_renders() -> None:
+    # Given a report in which no check ran
+    # Then it still renders, and says so
     page = parse(render(report()))
     assert "No check ran." in page.root.find("header").text()
     assert not sections(page.root)
@@ -349,7 +373,8 @@ def test_rca_report_rerenders_a_saved_json_report(sample: Report, tmp_path: Path
 
 
 def test_rendering_does_not_depend_on_the_report_object_identity(sample: Report) -> None:
-    # A report read back from JSON (new objects, equal values) renders the same page
+    # Given a report read back from JSON (new objects, equal values)
+    # Then it renders the same page as the original
     from analyzer.model import report_from_json
 
     again = report_from_json(json.loads(json.dumps(to_json(sample))))
@@ -390,7 +415,9 @@ def test_certificates_in_the_tls_probes_own_shape_are_tables_too() -> None:
 
 
 def test_a_skipped_check_says_why_without_opening_anything(sample: Report) -> None:
+    # Given a check that was skipped (a fact it needs was never published)
     page = parse(render(sample))
+    # Then its section says why, outside the closed step tree
     (skipped,) = [s for s in sections(page.root) if "s-skip" in s.classes]
     assert " ".join(skipped.find(cls="presented").text().split()) == (
         "Not run: no planned check provides 'ews_url'")

@@ -73,7 +73,9 @@ def test_the_request_check_would_see_a_request(browser: Browser, tmp_path: Path)
 def test_verdict_and_every_probe_section_are_visible(
     browser: Browser, sample_file: Path, sample: Report
 ) -> None:
+    # When the report is opened
     open_page(browser, sample_file)
+    # Then the verdict and every probe's section are on the page, rendered
     verdict = browser.find("#verdict .word")
     assert browser.displayed(verdict)
     assert browser.text(verdict) == "Failed"
@@ -103,12 +105,14 @@ def test_a_closed_step_opens_on_click(browser: Browser, sample_file: Path) -> No
 def test_dark_mode_follows_the_system_preference(
     browser: Browser, sample_file: Path, tmp_path: Path
 ) -> None:
+    # Given the same report under a light and a dark system preference
     background = "return getComputedStyle(document.body).backgroundColor"
     open_page(browser, sample_file, scheme="light")
     light = browser.script(background)
     open_page(browser, sample_file, scheme="dark")
     dark = browser.script(background)
     browser.screenshot(tmp_path / "dark.png")
+    # Then the page follows it, with no message logged
     assert light == "rgb(244, 246, 248)"
     assert dark == "rgb(13, 17, 23)"
     assert browser.log("browser") == []

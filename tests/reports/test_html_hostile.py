@@ -35,11 +35,13 @@ def _normalised(url: str) -> str:
 
 
 def test_no_script_element_survives(page: Page) -> None:
+    # Given <script> in every server-controlled field; Then no script element is in the page
     assert not page.root.find_all("script")
 
 
 def test_no_other_active_element_survives(page: Page) -> None:
-    # <img>, <svg onload>, <iframe>, a second <style>… would all be injections
+    # Given <img>, <svg onload>, <iframe>, <style> in server text
+    # Then none of them is an element of the page
     tags = {n.tag for n in page.root.iter()}
     assert not tags & {"img", "iframe", "object", "embed", "link", "base", "form", "textarea",
                        "foreignobject", "math"}
@@ -50,6 +52,8 @@ def test_no_other_active_element_survives(page: Page) -> None:
 
 
 def test_no_event_handler_attribute_survives(page: Page) -> None:
+    # Given onerror=/onload= attempts that try to break out of attribute values
+    # Then no element has any on* attribute
     assert not [a for a in page.attrs if a[1].lower().startswith("on")]
 
 
@@ -87,14 +91,16 @@ def test_payloads_are_shown_as_text(page: Page, html: str) -> None:
 
 
 def test_control_and_bidi_characters_are_made_visible(page: Page, html: str) -> None:
-    # A server's ESC, NUL and right-to-left override cannot reach the reader's screen
+    # Given a server's ESC, NUL and right-to-left override in a transcript and a detail
+    # Then none reaches the page raw; each is shown as a visible escape
     assert "\x1b" not in html and "\x00" not in html and "\u202e" not in html
     assert "\\x1b[2J\\x00\\u202egnp.exe" in page.root.text()
 
 
 def test_hostile_subjects_and_titles_do_not_break_the_structure(hostile: Report,
                                                                page: Page) -> None:
-    # Every result still has its own section, and every step its summary
+    # Given subjects and step titles that try to close elements early
+    # Then every result still has its own section, and every step its summary
     assert len(page.root.find_all("section", "probe")) == len(hostile.results)
     steps = page.root.find_all("details", "step")
     assert len(steps) == len(hostile.results)

@@ -38,17 +38,21 @@ def test_report_validates_against_the_committed_schema(
 def test_schema_rejects_a_report_with_an_unknown_status(
     sample: Report, validator: Draft202012Validator
 ) -> None:
-    # The schema is strict enough to catch a drifting writer
+    # Given a report whose result has a status the model does not know
     data = json.loads(dumps(sample))
     data["results"][0]["status"] = "mostly-ok"
+    # Then the schema rejects it: it is strict enough to catch a drifting writer
     assert not validator.is_valid(data)
 
 
 def test_json_round_trips_to_the_same_report(hostile: Report) -> None:
+    # Given the hostile report; When it is written and read back; Then nothing changed
     assert report_from_json(json.loads(dumps(hostile))) == hostile
 
 
 def test_json_is_utf8_text_ending_with_a_newline(hostile: Report) -> None:
+    # Given hostile text (lone surrogates, controls) in the report
     text = dumps(hostile)
+    # Then the JSON is encodable UTF-8 and ends with a newline
     assert text.endswith("}\n")
     text.encode("utf-8")  # no lone surrogate or other unencodable text

@@ -45,7 +45,9 @@ def test_a_testsuite_per_probe_and_a_testcase_per_step_with_findings(sample: Rep
 
 
 def test_totals_count_failures_errors_and_skips(sample: Report) -> None:
+    # Given the sample report as JUnit
     root = parse(dumps(sample))
+    # Then the totals and each suite's count match the testcases
     assert {k: root.get(k) for k in ("tests", "failures", "errors", "skipped")} == {
         "tests": "10", "failures": "1", "errors": "2", "skipped": "1"}
     for suite in root.iter("testsuite"):
@@ -71,7 +73,9 @@ def test_failure_says_what_was_seen_and_what_to_do() -> None:
     finding = Finding(code="tls.cert.expired", status=Status.FAIL, title="Expired",
                       detail="notAfter 2026-01-01", remediation="Renew it.",
                       reference="https://example.test/doc")
+    # When a failed step is written
     failure = case_of(one_step_report(finding)).find("failure")
+    # Then the failure names the problem and its code, and lists what was seen and to do
     assert failure is not None
     assert failure.get("message") == "Expired"
     assert failure.get("type") == "tls.cert.expired"
@@ -80,7 +84,9 @@ def test_failure_says_what_was_seen_and_what_to_do() -> None:
 
 
 def test_warnings_pass_and_list_their_findings_in_system_out() -> None:
+    # Given a step with a warning
     finding = Finding(code="w.x", status=Status.WARN, title="Soon", detail="in 20 days")
+    # Then its testcase passes, the warning shown in system-out
     case = case_of(one_step_report(finding))
     out = case.find("system-out")
     assert case.find("failure") is None and case.find("error") is None
@@ -88,12 +94,15 @@ def test_warnings_pass_and_list_their_findings_in_system_out() -> None:
 
 
 def test_passing_steps_are_plain_testcases_with_times() -> None:
+    # Given a step whose findings all passed
     case = case_of(one_step_report(Finding(code="ok", status=Status.PASS, title="fine")))
+    # Then its testcase is empty, with the step's time in seconds
     assert list(case) == []
     assert case.get("time") == "1.500"
 
 
 def test_steps_without_findings_are_not_testcases() -> None:
+    # Given an outer step with no finding around an inner one with a failure
     step = Step(title="outer", status=Status.PASS, elapsed_ms=1, children=(
         Step(title="inner", status=Status.FAIL, elapsed_ms=1, findings=(
             Finding(code="f", status=Status.FAIL, title="broken"),)),))
@@ -101,6 +110,7 @@ def test_steps_without_findings_are_not_testcases() -> None:
                          elapsed_ms=1, steps=(step,))
     report = Report(tool_version="1", target="t", started=T0, elapsed_ms=1,
                     status=Status.FAIL, results=(result,))
+    # Then only the inner step is a testcase
     assert [c.get("name") for c in parse(dumps(report)).iter("testcase")] == ["inner"]
 
 

@@ -33,8 +33,10 @@ def report_of(*findings: Finding, subject: str = "mx1:25", target: str = "t") ->
 
 
 def test_every_family_has_help_and_type_gauge(sample: Report) -> None:
+    # Given the sample report as Prometheus text
     text = dumps(sample)
     families = metrics(sample)
+    # Then the parser finds the seven families, each a gauge with HELP and TYPE
     assert set(families) == {
         "rca_check_status", "rca_check_duration_seconds", "rca_check_timestamp_seconds",
         "rca_probe_status", "rca_probe_duration_seconds", "rca_finding",
@@ -46,14 +48,18 @@ def test_every_family_has_help_and_type_gauge(sample: Report) -> None:
 
 @pytest.mark.parametrize("status", list(Status))
 def test_check_status_is_the_exit_code(status: Status) -> None:
+    # Given a report whose worst finding has this status
     report = report_of(Finding(code="c", status=status, title="t"))
     [(labels, value)] = samples(report, "rca_check_status")
+    # Then rca_check_status is the exit code rca returns for it
     assert value == exit_code(report)
     assert labels == {"target": "t"}
 
 
 def test_probe_status_and_duration_per_probe_and_subject(sample: Report) -> None:
+    # Given results of every status
     status = {(lb["probe"], lb["subject"]): v for lb, v in samples(sample, "rca_probe_status")}
+    # Then each probe and subject has its status code and its duration in seconds
     assert status[("tls", "mx1.contoso.test:25")] == 2
     assert status[("tls", "mx2.contoso.test:25")] == 0
     assert status[("smtp", "mx2.contoso.test:25")] == 3
@@ -64,7 +70,9 @@ def test_probe_status_and_duration_per_probe_and_subject(sample: Report) -> None
 
 
 def test_findings_are_counted_by_code_status_and_subject() -> None:
+    # Given the same finding twice on one subject
     twice = Finding(code="dns.mx.cname", status=Status.WARN, title="t")
+    # Then it is one series with the count 2 (never a duplicate series)
     found = samples(report_of(twice, twice), "rca_finding")
     assert found == [({"target": "t", "code": "dns.mx.cname", "status": "warn",
                        "subject": "mx1:25"}, 2)]
@@ -83,6 +91,8 @@ def test_certificate_expiry_comes_from_evidence(sample: Report) -> None:
 
 
 def test_certificates_without_a_usable_not_after_are_left_out() -> None:
+    # Given certificates with a bad date, no serial, and an entry that is no mapping
+    # Then only the usable one becomes a series
     evidence = {"certificates": [
         {"subject": "CN=a", "serial": "01", "not_after": "2027-01-01T00:00:00+00:00"},
         {"subject": "CN=b", "serial": "02", "not_after": "soon"},
@@ -130,7 +140,8 @@ def test_cli_writes_the_file_atomically_in_place(tmp_path: Any, sample: Report) 
 
 
 def test_certificate_serial_may_be_named_serial_hex() -> None:
-    # The TLS probe's CertInfo.as_evidence() calls it serial_hex
+    # Given evidence as the TLS probe's CertInfo.as_evidence() writes it (serial_hex)
+    # Then the serial label is taken from there
     evidence = {"certificates": [{"subject": "CN=a", "serial_hex": "0a0b",
                                   "not_after": "2027-01-01T00:00:00+00:00"}]}
     report = report_of(Finding(code="c", status=Status.PASS, title="t", evidence=evidence))

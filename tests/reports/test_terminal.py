@@ -27,7 +27,9 @@ def _no_colour_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_verdict_line_names_verdict_target_counts_and_duration(sample: Report) -> None:
+    # Given the sample report; When its verdict line is made
     line = verdict_line(sample)
+    # Then it is one line with the verdict, the target, the counts and the duration
     assert line.startswith("rca FAILED: alice@contoso.test (")
     assert "1 fail" in line and "2 warn" in line and "1 skip" in line
     assert line.endswith(" s)")
@@ -37,8 +39,10 @@ def test_verdict_line_names_verdict_target_counts_and_duration(sample: Report) -
 def test_errors_alone_make_an_inconclusive_verdict_that_says_why(sample: Report) -> None:
     from dataclasses import replace
 
+    # Given a report whose only problem is rca's own error
     only_error = replace(sample, status=Status.ERROR,
                          results=tuple(r for r in sample.results if r.probe == "autodiscover"))
+    # Then the verdict is inconclusive, and says rca could not judge
     assert verdict_line(only_error).startswith(
         "rca INCONCLUSIVE (rca could not judge every check): alice@contoso.test")
 
@@ -57,9 +61,12 @@ def test_plain_output_when_not_a_terminal(sample: Report) -> None:
 
 
 def test_colour_tree_on_a_terminal(sample: Report) -> None:
+    # Given a terminal
     out = FakeTty()
+    # When the final tree is printed
     TerminalView(enabled=True, target=sample.target).final(sample, out=out)
     text = out.getvalue()
+    # Then it has colour, a tree, the findings and the verdict
     assert "\x1b[" in text  # colour
     assert "├" in text or "└" in text  # a tree
     assert "tls.cert.expired" in text
@@ -70,13 +77,16 @@ def test_colour_tree_on_a_terminal(sample: Report) -> None:
 def test_no_color_gives_plain_output_even_on_a_terminal(
     sample: Report, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Given NO_COLOR set, and a terminal
     monkeypatch.setenv("NO_COLOR", "1")
     out = FakeTty()
     TerminalView(enabled=True, target=sample.target).final(sample, out=out)
+    # Then the output is the plain lines
     assert out.getvalue().splitlines() == plain_lines(sample)
 
 
 def test_dumb_terminal_gets_no_colour(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given TERM=dumb; Then no colour, unless asked for explicitly
     monkeypatch.setenv("TERM", "dumb")
     assert use_color(FakeTty()) is False
     assert use_color(FakeTty(), True) is True
@@ -96,19 +106,23 @@ def test_progress_lines_while_running_when_not_a_terminal() -> None:
 
 
 def test_live_progress_on_a_terminal_is_redrawn_and_cleared() -> None:
+    # Given a view on a terminal
     tty = FakeTty()
     view = TerminalView(enabled=True, target="contoso.test", stream=tty)
+    # When a probe starts and finishes
     with view:
         view.progress(ProgressEvent(probe="dns", title="DNS records", event="started"))
         view.progress(ProgressEvent(probe="dns", title="DNS records", event="finished",
                                     status=Status.PASS, elapsed_ms=10))
+    # Then the live display showed the run and the probe
     text = tty.getvalue()
     assert "checking contoso.test" in text
     assert "DNS records" in text
 
 
 def test_disabled_view_prints_nothing_while_running() -> None:
-    # --quiet and --format json disable the live view
+    # Given a disabled view (--quiet and --format json disable it)
+    # When probes finish; Then nothing is printed
     log = io.StringIO()
     view = TerminalView(enabled=False, target="t", stream=log)
     with view:
@@ -138,6 +152,7 @@ def test_rich_markup_in_server_text_is_not_interpreted() -> None:
 
     from analyzer.model import Finding, ProbeResult, Step
 
+    # Given a finding title that looks like rich markup
     finding = Finding(code="x", status=Status.FAIL, title="[bold red]boom[/bold red] [link=x]y")
     step = Step(title="s", status=Status.FAIL, elapsed_ms=1, findings=(finding,))
     now = datetime.now(UTC)
@@ -145,6 +160,8 @@ def test_rich_markup_in_server_text_is_not_interpreted() -> None:
                          elapsed_ms=1, steps=(step,))
     report = Report(tool_version="1", target="t", started=now, elapsed_ms=1,
                     status=Status.FAIL, results=(result,))
+    # When it is printed on a terminal
     out = FakeTty()
     TerminalView(enabled=True, target="t").final(report, out=out)
+    # Then it is printed as it came
     assert "[bold red]boom[/bold red] [link=x]y" in out.getvalue()
