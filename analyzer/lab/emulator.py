@@ -159,9 +159,14 @@ def not_emulated(request: EmulatorRequest) -> EmulatorResponse:
     return EmulatorResponse.text(404, f"not emulated: {request.method} {request.path}\n")
 
 
-ROUTES: Final[Mapping[str, Handler]] = {
-    "/health": health,
-}
+def _routes() -> dict[str, Handler]:
+    # Each area of Exchange lives in its own module, which exports ROUTES of its own.
+    from analyzer.lab import emulator_autodiscover, emulator_exchange  # noqa: PLC0415
+
+    return {"/health": health, **emulator_autodiscover.ROUTES, **emulator_exchange.ROUTES}
+
+
+ROUTES: Final[Mapping[str, Handler]] = _routes()
 """Path prefix -> handler. Longest matching prefix wins; matching ignores case."""
 
 

@@ -1,0 +1,13 @@
+"""Exchange client endpoints of the emulator: EWS, ActiveSync, RPC over HTTP, MAPI over HTTP."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from analyzer.lab.emulator import Handler
+
+__all__ = ["ROUTES"]
+
+ROUTES: dict[str, Handler] = {}
+"""Path prefix -> handler, merged into ``analyzer.lab.emulator.ROUTES``."""
