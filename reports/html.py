@@ -16,8 +16,8 @@ What it promises (tests/reports check each in a real browser):
 
 Layout: the verdict banner (target, when, how long, rca version, options, counts), "what
 to fix first", a timeline of the probes, then one section per probe result, failures
-first. A probe may have its own partial, ``templates/probe/<id>.html.j2``; evidence is
-drawn by the partial for its shape (``templates/evidence/``: certificates, lists,
+first. A probe may have its own partial, ``templates/probe-<id>.html.j2``; evidence is
+drawn by the partial for its shape (``templates/evidence-*.html.j2``: certificates, lists,
 key/value tables, rows, JSON).
 """
 
@@ -107,7 +107,7 @@ def render(report: Report) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Block:
-    """One piece of evidence, drawn by ``templates/evidence/<kind>.html.j2``."""
+    """One piece of evidence, drawn by ``templates/evidence-<kind>.html.j2``."""
 
     kind: str
     label: str
@@ -435,9 +435,10 @@ class _Renderer:
         names = set(env.list_templates())
         sections = []
         for index, result in enumerate(ordered_results(report)):
-            own = f"probe/{result.probe}.html.j2"
+            # Flat names: the package data glob (templates/*) ships no subfolder.
+            own = f"probe-{result.probe}.html.j2"
             mine = _PARTIAL_NAME.fullmatch(result.probe) is not None and own in names
-            sections.append((result, f"p{index}", own if mine else "probe/default.html.j2"))
+            sections.append((result, f"p{index}", own if mine else "probe-default.html.j2"))
         rows, axis = self.timeline()
         options, unset = _public_options(report.options)
         verdict_status = verdict(report)

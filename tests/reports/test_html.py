@@ -382,7 +382,7 @@ def test_rendering_does_not_depend_on_the_report_object_identity(sample: Report)
 
 
 def test_tls_sections_show_the_presented_certificate_under_the_heading(sample: Report) -> None:
-    # Given the sample's TLS results (probe/tls.html.j2) and its other probes
+    # Given the sample's TLS results (probe-tls.html.j2) and its other probes
     page = parse(render(sample))
     by_subject = {(s.attrs["id"], s.find("h3").text()): s for s in sections(page.root)}
     tls = [s for (_, h), s in by_subject.items() if h.split("·")[0].strip().endswith("tls")]
