@@ -152,6 +152,15 @@ def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _offset_ms(started: datetime, run_started: datetime) -> float:
+    """How long after the run a result started; 0 if unknown (a hand-edited JSON report
+    may mix times with and without a time zone)."""
+    try:
+        return max(0.0, (started - run_started).total_seconds() * 1000)
+    except TypeError:
+        return 0.0
+
+
 def _safe_url(url: str) -> str | None:
     """``url`` if it is a plain http(s) URL to link to, else None (shown as text)."""
     url = url.strip()
@@ -344,9 +353,7 @@ class _Renderer:
     def timeline(self) -> tuple[list[TimelineRow], list[str]]:
         """Rows of the timeline (run order) and the axis labels (0, ¼, ½, ¾, end)."""
         report = self.report
-        offsets = [
-            max(0.0, (r.started - report.started).total_seconds() * 1000) for r in report.results
-        ]
+        offsets = [_offset_ms(r.started, report.started) for r in report.results]
         ends = (o + r.elapsed_ms for o, r in zip(offsets, report.results, strict=True))
         span = max([report.elapsed_ms, *ends])
         span = span if span > 0 else 1.0

@@ -421,3 +421,14 @@ def test_a_skipped_check_says_why_without_opening_anything(sample: Report) -> No
     (skipped,) = [s for s in sections(page.root) if "s-skip" in s.classes]
     assert " ".join(skipped.find(cls="presented").text().split()) == (
         "Not run: no planned check provides 'ews_url'")
+
+
+def test_a_saved_report_with_times_without_a_zone_still_renders() -> None:
+    # Given a hand-edited report: the run's time has no zone, a result's has one
+    naive = report(result("dns", "a", finding(Status.WARN)))
+    naive = dataclasses.replace(naive, started=T0.replace(tzinfo=None))
+    # When it is rendered
+    page = parse(render(naive))
+    # Then the time is shown as written, and the result sits at the timeline's start
+    assert "2026-11-29 12:00:00" in page.root.find("header", "verdict").text()
+    assert page.root.find(cls="tl-bar").find("rect").attrs["x"] == "0.0"
