@@ -67,18 +67,36 @@ class MxHost:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SrvRecord:
-    """One SRV record of a mail service (``service`` like ``_imaps._tcp``)."""
+    """One SRV record (``service`` like ``_imaps._tcp``), read from the rdata's fields."""
 
-    service: str
     priority: int
     weight: int
     port: int
+    #: The target host name, lower case, without the trailing dot; "." for "no service".
     target: str
+    service: str = ""
+
+    @classmethod
+    def from_rdata(cls, rdata: object, *, service: str = "") -> SrvRecord:
+        """Build from a dnspython SRV rdata (``priority``, ``weight``, ``port``, ``target``)."""
+        target = str(getattr(rdata, "target", "")).lower()
+        return cls(
+            priority=int(getattr(rdata, "priority", 0)),
+            weight=int(getattr(rdata, "weight", 0)),
+            port=int(getattr(rdata, "port", 0)),
+            target=target if target == "." else target.rstrip("."),
+            service=service,
+        )
+
+    @property
+    def no_service(self) -> bool:
+        """RFC 2782 / RFC 6186 3.4: the target "." means the service is not offered."""
+        return self.target in (".", "")
 
     @property
     def offered(self) -> bool:
-        """RFC 2782 / RFC 6186 3.4: the target "." means the service is not offered."""
-        return self.target not in ("", ".")
+        """The opposite of :attr:`no_service`."""
+        return not self.no_service
 
 
 #: ``AutodiscoverSettings`` from Exchange Autodiscover (POX or v2), when it answered.

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 from typing import TYPE_CHECKING, Any
 
-from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, HostAddresses, MxHost
+from analyzer.endpoints import resolve_host as shared_addresses
+from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, SRV_RECORDS, HostAddresses, MxHost, SrvRecord
 from analyzer.findings import FindingSpec
 from analyzer.model import Status
 from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
 from analyzer.resolve import Lookup, lookup
+from probes.srv import order_srv
 
 if TYPE_CHECKING:
     from analyzer.targets import Target
@@ -194,6 +197,64 @@ CAA_NONE = FindingSpec(
     reference="https://www.rfc-editor.org/rfc/rfc8659",
 )
 
+SRV_FOUND = FindingSpec(
+    code="dns.srv.found",
+    status=Status.PASS,
+    title="Service (SRV) records found",
+    meaning="SRV records tell mail clients (RFC 6186/8314) and Outlook (Autodiscover) which "
+    "host and port serve the domain; they are listed in the order clients try them (RFC 2782: "
+    "lowest priority first, weighted among equals).",
+    reference="https://www.rfc-editor.org/rfc/rfc6186",
+)
+SRV_NOT_OFFERED = FindingSpec(
+    code="dns.srv.not_offered",
+    status=Status.PASS,
+    title='Service explicitly not offered (SRV target ".")',
+    meaning='A single SRV record with the target "." says the domain does not offer this '
+    "service (RFC 2782, RFC 6186 3.4); clients should not look further.",
+    reference="https://www.rfc-editor.org/rfc/rfc6186#section-3.4",
+)
+SRV_NONE = FindingSpec(
+    code="dns.srv.none",
+    status=Status.PASS,
+    title="No mail service (SRV) records",
+    meaning="The domain publishes none of the RFC 6186/8314 records. They are optional; "
+    "clients then guess host names or use autoconfig/Autodiscover.",
+    remediation="Publish _imaps._tcp, _submissions._tcp (and _submission._tcp, _pop3s._tcp as "
+    "offered) SRV records so that any client can configure itself.",
+    reference="https://www.rfc-editor.org/rfc/rfc6186",
+)
+SRV_NO_ADDRESS = FindingSpec(
+    code="dns.srv.target_no_address",
+    status=Status.FAIL,
+    title="SRV target host has no address",
+    meaning="The SRV record points clients at a host name without A or AAAA records: clients "
+    "that follow it fail.",
+    remediation="Publish A/AAAA records for the target, or point the SRV record at a host "
+    "that has them.",
+    reference="https://www.rfc-editor.org/rfc/rfc2782",
+)
+SRV_DOT_MIXED = FindingSpec(
+    code="dns.srv.dot_mixed",
+    status=Status.WARN,
+    title='SRV target "." published beside real targets',
+    meaning='"." means "not offered" only as the single record; beside other targets it is '
+    "meaningless and confuses clients.",
+    remediation='Remove the "." record (or the others, if the service is not offered).',
+    reference="https://www.rfc-editor.org/rfc/rfc2782",
+)
+
+#: SRV names of mail services: Autodiscover (MS-OXDISCO), RFC 6186 and RFC 8314.
+SRV_SERVICES = (
+    "_autodiscover._tcp",
+    "_imaps._tcp",
+    "_imap._tcp",
+    "_submissions._tcp",
+    "_submission._tcp",
+    "_pop3s._tcp",
+    "_pop3._tcp",
+)
+
 FINDINGS = (
     MX_FOUND,
     MX_MISSING,
@@ -257,7 +318,7 @@ def report_failure(
     return True
 
 
-async def resolve_host(ctx: ProbeContext, step: StepRecorder, host: str) -> HostAddresses:
+async def resolve_recorded(ctx: ProbeContext, step: StepRecorder, host: str) -> HostAddresses:
     """A and AAAA of ``host`` (concurrently), recorded as child steps of ``step``."""
     families = ctx.options.families
     wanted = [t for t, f in (("A", 4), ("AAAA", 6)) if f in families]
@@ -303,8 +364,9 @@ async def run(ctx: ProbeContext, target: Target) -> None:
     domain = target.domain
     with ctx.result(domain) as res:
         mx_task = asyncio.create_task(lookup(ctx.run, domain, "MX"))
+        srv_task = asyncio.create_task(_check_srv(ctx, res, domain))
         with res.step(f"Look up the addresses of {domain}") as step:
-            own = await resolve_host(ctx, step, domain)
+            own = await resolve_recorded(ctx, step, domain)
             if own.addresses:
                 step.add(ADDRESS_FOUND(evidence={"ipv4": list(own.ipv4), "ipv6": list(own.ipv6)}))
         res.publish(DOMAIN_ADDRESSES, own)
@@ -316,11 +378,51 @@ async def run(ctx: ProbeContext, target: Target) -> None:
             mx_hosts = await _judge_mx(ctx, step, domain, found, own)
         if mx_hosts is not None:
             res.publish(MX_HOSTS, mx_hosts)
+        res.publish(SRV_RECORDS, await srv_task)
         extra = [_check_caa(ctx, res, domain)]
         for mx in mx_hosts or ():
             if not mx.implicit:
                 extra.extend(_check_ptr(ctx, res, mx.host, a) for a in mx.ipv4 + mx.ipv6)
         await asyncio.gather(*extra)
+
+
+async def _check_srv(ctx: ProbeContext, res: ResultRecorder, domain: str) -> tuple[SrvRecord, ...]:
+    """Every mail SRV name, concurrently; records in RFC 2782 order per service."""
+    names = [f"{service}.{domain}" for service in SRV_SERVICES]
+    answers = await asyncio.gather(*(lookup(ctx.run, n, "SRV") for n in names))
+    published: list[SrvRecord] = []
+    with res.step(f"Look up mail service (SRV) records of {domain}") as step:
+        # A fixed seed per domain: the weighted order is random by design, the report
+        # should still read the same on every run.
+        rng = random.Random(domain)  # noqa: S311 - not for security
+        for service, name, found in zip(SRV_SERVICES, names, answers, strict=True):
+            if found.outcome in ("nxdomain", "nodata"):
+                continue
+            if not found.ok:
+                report_failure(step, found, informational=True)
+                continue
+            records = [SrvRecord.from_rdata(r, service=service) for r in found.records]
+            selection = order_srv(records, rng=rng)
+            for text in found.texts():
+                step.recv(f"{name} SRV {text}")
+            if selection.not_offered:
+                step.add(SRV_NOT_OFFERED(detail=f"{name}: not offered", evidence=found.evidence()))
+                published.extend(records)
+                continue
+            if selection.ignored:
+                step.add(SRV_DOT_MIXED(detail=name, evidence=found.evidence()))
+            published.extend(selection.targets)
+            order = ", ".join(f"{r.target}:{r.port}" for r in selection.targets)
+            step.add(SRV_FOUND(detail=f"{service}: {order}", evidence=found.evidence()))
+        if not published:
+            step.add(SRV_NONE(detail="none of " + ", ".join(SRV_SERVICES)))
+        targets = sorted({r.target for r in published if r.offered})
+        resolved = await asyncio.gather(*(shared_addresses(ctx.run, t) for t in targets))
+        for host, addrs in zip(targets, resolved, strict=True):
+            if not addrs.addresses:
+                services = sorted({r.service for r in published if r.target == host})
+                step.add(SRV_NO_ADDRESS(detail=f"{host} ({', '.join(services)}) has no address"))
+    return tuple(published)
 
 
 async def _check_caa(ctx: ProbeContext, res: ResultRecorder, domain: str) -> None:
@@ -423,7 +525,7 @@ async def _resolve_mx(ctx: ProbeContext, parent: StepRecorder, host: str) -> Hos
         if _is_ip(host):
             step.add(MX_IP_LITERAL(detail=f"the MX target is {host}"))
             return HostAddresses(host=host)
-        addresses = await resolve_host(ctx, step, host)
+        addresses = await resolve_recorded(ctx, step, host)
         cname = await lookup(ctx.run, host, "CNAME")
         if cname.ok:
             step.add(
@@ -442,7 +544,7 @@ PROBE = Probe(
     id="dns",
     title="DNS: MX and address records",
     run=run,
-    provides=(MX_HOSTS, DOMAIN_ADDRESSES),
+    provides=(MX_HOSTS, DOMAIN_ADDRESSES, SRV_RECORDS),
     findings=FINDINGS,
     applies=_applies,
 )

@@ -17,34 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import groupby
 
+# The record type is the one other probes read from the facts.
+from analyzer.facts import SrvRecord
+
 __all__ = ["SrvRecord", "SrvSelection", "order_srv"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SrvRecord:
-    """One SRV record, read from the rdata's fields (not by splitting its text)."""
-
-    priority: int
-    weight: int
-    port: int
-    #: The target host name, lower case, without the trailing dot; "." for "no service".
-    target: str
-
-    @classmethod
-    def from_rdata(cls, rdata: object) -> SrvRecord:
-        """Build from a dnspython SRV rdata (``priority``, ``weight``, ``port``, ``target``)."""
-        target = str(getattr(rdata, "target", "")).lower()
-        return cls(
-            priority=int(getattr(rdata, "priority", 0)),
-            weight=int(getattr(rdata, "weight", 0)),
-            port=int(getattr(rdata, "port", 0)),
-            target=target if target == "." else target.rstrip("."),
-        )
-
-    @property
-    def no_service(self) -> bool:
-        """True for the target "." (RFC 2782: the service is not available)."""
-        return self.target in (".", "")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
