@@ -12,6 +12,7 @@ __all__ = ["REGISTRY"]
 REGISTRY: dict[str, str] = {
     "dns": "probes.dns:PROBE",
     "dnssec": "probes.dnssec:PROBE",
+    "mailauth": "probes.mailauth.probe:PROBE",
     "ports": "probes.ports:PROBE",
     "tls": "probes.tls:PROBE",
 }
