@@ -205,7 +205,10 @@ def _value_text(value: Any) -> str:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(to_json(value), indent=2, ensure_ascii=False, sort_keys=False)
+    """JSON text: on one line when short, else indented."""
+    data = to_json(value)
+    compact = json.dumps(data, ensure_ascii=False)
+    return compact if len(compact) <= 90 else json.dumps(data, indent=2, ensure_ascii=False)
 
 
 def _simple_list(value: Any) -> TypeGuard[Sequence[Any]]:
