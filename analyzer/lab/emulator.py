@@ -16,9 +16,11 @@ yet).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -103,6 +105,12 @@ class EmulatorRequest:
     entry: HostEntry | None
     behaviour: Mapping[str, Any]
     scenario_data: Mapping[str, Any]
+    #: The client's connection (nginx's ``X-Rca-Client-Conn``, else our own peer): NTLM
+    #: authenticates a connection, not a request (``analyzer.lab.emulator_auth``).
+    connection: str = ""
+    #: Shared by every request the server handles (per-connection NTLM state); None in
+    #: requests built by hand.
+    state: MutableMapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def scenario(self) -> str | None:
@@ -201,10 +209,17 @@ def _lookup(config: EmulatorConfig, headers: Mapping[str, str]) -> tuple[str, Ho
 def make_server(config: EmulatorConfig) -> ThreadingHTTPServer:
     """An HTTP server bound to ``config.listen`` serving the emulator (not yet serving)."""
 
+    state: dict[str, Any] = {}
+    serials = itertools.count(1)
+
     class RequestHandler(BaseHTTPRequestHandler):
         server_version = "rca-lab-emulator"
         sys_version = ""
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            self.serial = next(serials)  # one handler instance per connection
 
         def _dispatch(self) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()}
@@ -228,6 +243,9 @@ def make_server(config: EmulatorConfig) -> ThreadingHTTPServer:
                 entry=entry,
                 behaviour=scenario_data.get("behaviour", {}),
                 scenario_data=scenario_data,
+                connection=headers.get("x-rca-client-conn")
+                or f"{self.client_address[0]}:{self.client_address[1]}#{self.serial}",
+                state=state,
             )
             try:
                 response = dispatch(config, request)
@@ -267,6 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True)
     args = parser.parse_args(argv)
     config = EmulatorConfig.load(args.config)
+    # pyspnego's NTLM acceptor reads its users from the file named by NTLM_USER_FILE.
+    from analyzer.lab.emulator_auth import write_ntlm_user_file  # noqa: PLC0415
+
+    users = [(str(a), str(p)) for s in config.scenarios.values() for a, p in s.get("users", [])]
+    ntlm_file = write_ntlm_user_file(args.config.parent / "ntlm-users", users)
+    os.environ["NTLM_USER_FILE"] = str(ntlm_file)
     server = make_server(config)
     sys.stderr.write(f"emulator listening on {config.listen[0]}:{config.listen[1]}\n")
     sys.stderr.flush()

@@ -152,6 +152,10 @@ def write_config(
                     "        proxy_set_header X-Forwarded-For $remote_addr;",
                     "        proxy_set_header X-Rca-Server-Addr $server_addr;",
                     "        proxy_set_header X-Rca-Server-Port $server_port;",
+                    # NTLM authenticates the client's connection; nginx opens a new one
+                    # upstream per request, so the emulator keys NTLM state on this.
+                    "        proxy_set_header X-Rca-Client-Conn "
+                    "$remote_addr:$remote_port#$connection;",
                     '        proxy_set_header Connection "";',
                     "    }",
                 ]
