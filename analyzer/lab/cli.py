@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Final, TextIO
 
 from analyzer.lab.errors import LabError
 from analyzer.lab.lab import DEFAULT_DIRECTORY, Lab, process_status
@@ -125,26 +125,45 @@ def describe(info: LabInfo) -> str:
     return "\n".join(lines)
 
 
+#: What ``rca demo`` checks by default: the healthy domain and a few typical breakages.
+DEMO_SCENARIOS: Final = (
+    "healthy",
+    "expired-cert",
+    "cert-missing-intermediate",
+    "filtered",
+    "no-starttls",
+    "dmarc-none",
+    "spf-lookups",
+    "autodiscover-redirect",
+)
+
+
 def demo(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Start the lab, run ``rca check`` on each scenario's first user from the client side,
-    write the reports to ``--out``, stop the lab unless ``--keep``. Exit code: the worst run's.
+    write the reports to ``--out``, stop the lab unless ``--keep``.
+
+    Prints one verdict line per scenario and where its reports are. Exit 0 when every
+    check ran (broken scenarios are *meant* to fail); 3 when a check could not run.
     """
     out = out or sys.stdout
     directory = _directory(args)
+    chosen = getattr(args, "scenario", None) or list(DEMO_SCENARIOS)
     info = Lab(
         directory=directory,
-        scenarios=getattr(args, "scenario", None) or None,
+        scenarios=chosen,
         latency_ms=int(getattr(args, "latency", 0) or 0),
     ).up()
     out.write(describe(info))
     reports = Path(getattr(args, "out", None) or "rca-demo").absolute()
     reports.mkdir(parents=True, exist_ok=True)
-    worst = 0
+    broken = 0
+    verdicts = {0: "pass", 1: "warn", 2: "FAIL", 3: "inconclusive/error"}
     try:
+        out.write(f"\nchecking {len(info.scenarios)} scenarios (reports in {reports}):\n")
         for scenario in info.scenarios:
             target = scenario.users[0].address if scenario.users else scenario.domain
             argv = [
-                sys.executable, "-m", "analyzer", "check", target,
+                sys.executable, "-m", "analyzer", "check", target, "--quiet",
                 "--netns", info.client_netns,
                 "--resolver", info.resolver,
                 "--ca-file", str(info.ca_file),
@@ -155,16 +174,22 @@ def demo(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
             env = dict(os.environ)
             if scenario.users:
                 env["RCA_PASSWORD"] = scenario.users[0].password
-            out.write(f"\n== {scenario.name}: rca check {target}\n")
-            out.flush()
             try:
-                done = subprocess.run(argv, env=env, timeout=300, check=False)
+                done = subprocess.run(
+                    argv, env=env, timeout=300, check=False, capture_output=True, text=True
+                )
             except subprocess.TimeoutExpired:
                 raise LabError(f"rca check {target} did not finish in 300s") from None
-            worst = max(worst, done.returncode)
-        out.write(f"\nreports in {reports}\n")
+            line = (done.stdout.strip().splitlines() or [done.stderr.strip()])[-1]
+            out.write(f"  {scenario.name:<28} exit {done.returncode} "
+                      f"({verdicts.get(done.returncode, '?')}): {line}\n")
+            out.write(f"  {'':<28} {reports / (scenario.name + '.html')}\n")
+            out.flush()
+            if not (reports / f"{scenario.name}.json").exists():
+                broken += 1
+        out.write(f"\nopen the HTML reports in a browser: {reports}/<scenario>.html\n")
     finally:
         if not getattr(args, "keep", False):
             Lab.down(directory)
             out.write("lab stopped (use --keep to leave it running)\n")
-    return worst
+    return 3 if broken else 0
