@@ -31,7 +31,7 @@ import pytest
 
 from analyzer.lab import Lab, LabError, LabInfo, check_prerequisites, enter_netns
 
-LAB_NAME = "rca-lab-test"
+LAB_NAME = os.environ.get("RCA_LAB_TEST_NAME", "rca-lab-test")
 LAB_DIR = Path(os.environ.get("RCA_LAB_TEST_DIR", "/run/rca-lab-test"))
 
 
