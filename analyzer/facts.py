@@ -135,6 +135,9 @@ class AutodiscoverSettings:
     mapi_addressbook_url: str = ""
     outlook_anywhere: tuple[OutlookAnywhere, ...] = ()
     hosts: tuple[str, ...] = ()  # every host name the settings mention (for TLS/ports)
+    method: str = ""  # the discovery method that answered: root, autodiscover, http, srv, url
+    #: IMAP/POP3/SMTP Protocol blocks of the answer (Exchange publishes them when configured).
+    mail_servers: tuple[MailServerSetting, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
