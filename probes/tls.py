@@ -191,8 +191,11 @@ async def run(ctx: ProbeContext, target: Target) -> None:
 
 
 async def _load_roots(ctx: ProbeContext) -> tuple[x509.Certificate, ...]:
+    # On the event loop's thread on purpose (about 10 ms, once per run): the loader
+    # silences cryptography's warnings about odd roots with warnings.catch_warnings(),
+    # which is not thread-safe; in a worker thread it raced with the loop's own use.
     paths = tlschain.trust_store_paths(ctx.options.ca_file)
-    return await ctx.run.to_thread(tlschain.load_trust_store, paths)
+    return tlschain.load_trust_store(paths)
 
 
 async def _endpoint(
