@@ -135,6 +135,35 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="run inside this network namespace (e.g. the lab's rca-lab-client)",
     )
+    a = p.add_argument_group("Autodiscover and autoconfig")
+    a.add_argument(
+        "--autodiscover-url",
+        metavar="URL",
+        help="ask this https Autodiscover URL instead of discovering it (a server behind a "
+        "load balancer, an internal name)",
+    )
+    a.add_argument(
+        "--all-methods",
+        action="store_true",
+        help="try and report every Autodiscover method, not only up to the first that answers",
+    )
+    a.add_argument(
+        "--mobilesync",
+        action="store_true",
+        help="also ask Autodiscover in the ActiveSync (mobilesync) schema",
+    )
+    a.add_argument(
+        "--trust-redirect",
+        action="append",
+        default=[],
+        metavar="DOMAIN",
+        help="send credentials to DOMAIN when Autodiscover redirects there (repeatable)",
+    )
+    a.add_argument(
+        "--ispdb",
+        action="store_true",
+        help="also ask Thunderbird's ISPDB (live.thunderbird.net, a third party) for the domain",
+    )
     c = p.add_argument_group("credentials (never on the command line itself)")
     c.add_argument("--user", help="login name (default: the target address)")
     c.add_argument(
@@ -222,7 +251,17 @@ def options_from_args(args: argparse.Namespace, *, needs_secret: bool = False) -
         if path is not None and not path.is_file():
             raise UsageError(f"{flag} {path}: no such file")
     tests = tuple(t.strip() for t in (args.tests or "").split(",") if t.strip())
+    autodiscover_url = getattr(args, "autodiscover_url", None)
+    if autodiscover_url is not None and not autodiscover_url.lower().startswith("https://"):
+        raise UsageError(f"--autodiscover-url {autodiscover_url!r}: an https:// URL is needed")
     return RunOptions(
+        autodiscover_url=autodiscover_url,
+        all_methods=getattr(args, "all_methods", False),
+        mobilesync=getattr(args, "mobilesync", False),
+        trust_redirect=tuple(
+            d.strip().lower().rstrip(".") for d in getattr(args, "trust_redirect", []) if d.strip()
+        ),
+        ispdb=getattr(args, "ispdb", False),
         nameservers=tuple(parse_nameserver(r) for r in args.resolver),
         connect={k: tuple(v) for k, v in connect.items()},
         ca_file=args.ca_file,

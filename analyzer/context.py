@@ -209,6 +209,16 @@ class RunOptions:
     per_host: int = 4
     credentials: Credentials = field(default_factory=lambda: Credentials(None))
     tests: tuple[str, ...] = ()
+    #: Autodiscover: this URL instead of the discovery methods (``--autodiscover-url``).
+    autodiscover_url: str | None = None
+    #: Autodiscover: try and report every method, not only up to the first that answers.
+    all_methods: bool = False
+    #: Autodiscover: also ask in the ActiveSync (mobilesync) schema.
+    mobilesync: bool = False
+    #: Domains outside the e-mail domain that may receive credentials after a redirect.
+    trust_redirect: tuple[str, ...] = ()
+    #: Autoconfig: also ask Thunderbird's ISPDB (a third party) for the domain.
+    ispdb: bool = False
     dkim_selectors: tuple[str, ...] = ()
     trust_anchor_file: Path | None = None
     extra_ports: tuple[tuple[str, int, str | None], ...] = ()
@@ -222,6 +232,11 @@ class RunOptions:
         """The options as shown in a report: secrets never included."""
         return {
             "resolvers": [str(n) for n in self.nameservers] or ["system"],
+            "autodiscover_url": self.autodiscover_url,
+            "all_methods": self.all_methods,
+            "mobilesync": self.mobilesync,
+            "trust_redirect": list(self.trust_redirect),
+            "ispdb": self.ispdb,
             "connect": {k: list(v) for k, v in self.connect.items()},
             "ca_file": str(self.ca_file) if self.ca_file else None,
             "insecure": self.insecure,

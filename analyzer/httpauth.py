@@ -67,6 +67,7 @@ __all__ = [
     "record_request",
     "record_response",
     "send_authenticated",
+    "send_recorded",
     "shown_header",
 ]
 
@@ -419,6 +420,29 @@ async def send_authenticated(
             offered=offered, max_bytes=max_bytes, deadline=deadline, transcript=transcript,
         )  # fmt: skip
     raise ValueError(f"unknown authentication scheme {scheme!r}")
+
+
+async def send_recorded(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    content: bytes | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float,
+    transcript: TranscriptSink | None = None,
+) -> BoundedResponse:
+    """One request without credentials, recorded like :func:`send_authenticated`'s legs.
+
+    ``timeout`` bounds the whole exchange, headers included (a server trickling its status
+    line ends as :class:`~analyzer.errors.NetTimeout`); redirects are never followed.
+    """
+    leg = await _send_leg(
+        client, method, url, headers=dict(headers or {}), content=content,
+        max_bytes=max_bytes, deadline=time.monotonic() + timeout, transcript=transcript,
+    )  # fmt: skip
+    return leg.response
 
 
 def _ntlm_context(creds: Credentials, host: str) -> Any:

@@ -13,6 +13,7 @@ REGISTRY: dict[str, str] = {
     "dns": "probes.dns:PROBE",
     "dnssec": "probes.dnssec:PROBE",
     "mailauth": "probes.mailauth.probe:PROBE",
+    "autodiscover": "probes.autodiscover:PROBE",
     "ports": "probes.ports:PROBE",
     "tls": "probes.tls:PROBE",
 }

@@ -33,6 +33,8 @@ What a scenario can change, in ``Scenario.emulator`` (``behaviour``):
   handler passes as ``allowed`` narrows it further.
 - ``"anonymous"``: ``true`` (every path) or a list of path prefixes answered without
   authentication (ExRCA flags anonymous access).
+- ``"extra_users"``: more ``[address, password]`` pairs accepted (e.g. the users of a domain
+  that redirects here); NTLM finds them in ``NTLM_USER_FILE`` when they are lab users.
 """
 
 from __future__ import annotations
@@ -48,10 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from analyzer.lab.emulator import EmulatorResponse
-
 if TYPE_CHECKING:
-    from analyzer.lab.emulator import EmulatorRequest
+    from analyzer.lab.emulator import EmulatorRequest, EmulatorResponse
 
 __all__ = [
     "ALL_METHODS",
@@ -119,6 +119,14 @@ def write_ntlm_user_file(path: Path, users: Iterable[tuple[str, str]]) -> Path:
     return path
 
 
+def _response(status: int, headers: tuple[tuple[str, str], ...], body: bytes) -> EmulatorResponse:
+    # Imported when used: `python -m analyzer.lab.emulator` imports this module while its own
+    # is still being initialised (see analyzer.lab.emulator._routes).
+    from analyzer.lab.emulator import EmulatorResponse  # noqa: PLC0415
+
+    return EmulatorResponse(status=status, headers=headers, body=body)
+
+
 def _netbios(domain: str) -> str:
     return domain.split(".", 1)[0].upper()
 
@@ -166,14 +174,12 @@ def unauthorized(
         if method == "Basic":
             headers.append(("WWW-Authenticate", f'Basic realm="{request.host or domain}"'))
         elif method == "Bearer":
-            headers.append(
-                ("WWW-Authenticate", f'Bearer realm="{domain}", error="invalid_token"')
-            )
+            headers.append(("WWW-Authenticate", f'Bearer realm="{domain}", error="invalid_token"'))
         else:
             headers.append(("WWW-Authenticate", method))
     headers.extend(extra)
     body = b"<html><body><h1>401 - Unauthorized: Access is denied due to invalid credentials."
-    return EmulatorResponse(status=401, headers=tuple(headers), body=body + b"</h1></body></html>")
+    return _response(401, tuple(headers), body + b"</h1></body></html>")
 
 
 # --- users --------------------------------------------------------------------------------------
@@ -181,7 +187,8 @@ def unauthorized(
 
 def _users(request: EmulatorRequest) -> dict[str, str]:
     """address (lower case) -> password, of the request's scenario."""
-    raw = request.scenario_data.get("users", [])
+    raw = list(request.scenario_data.get("users", []))
+    raw += list(request.behaviour.get("extra_users", []))
     return {str(a).lower(): str(p) for a, p in raw}
 
 
@@ -202,9 +209,7 @@ def _canonical_user(request: EmulatorRequest, name: str) -> str | None:
 # --- the schemes --------------------------------------------------------------------------------
 
 
-def authenticate(
-    request: EmulatorRequest, *, allowed: Sequence[str] = ALL_METHODS
-) -> AuthResult:
+def authenticate(request: EmulatorRequest, *, allowed: Sequence[str] = ALL_METHODS) -> AuthResult:
     """Check the request's credentials (see the module docstring); never raises for input."""
     offered = offered_methods(request, allowed)
     header = request.headers.get("authorization", "").strip()
@@ -262,9 +267,7 @@ def _lock(request: EmulatorRequest) -> threading.Lock:
     return lock
 
 
-def _ntlm(
-    request: EmulatorRequest, method: str, value: str, offered: Sequence[str]
-) -> AuthResult:
+def _ntlm(request: EmulatorRequest, method: str, value: str, offered: Sequence[str]) -> AuthResult:
     try:
         token = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -291,10 +294,8 @@ def _ntlm(
         header = f"{method} {base64.b64encode(challenge or b'').decode('ascii')}"
         return AuthResult(
             user=None,
-            response=EmulatorResponse(
-                status=401,
-                headers=(("Content-Type", "text/html"), ("WWW-Authenticate", header)),
-                body=b"",
+            response=_response(
+                401, (("Content-Type", "text/html"), ("WWW-Authenticate", header)), b""
             ),
         )
     if kind != 3:

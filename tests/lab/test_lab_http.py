@@ -69,15 +69,15 @@ def test_autodiscover_host_proxies_health_to_the_emulator(
 def test_exchange_paths_reach_the_emulator_case_insensitively(
     lab: LabInfo, tls: ssl.SSLContext
 ) -> None:
-    # Given an Exchange path nobody emulates yet, in IIS's mixed case
+    # Given an Exchange path, in IIS's mixed case
     host = lab.scenario("healthy").hosts["autodiscover"]
-    # When it is requested
-    status, _, body = _get(
+    # When it is requested without credentials
+    status, headers, _ = _get(
         host.ipv4, host.name, "/AutoDiscover/AutoDiscover.xml", tls=tls
     )
-    # Then nginx passed it on and the emulator answered "not emulated"
-    assert status == 404
-    assert body.startswith(b"not emulated")
+    # Then nginx passed it on and the emulator asked for authentication, as Exchange does
+    assert status == 401
+    assert "NTLM" in headers.get_list("WWW-Authenticate")
 
 
 def test_mta_sts_policy_is_served(lab: LabInfo, tls: ssl.SSLContext) -> None:
@@ -184,8 +184,8 @@ def test_http_rules_redirect_and_shadow(lab: LabInfo, tls: ssl.SSLContext) -> No
     apex_status, _, apex_body = _get(apex.ipv4, apex.name, path, tls=tls)
     proxied_status, _, proxied_body = _get(autodiscover.ipv4, autodiscover.name, path, tls=tls)
     # Then HTTP redirects to the HTTPS URL (placeholders filled in), the apex answers nginx's
-    # own 404, and HTTPS on the autodiscover host still reaches the emulator
+    # own 404, and HTTPS on the autodiscover host still reaches the emulator (its 401)
     assert status == 302
     assert headers["Location"] == f"https://{autodiscover.name}{path}"
     assert apex_status == 404 and not apex_body.startswith(b"not emulated")
-    assert proxied_status == 404 and proxied_body.startswith(b"not emulated")
+    assert proxied_status == 401 and proxied_body.startswith(b"<html><body><h1>401")

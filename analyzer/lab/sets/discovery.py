@@ -1,11 +1,171 @@
-"""Autodiscover, autoconfig and RFC 6186 discovery scenarios."""
+"""Autodiscover, autoconfig and RFC 6186 discovery scenarios.
+
+The baseline (``healthy``) answers Autodiscover on every web host, so the first HTTPS method
+(the root domain URL) returns the settings. These scenarios break one method at a time, or
+make the emulator answer with redirects and errors (``Scenario.emulator["autodiscover"]``,
+documented in ``analyzer.lab.emulator_autodiscover``).
+"""
 
 from __future__ import annotations
 
-from analyzer.lab.scenario_model import Expect, FilterRule, HttpRule, Scenario
+from analyzer.lab.scenario_model import Expect, HttpRule, Scenario
 
 __all__ = ["SCENARIOS"]
 
-SCENARIOS: tuple[Scenario, ...] = ()
+_XML = "/autodiscover/autodiscover.xml"
 
-_ = (Expect, FilterRule, HttpRule)
+
+def _root(domain: str) -> str:
+    return f"https://{domain}{_XML}"
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        name="ad-root-only",
+        description="Autodiscover answers only at https://<domain>; the autodiscover host 404s",
+        http=(HttpRule(path="/autodiscover/", status=404, roles=("autodiscover",)),),
+        expect=(
+            Expect(code="autodiscover.found", status="pass", subject="alice@ad-root-only.test"),
+            Expect(code="autodiscover.settings.found", status="pass",
+                   subject=_root("ad-root-only.test")),
+        ),  # fmt: skip
+    ),
+    Scenario(
+        name="ad-srv-only",
+        description="Autodiscover only through the SRV record (to mail.<domain>); the root "
+        "domain 404s and autodiscover.<domain> does not exist",
+        records=(("_autodiscover._tcp", "SRV", "0 0 443 mail"),),
+        remove=(("autodiscover", "A"), ("autodiscover", "AAAA")),
+        http=(HttpRule(path="/autodiscover/", status=404, roles=("apex",)),),
+        expect=(
+            Expect(code="autodiscover.url.not_found", status="pass",
+                   subject=_root("ad-srv-only.test")),
+            Expect(code="autodiscover.settings.found", status="pass",
+                   subject="_autodiscover._tcp.ad-srv-only.test (SRV)"),
+            Expect(code="autodiscover.found", status="pass", subject="alice@ad-srv-only.test"),
+        ),  # fmt: skip
+    ),
+    Scenario(
+        name="ad-http-redirect",
+        description="Autodiscover only through the HTTP redirect method: http://autodiscover "
+        "redirects to https://mail.<domain>; no SRV record; the HTTPS methods 404",
+        remove=(("_autodiscover._tcp", "SRV"),),
+        http=(
+            HttpRule(path="/autodiscover/", status=404, roles=("apex",)),
+            HttpRule(path="/autodiscover/", status=404, roles=("autodiscover",), ports=(443,)),
+            HttpRule(path=_XML, status=302, location="https://mail.{domain}" + _XML,
+                     roles=("autodiscover",), ports=(80,)),
+        ),  # fmt: skip
+        expect=(
+            Expect(code="autodiscover.redirect.http", status="pass",
+                   subject="http://autodiscover.ad-http-redirect.test" + _XML),
+            Expect(code="autodiscover.method.http_redirect", status="warn",
+                   subject="alice@ad-http-redirect.test"),
+        ),  # fmt: skip
+    ),
+    Scenario(
+        name="ad-redirect-addr",
+        description="Autodiscover answers redirectAddr to a user of another domain "
+        "(ad-redirect-target.test); credentials are withheld there without --trust-redirect",
+        emulator={"autodiscover": {"redirect_addr": "alice@ad-redirect-target.test"}},
+        expect=(
+            Expect(code="autodiscover.redirect.address", status="pass",
+                   subject=_root("ad-redirect-addr.test")),
+            Expect(code="autodiscover.redirect.other_domain", status="warn",
+                   subject=_root("ad-redirect-addr.test")),
+            Expect(code="autodiscover.credentials.withheld", status="skip",
+                   subject=_root("ad-redirect-target.test") + " for alice@ad-redirect-target.test"),
+            Expect(code="autodiscover.not_judged", status="inconclusive",
+                   subject="alice@ad-redirect-addr.test"),
+        ),  # fmt: skip
+    ),
+    Scenario(
+        name="ad-redirect-target",
+        description="The domain ad-redirect-addr.test redirects to; it accepts that domain's "
+        "user as well as its own",
+        emulator={"extra_users": [["alice@ad-redirect-addr.test", "alice-lab-password"]]},
+    ),
+    Scenario(
+        name="ad-redirect-chain",
+        description="redirectUrl chain of 3: root domain → autodiscover → mail → autoconfig, "
+        "which answers",
+        emulator={
+            "autodiscover": {
+                "by_role": {
+                    "apex": {"redirect_url": "https://autodiscover.{domain}" + _XML},
+                    "autodiscover": {"redirect_url": "https://mail.{domain}" + _XML},
+                    "mail": {"redirect_url": "https://autoconfig.{domain}" + _XML},
+                }
+            }
+        },
+        expect=(
+            Expect(code="autodiscover.redirect.url", status="pass",
+                   subject=_root("ad-redirect-chain.test")),
+            Expect(code="autodiscover.settings.found", status="pass",
+                   subject=_root("ad-redirect-chain.test")),
+            Expect(code="autodiscover.found", status="pass",
+                   subject="alice@ad-redirect-chain.test"),
+        ),  # fmt: skip
+    ),
+    Scenario(
+        name="ad-redirect-loop",
+        description="redirectUrl loop: the root domain sends clients to the autodiscover host, "
+        "which sends them back",
+        emulator={
+            "autodiscover": {
+                "by_role": {
+                    "apex": {"redirect_url": "https://autodiscover.{domain}" + _XML},
+                    "autodiscover": {"redirect_url": "https://{domain}" + _XML},
+                }
+            }
+        },
+        expect=(
+            Expect(code="autodiscover.redirect.loop", status="fail",
+                   subject=_root("ad-redirect-loop.test")),
+            Expect(code="autodiscover.none", status="fail", subject="alice@ad-redirect-loop.test"),
+        ),  # fmt: skip
+    ),
+    Scenario(
+        name="ad-redirect-11",
+        description="11 redirectUrl hops in a row: clients give up after 10",
+        emulator={"autodiscover": {"redirect_hops": 11}},
+        expect=(
+            Expect(code="autodiscover.redirect.too_many", status="fail",
+                   subject=_root("ad-redirect-11.test")),
+            Expect(code="autodiscover.none", status="fail", subject="alice@ad-redirect-11.test"),
+        ),  # fmt: skip
+    ),
+    Scenario(
+        name="ad-error-602",
+        description="Autodiscover answers ErrorCode 602: the user's mailbox cannot be found",
+        emulator={"autodiscover": {"error_code": 602}},
+        expect=(
+            Expect(code="autodiscover.error.user_not_found", status="fail",
+                   subject=_root("ad-error-602.test")),
+            Expect(code="autodiscover.none", status="fail", subject="alice@ad-error-602.test"),
+        ),  # fmt: skip
+    ),
+    Scenario(
+        name="ad-ntlm-only",
+        description="Autodiscover offers NTLM only (no Basic, no Negotiate)",
+        emulator={"auth": {"/autodiscover/": ["NTLM"]}},
+        expect=(
+            Expect(code="autodiscover.auth.offered", status="pass",
+                   subject=_root("ad-ntlm-only.test")),
+            Expect(code="autodiscover.auth.ok", status="pass", subject=_root("ad-ntlm-only.test")),
+            Expect(code="autodiscover.found", status="pass", subject="alice@ad-ntlm-only.test"),
+        ),  # fmt: skip
+    ),
+    Scenario(
+        name="ad-cert-mismatch",
+        description="The autodiscover host's certificate names another host; the root domain "
+        "is fine (ExRCA's classic)",
+        certs={"autodiscover": "wrong_name"},
+        expect=(
+            Expect(code="tls.cert.name_mismatch", status="fail",
+                   subject="autodiscover.ad-cert-mismatch.test:443"),
+            Expect(code="autodiscover.found", status="pass",
+                   subject="alice@ad-cert-mismatch.test"),
+        ),  # fmt: skip
+    ),
+)

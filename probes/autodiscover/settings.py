@@ -1,0 +1,162 @@
+"""From a parsed POX answer to the facts other probes use, and the checks on them. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from analyzer.facts import AutodiscoverSettings, MailServerSetting, OutlookAnywhere
+from analyzer.model import Finding, Json
+from probes.autodiscover import findings as F
+from probes.autodiscover.pox import PoxResponse, ProtocolBlock
+
+__all__ = ["check_settings", "settings_evidence", "to_settings"]
+
+_MAIL_TYPES = {"IMAP": "imap", "POP3": "pop3", "SMTP": "smtp"}
+
+
+def _first(response: PoxResponse, field: str, order: tuple[str, ...] = ("EXPR", "EXCH")) -> str:
+    """A URL field from the first block that has it, external (EXPR) before internal (EXCH)."""
+    for kind in order:
+        block = response.protocol(kind)
+        if block is not None and getattr(block, field):
+            return str(getattr(block, field))
+    for block in response.protocols:
+        if getattr(block, field):
+            return str(getattr(block, field))
+    return ""
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _socket_type(block: ProtocolBlock) -> str:
+    encryption = block.encryption.lower()
+    if encryption in ("ssl",) or (not encryption and block.ssl.lower() == "on"):
+        return "SSL"
+    if encryption in ("tls", "auto"):
+        return "STARTTLS"
+    return "plain"
+
+
+def _mail_servers(response: PoxResponse) -> tuple[MailServerSetting, ...]:
+    servers = []
+    for block in response.protocols:
+        protocol = _MAIL_TYPES.get(block.type.upper())
+        if protocol is None or not block.server or block.port is None:
+            continue
+        servers.append(
+            MailServerSetting(
+                protocol=protocol,
+                host=block.server.lower().rstrip("."),
+                port=block.port,
+                socket_type=_socket_type(block),
+                authentication=("NTLM",) if block.spa.lower() == "on" else ("password-cleartext",),
+                username=block.login_name,
+                source="autodiscover",
+            )
+        )
+    return tuple(servers)
+
+
+def to_settings(
+    response: PoxResponse, *, email: str, source_url: str, method: str, eas_url: str = ""
+) -> AutodiscoverSettings:
+    """The :class:`~analyzer.facts.AutodiscoverSettings` of an outlook ``settings`` answer."""
+    exch = response.protocol("EXCH")
+    mapi = response.protocol("mapiHttp")
+    anywhere = tuple(
+        OutlookAnywhere(
+            server=b.server.lower(),
+            ssl=b.ssl.lower() != "off",
+            auth_package=b.auth_package,
+            cert_principal_name=b.cert_principal_name,
+            internal=False,
+        )
+        for b in response.protocols
+        if b.type.upper() in ("EXPR", "EXHTTP") and b.server
+    )
+    settings = AutodiscoverSettings(
+        email=email,
+        source_url=source_url,
+        display_name=response.display_name,
+        legacy_dn=response.legacy_dn,
+        mailbox_server=exch.server if exch else "",
+        mailbox_server_dn=exch.server_dn if exch else "",
+        ews_url=_first(response, "ews_url"),
+        eas_url=eas_url or _first(response, "as_url"),
+        oab_url=_first(response, "oab_url"),
+        oof_url=_first(response, "oof_url"),
+        mapi_mailstore_url=(mapi.mailstore_external or mapi.mailstore_internal) if mapi else "",
+        mapi_addressbook_url=(
+            (mapi.addressbook_external or mapi.addressbook_internal) if mapi else ""
+        ),
+        outlook_anywhere=anywhere,
+        method=method,
+        mail_servers=_mail_servers(response),
+    )
+    hosts: dict[str, None] = {}
+    for url in (
+        settings.ews_url,
+        settings.eas_url,
+        settings.oab_url,
+        settings.oof_url,
+        settings.mapi_mailstore_url,
+        settings.mapi_addressbook_url,
+        *(u for b in response.protocols for u in b.urls()),
+    ):
+        if _host(url):
+            hosts[_host(url)] = None
+    for oa in anywhere:
+        hosts[oa.server] = None
+    for server in settings.mail_servers:
+        hosts[server.host] = None
+    return replace(settings, hosts=tuple(hosts))
+
+
+def settings_evidence(settings: AutodiscoverSettings) -> dict[str, Json]:
+    """What the report shows of the settings: URLs and servers (no secrets there)."""
+    evidence: dict[str, Json] = {
+        "email": settings.email,
+        "display_name": settings.display_name,
+        "mailbox_server": settings.mailbox_server,
+        "ews_url": settings.ews_url,
+        "activesync_url": settings.eas_url,
+        "oab_url": settings.oab_url,
+        "mapi_mailstore_url": settings.mapi_mailstore_url,
+        "mapi_addressbook_url": settings.mapi_addressbook_url,
+        "outlook_anywhere": [
+            {"server": o.server, "ssl": o.ssl, "auth_package": o.auth_package}
+            for o in settings.outlook_anywhere
+        ],
+        "mail_servers": [
+            f"{s.protocol} {s.host}:{s.port} {s.socket_type}" for s in settings.mail_servers
+        ],
+        "hosts": list(settings.hosts),
+    }
+    return {k: v for k, v in evidence.items() if v not in ("", [], None)}
+
+
+def check_settings(response: PoxResponse, settings: AutodiscoverSettings) -> list[Finding]:
+    """Warnings about the settings themselves (http URLs, no EWS, no external access)."""
+    found: list[Finding] = []
+    insecure = sorted(
+        {u for b in response.protocols for u in b.urls() if u.lower().startswith("http:")}
+    )
+    if insecure:
+        found.append(
+            F.SETTINGS_INSECURE_URL(
+                detail=", ".join(insecure[:10])[:1000], evidence={"urls": insecure[:20]}
+            )
+        )
+    if not settings.ews_url:
+        found.append(F.SETTINGS_NO_EWS(detail="no EwsUrl in any Protocol block"))
+    external_mapi = response.protocol("mapiHttp")
+    has_mapi = external_mapi is not None and bool(external_mapi.mailstore_external)
+    if not settings.outlook_anywhere and not has_mapi:
+        found.append(F.SETTINGS_NO_EXTERNAL(detail="no EXPR/EXHTTP block, no mapiHttp ExternalUrl"))
+    return found

@@ -1,0 +1,128 @@
+"""Autodiscover v2 (JSON): ``GET /autodiscover/autodiscover.json/v1.0/<address>?Protocol=X``.
+
+No formal specification; Exchange 2016 CU and later and Microsoft 365 answer
+``{"Protocol": "Ews", "Url": "https://..."}`` without authentication, and 400
+``{"ErrorCode": "InvalidProtocol", ...}`` for a protocol they do not know. The answers are
+compared with what the XML (POX) service said: a different URL is a warning.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urljoin, urlsplit
+
+from analyzer.errors import NetError
+from analyzer.httpauth import send_recorded
+from probes.autodiscover import findings as F
+
+if TYPE_CHECKING:
+    import httpx
+
+    from analyzer.facts import AutodiscoverSettings
+    from analyzer.probe import ProbeContext, ResultRecorder
+
+__all__ = ["PROTOCOLS", "V2Error", "check_v2", "parse_v2", "same_url"]
+
+PROTOCOLS = ("AutodiscoverV1", "Ews", "ActiveSync")
+_MAX_BYTES = 64 * 1024
+_MAX_HOPS = 3
+
+
+class V2Error(ValueError):
+    """The body is not a usable v2 answer."""
+
+
+def parse_v2(body: bytes, protocol: str) -> str:
+    """The ``Url`` of a v2 answer for ``protocol``; :class:`V2Error` when there is none."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise V2Error(f"not JSON: {str(exc)[:120]}") from None
+    if not isinstance(data, dict):
+        raise V2Error("the JSON is not an object")
+    if "ErrorCode" in data:
+        raise V2Error(f"{str(data.get('ErrorCode'))[:60]}: {str(data.get('ErrorMessage'))[:200]}")
+    url = data.get("Url")
+    if not isinstance(url, str) or not url:
+        raise V2Error("no Url in the answer")
+    answered = data.get("Protocol")
+    if isinstance(answered, str) and answered.lower() != protocol.lower():
+        raise V2Error(f"answered for Protocol {answered[:40]!r}, not {protocol!r}")
+    if not url.lower().startswith("https://"):
+        raise V2Error(f"the Url is not https: {url[:200]}")
+    return url[:2000]
+
+
+def same_url(a: str, b: str) -> bool:
+    """Equal as clients use them: scheme/host case, a trailing slash and path case ignored."""
+
+    def norm(u: str) -> tuple[str, str, str]:
+        parts = urlsplit(u.strip())
+        return (parts.scheme.lower(), (parts.netloc or "").lower(), parts.path.rstrip("/").lower())
+
+    return norm(a) == norm(b)
+
+
+async def check_v2(
+    ctx: ProbeContext,
+    res: ResultRecorder,
+    client: httpx.AsyncClient,
+    *,
+    host: str,
+    address: str,
+    settings: AutodiscoverSettings | None,
+) -> None:
+    """Ask ``host``'s v2 service for each of :data:`PROTOCOLS`; compare with ``settings``."""
+    compare = {
+        "Ews": settings.ews_url if settings else "",
+        "ActiveSync": settings.eas_url if settings else "",
+    }
+    with res.step(f"Ask Autodiscover v2 (JSON) on {host}") as step:
+        for protocol in PROTOCOLS:
+            url = (
+                f"https://{host}/autodiscover/autodiscover.json/v1.0/"
+                f"{quote(address, safe='@')}?Protocol={protocol}"
+            )
+            with step.step(f"GET {url}") as sub:
+                answer = None
+                try:
+                    for _ in range(_MAX_HOPS + 1):
+                        response = await send_recorded(
+                            client,
+                            "GET",
+                            url,
+                            max_bytes=_MAX_BYTES,
+                            timeout=ctx.op_timeout(),
+                            transcript=sub,
+                        )
+                        location = response.header("location") or ""
+                        if response.status in (301, 302, 307, 308) and location:
+                            url = urljoin(url, location)
+                            if not url.lower().startswith("https://"):
+                                raise V2Error(f"redirect to a URL that is not https: {url[:200]}")
+                            continue
+                        if response.status != 200:
+                            raise V2Error(f"HTTP {response.status}")
+                        answer = parse_v2(response.body, protocol)
+                        break
+                    else:
+                        raise V2Error("too many redirects")
+                except (NetError, V2Error) as exc:
+                    sub.add(F.V2_UNAVAILABLE(detail=f"Protocol={protocol}: {exc}"[:500]))
+                    continue
+                expected = compare.get(protocol, "")
+                if expected and not same_url(expected, answer):
+                    sub.add(
+                        F.V2_MISMATCH(
+                            detail=f"{protocol}: v2 says {answer}, the XML service {expected}",
+                            evidence={"protocol": protocol, "v2": answer, "pox": expected},
+                        )
+                    )
+                else:
+                    sub.add(
+                        F.V2_OK(
+                            detail=f"{protocol}: {answer}",
+                            evidence={"protocol": protocol, "url": answer},
+                        )
+                    )
