@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Credentials",
     "Family",
+    "HostLimits",
     "Nameserver",
     "RunContext",
     "RunOptions",
@@ -250,6 +251,29 @@ class RunOptions:
         }
 
 
+class HostLimits:
+    """Connection slots per host shared by several runs (a batch, the exporter).
+
+    A run's own limits (``RunOptions.per_host``) hold per run; a batch of 1,000 domains
+    served by one provider also needs a bound across its runs. Give one instance to every
+    :class:`RunContext` of the batch; :meth:`RunContext.slot` then takes a slot here too.
+    """
+
+    def __init__(self, per_host: int) -> None:
+        if per_host < 1:
+            raise ValueError("per_host must be at least 1")
+        self.per_host = per_host
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    def semaphore(self, host: str) -> asyncio.Semaphore:
+        """The semaphore of ``host`` (names are compared in lower case)."""
+        key = host.lower().rstrip(".")
+        sem = self._hosts.get(key)
+        if sem is None:
+            sem = self._hosts[key] = asyncio.Semaphore(self.per_host)
+        return sem
+
+
 class RunContext:
     """Run-time services shared by every probe of one run.
 
@@ -258,8 +282,15 @@ class RunContext:
     joined when the run ends.
     """
 
-    def __init__(self, options: RunOptions, *, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        options: RunOptions,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        shared_limits: HostLimits | None = None,
+    ):
         self.options = options
+        self.shared_limits = shared_limits
         self._monotonic = monotonic
         self.started_at = monotonic()
         self.started = options.now or datetime.now(UTC)
@@ -294,13 +325,19 @@ class RunContext:
 
     @contextlib.asynccontextmanager
     async def slot(self, host: str) -> AsyncIterator[None]:
-        """Hold one connection slot overall and one for ``host`` (politeness per server)."""
+        """Hold one connection slot overall and one for ``host`` (politeness per server),
+        and one of the ``shared_limits`` for ``host`` when the run is part of a batch."""
         key = host.lower()
         sem = self._hosts.get(key)
         if sem is None:
             sem = self._hosts[key] = asyncio.Semaphore(self.options.per_host)
+        shared = self.shared_limits.semaphore(key) if self.shared_limits else None
         async with self._global, sem:
-            yield
+            if shared is None:
+                yield
+            else:
+                async with shared:
+                    yield
 
     async def to_thread(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run a blocking call (imaplib, poplib, smtplib) on the run's worker threads.
