@@ -82,7 +82,7 @@ def published(report: Report) -> dict[str, Any]:
     return facts
 
 
-# --- the healthy domain -------------------------------------------------------------------------
+# --- the healthy domain --------------------------------------------------------------------------
 
 
 def test_healthy_root_domain_answers_with_ntlm_and_publishes_settings(lab: LabInfo) -> None:
@@ -92,7 +92,11 @@ def test_healthy_root_domain_answers_with_ntlm_and_publishes_settings(lab: LabIn
     # Then SCP is skipped with its reason, the root domain URL (method 2) answers, and nothing
     # beyond it is tried
     subjects = [r.subject for r in report.results]
-    assert subjects == ["alice@healthy.test", "SCP (Active Directory)", f"https://healthy.test{XML}"]
+    assert subjects == [
+        "alice@healthy.test",
+        "SCP (Active Directory)",
+        f"https://healthy.test{XML}",
+    ]
     assert ("autodiscover.scp.skipped", Status.SKIP) in codes(report.results)
     root = result(report, f"https://healthy.test{XML}")
     assert root.status == Status.PASS
@@ -105,8 +109,11 @@ def test_healthy_root_domain_answers_with_ntlm_and_publishes_settings(lab: LabIn
     assert "NTLM" in titles[4]
     # And the 401's methods are listed, the NTLM blobs shown only by kind and size
     assert finding(root, "autodiscover.auth.offered").evidence["offered"] == [
-        "Negotiate", "NTLM", "Basic", "Bearer",
-    ]  # fmt: skip
+        "Negotiate",
+        "NTLM",
+        "Basic",
+        "Bearer",
+    ]
     text = transcript(root)
     assert "Authorization: NTLM «NTLM type 1," in text and "«NTLM type 3," in text
     # And the settings are a fact for the Exchange probes
@@ -166,7 +173,7 @@ def test_without_credentials_hosts_are_tested_but_settings_not_requested(lab: La
     assert "Authorization" not in "".join(transcript(r) for r in report.results)
 
 
-# --- one method at a time -----------------------------------------------------------------------
+# --- one method at a time ------------------------------------------------------------------------
 
 
 def test_only_the_root_domain_works(lab: LabInfo) -> None:
@@ -193,8 +200,9 @@ def test_only_srv_works(lab: LabInfo) -> None:
         f"http://autodiscover.ad-srv-only.test{XML}",
         "_autodiscover._tcp.ad-srv-only.test (SRV)",
     ]
-    assert finding(result(report, f"https://autodiscover.ad-srv-only.test{XML}"),
-                   "autodiscover.url.not_found").detail.endswith("has no address")  # fmt: skip
+    assert finding(
+        result(report, f"https://autodiscover.ad-srv-only.test{XML}"), "autodiscover.url.not_found"
+    ).detail.endswith("has no address")
     srv = result(report, "_autodiscover._tcp.ad-srv-only.test (SRV)")
     assert ("autodiscover.settings.found", Status.PASS) in codes(srv)
     assert published(report)["autodiscover_settings"]["method"] == "srv"
@@ -214,14 +222,16 @@ def test_only_the_http_redirect_method_works(lab: LabInfo) -> None:
     assert not any("Authorization" in line.text for line in get_step.transcript)
 
 
-# --- redirects ----------------------------------------------------------------------------------
+# --- redirects -----------------------------------------------------------------------------------
 
 
 def test_redirect_addr_to_another_domain_withholds_credentials(lab: LabInfo) -> None:
     # Given a redirectAddr to a user of another domain
     report = run(lab, "ad-redirect-addr")
     # Then discovery restarts for the new address, but no credentials go to that domain
-    target = result(report, f"https://ad-redirect-target.test{XML} for alice@ad-redirect-target.test")
+    target = result(
+        report, f"https://ad-redirect-target.test{XML} for alice@ad-redirect-target.test"
+    )
     assert ("autodiscover.credentials.withheld", Status.SKIP) in codes(target)
     assert "Authorization" not in transcript(target)
     assert result(report, "alice@ad-redirect-addr.test").status == Status.INCONCLUSIVE
@@ -246,7 +256,9 @@ def test_redirect_url_chain_of_three(lab: LabInfo) -> None:
     hops = [f.detail for f in root.findings() if f.code == "autodiscover.redirect.url"]
     assert len(hops) == 3 and "redirect 3 of at most 10" in hops[-1]
     follows = [s.title for s in steps(root) if s.title.startswith("Follow the redirectUrl")]
-    assert follows[-1] == f"Follow the redirectUrl to https://autoconfig.ad-redirect-chain.test{XML}"
+    assert (
+        follows[-1] == f"Follow the redirectUrl to https://autoconfig.ad-redirect-chain.test{XML}"
+    )
     assert published(report)["autodiscover_settings"]["source_url"].startswith(
         "https://autoconfig.ad-redirect-chain.test/"
     )
@@ -261,7 +273,9 @@ def test_redirect_loop_is_reported_as_a_loop(lab: LabInfo) -> None:
     assert loop.detail.count("https://ad-redirect-loop.test/autodiscover/autodiscover.xml") == 2
     second = result(report, f"https://autodiscover.ad-redirect-loop.test{XML}")
     assert second.steps[0].title.endswith("was already tried above")
-    assert ("autodiscover.none", Status.FAIL) in codes(result(report, "alice@ad-redirect-loop.test"))
+    assert ("autodiscover.none", Status.FAIL) in codes(
+        result(report, "alice@ad-redirect-loop.test")
+    )
 
 
 def test_eleven_redirects_stop_at_ten(lab: LabInfo) -> None:
@@ -275,7 +289,7 @@ def test_eleven_redirects_stop_at_ten(lab: LabInfo) -> None:
     assert ("autodiscover.auth.anonymous", Status.WARN) not in found
 
 
-# --- errors, authentication, certificates -----------------------------------------------------------
+# --- errors, authentication, certificates --------------------------------------------------------
 
 
 def test_error_602(lab: LabInfo) -> None:
@@ -303,7 +317,9 @@ def test_certificate_mismatch_on_the_autodiscover_host(lab: LabInfo) -> None:
     report = run(lab, "ad-cert-mismatch", all_methods=True)
     # Then the root domain answers; the autodiscover host fails its certificate step and
     # gets no request at all
-    assert ("autodiscover.found", Status.PASS) in codes(result(report, "alice@ad-cert-mismatch.test"))
+    assert ("autodiscover.found", Status.PASS) in codes(
+        result(report, "alice@ad-cert-mismatch.test")
+    )
     bad = result(report, f"https://autodiscover.ad-cert-mismatch.test{XML}")
     assert ("tls.cert.name_mismatch", Status.FAIL) in codes(bad)
     assert ("autodiscover.credentials.withheld", Status.SKIP) in codes(bad)
