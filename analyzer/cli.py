@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,45 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("rca-demo"), help="where reports go")
     demo.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
     demo.add_argument("--scenario", action="append", help="scenario name (repeatable)")
+    _add_schedule_commands(sub)
     return parser
+
+
+def _add_schedule_commands(sub: Any) -> None:
+    """``batch``, ``diff`` and ``serve``: scheduled checks (analyzer.batch, .history, .serve)."""
+    batch = sub.add_parser("batch", help="check many targets from a TOML file, one report each")
+    batch.add_argument("file", type=Path, help="the batch file (TOML; see docs/scheduling.md)")
+    batch.add_argument("--out", type=Path, metavar="DIR",
+                       help="where reports, index.html, junit.xml and metrics.prom go "
+                       "(default: the file's [batch] out, else ./rca-batch)")
+    batch.add_argument("--history", type=Path, metavar="DIR",
+                       help="keep each run's JSON here and report what changed since the last")
+    batch.add_argument("--keep", type=int, metavar="N", help="runs kept per target (default 30)")
+    batch.add_argument("--keep-days", type=float, metavar="DAYS",
+                       help="also remove runs older than this")
+    batch.add_argument("--concurrency", type=int, metavar="N",
+                       help="targets checked at once (default 3)")
+    batch.add_argument("--per-host", type=int, metavar="N",
+                       help="connection attempts at once to one server, whole batch (default 2)")
+    batch.add_argument("--writers", type=int, default=1, metavar="N",
+                       help="helper processes writing the reports (default 1; 0: none)")
+    batch.add_argument("--junit", type=Path, metavar="FILE",
+                       help="also write the combined JUnit XML here")
+    batch.add_argument("--prometheus", type=Path, metavar="FILE",
+                       help="also write the combined Prometheus metrics here (textfile collector)")
+    batch.add_argument("--netns", metavar="NAME", help="run inside this network namespace")
+    batch.add_argument("--quiet", action="store_true", help="print only the summary line")
+
+    diff = sub.add_parser("diff", help="what changed between two saved JSON reports")
+    diff.add_argument("old", type=Path, help="the earlier report (--json)")
+    diff.add_argument("new", type=Path, help="the later report")
+    diff.add_argument("--format", choices=("text", "json"), default="text")
+
+    serve = sub.add_parser("serve", help="Prometheus exporter: GET /probe?target=&module=")
+    serve.add_argument("config", type=Path, help="the exporter file (TOML; modules, allowlist)")
+    serve.add_argument("--listen", metavar="HOST:PORT",
+                       help="address to bind (default: the file's, else 127.0.0.1:9117)")
+    serve.add_argument("--netns", metavar="NAME", help="run inside this network namespace")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -206,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rca`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # A root in certifi has a negative serial number: cryptography warns on every parse of
+    # it. Set once, before any thread starts (warning filters are process-wide).
+    warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
     try:
         if args.command == "check":
             return _cmd_check(args)
@@ -217,6 +259,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_lab(args, parser)
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command == "batch":
+            from analyzer.batch import main_batch  # noqa: PLC0415
+
+            return main_batch(args)
+        if args.command == "diff":
+            from analyzer.history import main_diff  # noqa: PLC0415
+
+            return main_diff(args)
+        if args.command == "serve":
+            from analyzer.serve import main_serve  # noqa: PLC0415
+
+            return main_serve(args)
         parser.print_help()
         return EXIT_UNKNOWN
     except RcaError as exc:

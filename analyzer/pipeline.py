@@ -97,9 +97,35 @@ def plan(probes: Sequence[Probe], selected: Sequence[str] = ()) -> list[Probe]:
         if pid in chosen:
             continue
         chosen.add(pid)
-        for fact in by_id[pid].needs:
+        # What a probe uses is added too: `--tests tls` should still test the MX hosts.
+        for fact in (*by_id[pid].needs, *by_id[pid].uses):
             todo.extend(providers.get(fact, []))
-    return [p for p in probes if p.id in chosen]  # registry order is report order
+    planned = [p for p in probes if p.id in chosen]  # registry order is report order
+    _check_acyclic(planned, providers)
+    return planned
+
+
+def _check_acyclic(planned: Sequence[Probe], providers: dict[str, list[str]]) -> None:
+    """A probe waiting (needs/uses) on itself through others would wait forever."""
+    ids = {p.id for p in planned}
+    deps = {
+        p.id: {d for f in (*p.needs, *p.uses) for d in providers.get(f, []) if d in ids} - {p.id}
+        for p in planned
+    }
+    state: dict[str, int] = {}
+
+    def visit(pid: str, path: list[str]) -> None:
+        if state.get(pid) == 2:
+            return
+        if state.get(pid) == 1:
+            raise ValueError("probes wait on each other: " + " -> ".join([*path, pid]))
+        state[pid] = 1
+        for dep in sorted(deps[pid]):
+            visit(dep, [*path, pid])
+        state[pid] = 2
+
+    for pid in sorted(deps):
+        visit(pid, [])
 
 
 class _Scheduler:

@@ -14,6 +14,12 @@ REGISTRY: dict[str, str] = {
     "dnssec": "probes.dnssec:PROBE",
     "mailauth": "probes.mailauth.probe:PROBE",
     "autodiscover": "probes.autodiscover:PROBE",
+    "autoconfig": "probes.autoconfig:PROBE",
     "ports": "probes.ports:PROBE",
     "tls": "probes.tls:PROBE",
+    "dane": "probes.dane:PROBE",
+    "imap": "probes.imap:PROBE",
+    "pop3": "probes.pop3:PROBE",
+    "smtp": "probes.smtp:PROBE",
+    "roundtrip": "probes.smtp:ROUNDTRIP",
 }

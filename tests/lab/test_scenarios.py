@@ -19,6 +19,7 @@ from analyzer.context import Credentials, Nameserver, RunOptions
 from analyzer.lab import LabInfo
 from analyzer.lab.scenarios import SCENARIOS
 from analyzer.model import Report, Status, report_from_json, to_json
+from analyzer.registry import load_probes
 from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
@@ -33,13 +34,22 @@ def lab_options(lab: LabInfo, scenario: str, **kw: object) -> RunOptions:
         trust_anchor_file=Path(lab.trust_anchor_file) if lab.trust_anchor_file else None,
         credentials=Credentials(user[0], password=user[1]),
         timeout=40,
-        op_timeout=4,
+        op_timeout=8,
         connect_timeout=2,
         **kw,  # type: ignore[arg-type]
     )
 
 
 _REPORTS: dict[str, Report] = {}
+
+
+def probes_for(lab: LabInfo, scenario: str) -> tuple[str, ...]:
+    """The probes that can produce the scenario's expected codes (the pipeline adds what
+    they need); every probe for ``healthy`` and for scenarios that expect nothing."""
+    codes = {e.code for e in lab.scenario(scenario).expect}
+    if scenario == "healthy" or not codes:
+        return ()
+    return tuple(p.id for p in load_probes() if codes & {f.code for f in p.findings})
 
 
 def full_check(lab: LabInfo, scenario: str) -> Report:
@@ -54,7 +64,7 @@ def full_check(lab: LabInfo, scenario: str) -> Report:
         async def one(name: str) -> Report:
             async with gate:
                 target = parse_target(lab.scenario(name).users[0][0])
-                return await check(target, lab_options(lab, name))
+                return await check(target, lab_options(lab, name, tests=probes_for(lab, name)))
 
         async def all_checks() -> list[Report]:
             return await asyncio.gather(*(one(s.name) for s in SCENARIOS))

@@ -106,4 +106,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         records=(("_smtp._tls", "TXT", '"v=TLSRPTv1; rua=ftp://reports.{domain}/"'),),
         expect=(Expect(code="dns.tlsrpt.bad_scheme", status="fail"),),
     ),
+    Scenario(
+        name="dane-mismatch",
+        description="A DNSSEC-signed zone whose MX TLSA record matches no certificate",
+        signed=True,
+        records=(("_25._tcp.mx", "TLSA", "3 1 1 " + "00" * 32),),
+        expect=(Expect(code="dane.mismatch", status="fail", subject="mx.dane-mismatch.test:25"),),
+    ),
 )
