@@ -15,6 +15,7 @@ REGISTRY: dict[str, str] = {
     "mailauth": "probes.mailauth.probe:PROBE",
     "autodiscover": "probes.autodiscover:PROBE",
     "autoconfig": "probes.autoconfig:PROBE",
+    "autoconfig": "probes.autoconfig:PROBE",
     "ports": "probes.ports:PROBE",
     "tls": "probes.tls:PROBE",
     "dane": "probes.dane:PROBE",

@@ -26,9 +26,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         http=(HttpRule(path="/autodiscover/", status=404, roles=("autodiscover",)),),
         expect=(
             Expect(code="autodiscover.found", status="pass", subject="alice@ad-root-only.test"),
-            Expect(code="autodiscover.settings.found", status="pass",
-                   subject=_root("ad-root-only.test")),
-        ),  # fmt: skip
+            Expect(
+                code="autodiscover.settings.found",
+                status="pass",
+                subject=_root("ad-root-only.test"),
+            ),
+        ),
     ),
     Scenario(
         name="ad-srv-only",
@@ -38,12 +41,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         remove=(("autodiscover", "A"), ("autodiscover", "AAAA")),
         http=(HttpRule(path="/autodiscover/", status=404, roles=("apex",)),),
         expect=(
-            Expect(code="autodiscover.url.not_found", status="pass",
-                   subject=_root("ad-srv-only.test")),
-            Expect(code="autodiscover.settings.found", status="pass",
-                   subject="_autodiscover._tcp.ad-srv-only.test (SRV)"),
+            Expect(
+                code="autodiscover.url.not_found", status="pass", subject=_root("ad-srv-only.test")
+            ),
+            Expect(
+                code="autodiscover.settings.found",
+                status="pass",
+                subject="_autodiscover._tcp.ad-srv-only.test (SRV)",
+            ),
             Expect(code="autodiscover.found", status="pass", subject="alice@ad-srv-only.test"),
-        ),  # fmt: skip
+        ),
     ),
     Scenario(
         name="ad-http-redirect",
@@ -53,15 +60,26 @@ SCENARIOS: tuple[Scenario, ...] = (
         http=(
             HttpRule(path="/autodiscover/", status=404, roles=("apex",)),
             HttpRule(path="/autodiscover/", status=404, roles=("autodiscover",), ports=(443,)),
-            HttpRule(path=_XML, status=302, location="https://mail.{domain}" + _XML,
-                     roles=("autodiscover",), ports=(80,)),
-        ),  # fmt: skip
+            HttpRule(
+                path=_XML,
+                status=302,
+                location="https://mail.{domain}" + _XML,
+                roles=("autodiscover",),
+                ports=(80,),
+            ),
+        ),
         expect=(
-            Expect(code="autodiscover.redirect.http", status="pass",
-                   subject="http://autodiscover.ad-http-redirect.test" + _XML),
-            Expect(code="autodiscover.method.http_redirect", status="warn",
-                   subject="alice@ad-http-redirect.test"),
-        ),  # fmt: skip
+            Expect(
+                code="autodiscover.redirect.http",
+                status="pass",
+                subject="http://autodiscover.ad-http-redirect.test" + _XML,
+            ),
+            Expect(
+                code="autodiscover.method.http_redirect",
+                status="warn",
+                subject="alice@ad-http-redirect.test",
+            ),
+        ),
     ),
     Scenario(
         name="ad-redirect-addr",
@@ -69,15 +87,27 @@ SCENARIOS: tuple[Scenario, ...] = (
         "(ad-redirect-target.test); credentials are withheld there without --trust-redirect",
         emulator={"autodiscover": {"redirect_addr": "alice@ad-redirect-target.test"}},
         expect=(
-            Expect(code="autodiscover.redirect.address", status="pass",
-                   subject=_root("ad-redirect-addr.test")),
-            Expect(code="autodiscover.redirect.other_domain", status="warn",
-                   subject=_root("ad-redirect-addr.test")),
-            Expect(code="autodiscover.credentials.withheld", status="skip",
-                   subject=_root("ad-redirect-target.test") + " for alice@ad-redirect-target.test"),
-            Expect(code="autodiscover.not_judged", status="inconclusive",
-                   subject="alice@ad-redirect-addr.test"),
-        ),  # fmt: skip
+            Expect(
+                code="autodiscover.redirect.address",
+                status="pass",
+                subject=_root("ad-redirect-addr.test"),
+            ),
+            Expect(
+                code="autodiscover.redirect.other_domain",
+                status="warn",
+                subject=_root("ad-redirect-addr.test"),
+            ),
+            Expect(
+                code="autodiscover.credentials.withheld",
+                status="skip",
+                subject=_root("ad-redirect-target.test") + " for alice@ad-redirect-target.test",
+            ),
+            Expect(
+                code="autodiscover.not_judged",
+                status="inconclusive",
+                subject="alice@ad-redirect-addr.test",
+            ),
+        ),
     ),
     Scenario(
         name="ad-redirect-target",
@@ -99,13 +129,20 @@ SCENARIOS: tuple[Scenario, ...] = (
             }
         },
         expect=(
-            Expect(code="autodiscover.redirect.url", status="pass",
-                   subject=_root("ad-redirect-chain.test")),
-            Expect(code="autodiscover.settings.found", status="pass",
-                   subject=_root("ad-redirect-chain.test")),
-            Expect(code="autodiscover.found", status="pass",
-                   subject="alice@ad-redirect-chain.test"),
-        ),  # fmt: skip
+            Expect(
+                code="autodiscover.redirect.url",
+                status="pass",
+                subject=_root("ad-redirect-chain.test"),
+            ),
+            Expect(
+                code="autodiscover.settings.found",
+                status="pass",
+                subject=_root("ad-redirect-chain.test"),
+            ),
+            Expect(
+                code="autodiscover.found", status="pass", subject="alice@ad-redirect-chain.test"
+            ),
+        ),
     ),
     Scenario(
         name="ad-redirect-loop",
@@ -120,41 +157,51 @@ SCENARIOS: tuple[Scenario, ...] = (
             }
         },
         expect=(
-            Expect(code="autodiscover.redirect.loop", status="fail",
-                   subject=_root("ad-redirect-loop.test")),
+            Expect(
+                code="autodiscover.redirect.loop",
+                status="fail",
+                subject=_root("ad-redirect-loop.test"),
+            ),
             Expect(code="autodiscover.none", status="fail", subject="alice@ad-redirect-loop.test"),
-        ),  # fmt: skip
+        ),
     ),
     Scenario(
         name="ad-redirect-11",
         description="11 redirectUrl hops in a row: clients give up after 10",
         emulator={"autodiscover": {"redirect_hops": 11}},
         expect=(
-            Expect(code="autodiscover.redirect.too_many", status="fail",
-                   subject=_root("ad-redirect-11.test")),
+            Expect(
+                code="autodiscover.redirect.too_many",
+                status="fail",
+                subject=_root("ad-redirect-11.test"),
+            ),
             Expect(code="autodiscover.none", status="fail", subject="alice@ad-redirect-11.test"),
-        ),  # fmt: skip
+        ),
     ),
     Scenario(
         name="ad-error-602",
         description="Autodiscover answers ErrorCode 602: the user's mailbox cannot be found",
         emulator={"autodiscover": {"error_code": 602}},
         expect=(
-            Expect(code="autodiscover.error.user_not_found", status="fail",
-                   subject=_root("ad-error-602.test")),
+            Expect(
+                code="autodiscover.error.user_not_found",
+                status="fail",
+                subject=_root("ad-error-602.test"),
+            ),
             Expect(code="autodiscover.none", status="fail", subject="alice@ad-error-602.test"),
-        ),  # fmt: skip
+        ),
     ),
     Scenario(
         name="ad-ntlm-only",
         description="Autodiscover offers NTLM only (no Basic, no Negotiate)",
         emulator={"auth": {"/autodiscover/": ["NTLM"]}},
         expect=(
-            Expect(code="autodiscover.auth.offered", status="pass",
-                   subject=_root("ad-ntlm-only.test")),
+            Expect(
+                code="autodiscover.auth.offered", status="pass", subject=_root("ad-ntlm-only.test")
+            ),
             Expect(code="autodiscover.auth.ok", status="pass", subject=_root("ad-ntlm-only.test")),
             Expect(code="autodiscover.found", status="pass", subject="alice@ad-ntlm-only.test"),
-        ),  # fmt: skip
+        ),
     ),
     Scenario(
         name="ad-cert-mismatch",
@@ -162,10 +209,63 @@ SCENARIOS: tuple[Scenario, ...] = (
         "is fine (ExRCA's classic)",
         certs={"autodiscover": "wrong_name"},
         expect=(
-            Expect(code="tls.cert.name_mismatch", status="fail",
-                   subject="autodiscover.ad-cert-mismatch.test:443"),
-            Expect(code="autodiscover.found", status="pass",
-                   subject="alice@ad-cert-mismatch.test"),
-        ),  # fmt: skip
+            Expect(
+                code="tls.cert.name_mismatch",
+                status="fail",
+                subject="autodiscover.ad-cert-mismatch.test:443",
+            ),
+            Expect(code="autodiscover.found", status="pass", subject="alice@ad-cert-mismatch.test"),
+        ),
+    ),
+    Scenario(
+        name="ac-wellknown-only",
+        description="Thunderbird autoconfig only at https://<domain>/.well-known/autoconfig/; "
+        "autoconfig.<domain> answers 404",
+        http=(HttpRule(path="/mail/config-v1.1.xml", status=404, roles=("autoconfig",)),),
+        expect=(
+            Expect(
+                code="autoconfig.source.not_found",
+                status="pass",
+                subject="https://autoconfig.ac-wellknown-only.test/mail/config-v1.1.xml"
+                "?emailaddress=alice%40ac-wellknown-only.test",
+            ),
+            Expect(
+                code="autoconfig.config.found",
+                status="pass",
+                subject="https://ac-wellknown-only.test/.well-known/autoconfig/mail/config-v1.1.xml",
+            ),
+            Expect(
+                code="autoconfig.settings.found",
+                status="pass",
+                subject="alice@ac-wellknown-only.test",
+            ),
+        ),
+    ),
+    Scenario(
+        name="srv-imap-143-only",
+        description='SRV records announce IMAP on 143 only (_imaps._tcp is ".") while 993 is '
+        "open and autoconfig and Autodiscover announce it",
+        records=(("_imaps._tcp", "SRV", "0 0 0 ."),),
+        expect=(
+            Expect(
+                code="autoconfig.conflict", status="warn", subject="alice@srv-imap-143-only.test"
+            ),
+        ),
+    ),
+    Scenario(
+        name="ac-http-only",
+        description="Thunderbird autoconfig only over plain http: both https sources answer 404",
+        http=(
+            HttpRule(path="/mail/config-v1.1.xml", status=404, roles=("autoconfig",), ports=(443,)),
+            HttpRule(path="/.well-known/autoconfig/", status=404, roles=("apex",), ports=(443,)),
+        ),
+        expect=(
+            Expect(
+                code="autoconfig.config.insecure_transport",
+                status="warn",
+                subject="http://autoconfig.ac-http-only.test/mail/config-v1.1.xml"
+                "?emailaddress=alice%40ac-http-only.test",
+            ),
+        ),
     ),
 )
