@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -64,14 +65,24 @@ class _Handler:
         if behaviour == "truncate" and not tcp:
             response.answer = []
             response.flags |= dns.flags.TC
-        return response.to_wire(max_size=65535 if tcp else 1232)
+        try:
+            return response.to_wire(max_size=65535 if tcp else 1232)
+        except dns.exception.TooBig:
+            # RFC 1035 4.2.1: too big for UDP, so truncate and let the client retry on TCP.
+            response.answer = []
+            response.flags |= dns.flags.TC
+            return response.to_wire()
 
     def _fill(
         self, response: Any, zone: dns.zone.Zone, qname: dns.name.Name, rdtype: int,
         dnssec: bool = False,
     ) -> None:
         name = qname
+        seen: set[dns.name.Name] = set()
         for _ in range(16):
+            if name in seen:
+                return  # a CNAME loop: answer with the chain so far, as servers do
+            seen.add(name)
             node = zone.get_node(name)
             if node is None:
                 if not response.answer:
