@@ -254,6 +254,8 @@ ERROR_OTHER = FindingSpec(
     title="Autodiscover answered with an error",
     meaning="The response carries an error code rca does not know; its code and message are "
     "in the detail.",
+    remediation="Look the code and message up in the server's documentation and its event "
+    "log at the time of the request.",
     reference=ERRORCODE,
 )
 ERROR_SPECS = {
