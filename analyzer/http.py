@@ -13,6 +13,7 @@ body, so a 50 MB or trickling response ends as an error instead of a hang.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from dataclasses import dataclass
@@ -146,8 +147,6 @@ class BoundedResponse:
 async def read_bounded(response: httpx.Response, *, max_bytes: int, deadline: float) -> bytes:
     """The body, or :class:`ProtocolViolation` past ``max_bytes``, :class:`NetTimeout` past
     ``deadline`` (a ``time.monotonic()`` value) — whichever comes first."""
-    import asyncio  # noqa: PLC0415
-
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise ProtocolViolation(
@@ -212,7 +211,14 @@ async def request_bounded(
     t0 = time.monotonic()
     try:
         request = client.build_request(method, url, headers=headers, content=content)
-        response = await client.send(request, stream=True, follow_redirects=False)
+        # httpx's timeouts are per read: a server trickling its headers a byte at a time
+        # never trips them. The whole exchange is bounded here.
+        async with asyncio.timeout(timeout):
+            response = await client.send(request, stream=True, follow_redirects=False)
+    except TimeoutError:
+        raise NetTimeout(
+            f"no complete response header within {timeout:.1f} s", phase="read"
+        ) from None
     except Exception as exc:
         mapped = map_exception(exc, phase="request")
         if isinstance(mapped, NetError):

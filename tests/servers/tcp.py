@@ -22,11 +22,15 @@ Script = Callable[[socket.socket, threading.Event], None]
 class TcpServer:
     """A listening socket whose connections are each handled by ``script``."""
 
-    def __init__(self, script: Script, *, family: int = socket.AF_INET) -> None:
+    def __init__(
+        self, script: Script, *, family: int = socket.AF_INET, address: str | None = None,
+        port: int = 0,
+    ) -> None:
         self.script = script
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
+        default = "127.0.0.1" if family == socket.AF_INET else "::1"
+        self.sock.bind((address or default, port))
         self.sock.listen(64)
         self.sock.settimeout(0.1)
         self.address, self.port = self.sock.getsockname()[:2]
@@ -66,9 +70,9 @@ class TcpServer:
 
 
 @contextmanager
-def serve(script: Script) -> Iterator[TcpServer]:
-    """Run a :class:`TcpServer` for the duration of the block."""
-    with TcpServer(script) as server:
+def serve(script: Script, *, address: str | None = None, port: int = 0) -> Iterator[TcpServer]:
+    """Run a :class:`TcpServer` (on ``address:port``, default loopback:any) for the block."""
+    with TcpServer(script, address=address, port=port) as server:
         yield server
 
 
