@@ -30,7 +30,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlsplit
 
 from analyzer.model import Finding, Json, ProbeResult, Report, Status, Step, to_json
@@ -46,6 +46,9 @@ from reports.summary import (
     truncate,
     verdict,
 )
+
+if TYPE_CHECKING:
+    from analyzer.history import Changes
 
 __all__ = ["MAX_TRANSCRIPT_LINES", "render"]
 
@@ -73,6 +76,9 @@ VERDICTS = {
     Status.FAIL: "Failed",
     Status.INCONCLUSIVE: "Inconclusive",
 }
+#: How a change since the previous run is marked: for the worse, the better, or neither.
+CHANGE_STATUS = {"worse": Status.FAIL, "better": Status.PASS, "info": Status.SKIP}
+CHANGE_WORDS = {"worse": "Worse", "better": "Better", "info": "Changed"}
 _MARKS = {"send": ("C:", "c"), "recv": ("S:", "s"), "info": ("··", "n")}
 _PARTIAL_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}")
 _CERT_FIELDS = (
@@ -97,9 +103,13 @@ _CERT_FIELDS = (
 )
 
 
-def render(report: Report) -> str:
-    """The report as one HTML document (a ``str``; write it as UTF-8)."""
-    return _Renderer(report).render()
+def render(report: Report, *, changes: Changes | None = None) -> str:
+    """The report as one HTML document (a ``str``; write it as UTF-8).
+
+    ``changes`` (from :func:`analyzer.history.diff`) adds a "changes since the previous
+    run" section under the verdict (``rca batch --history``).
+    """
+    return _Renderer(report, changes).render()
 
 
 # --- view pieces ------------------------------------------------------------------------------
@@ -257,8 +267,9 @@ def _public_options(options: Mapping[str, Json]) -> tuple[list[tuple[str, str]],
 class _Renderer:
     """Turns one report into HTML; holds the per-render budgets (no module state)."""
 
-    def __init__(self, report: Report) -> None:
+    def __init__(self, report: Report, changes: Changes | None = None) -> None:
         self.report = report
+        self.changes = changes
         self.transcript_left = TRANSCRIPT_BUDGET
         self.evidence_left = EVIDENCE_BUDGET
         self.anchors = {id(f): f"f{i}" for i, (_, f) in enumerate(report.findings())}
@@ -471,6 +482,9 @@ class _Renderer:
                 axis=axis,
                 started=_when(report.started),
                 r=self,
+                changes=self.changes,
+                CHANGE_STATUS=CHANGE_STATUS,
+                CHANGE_WORDS=CHANGE_WORDS,
             )
         )
 
