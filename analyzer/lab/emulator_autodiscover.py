@@ -28,7 +28,8 @@ Behaviour, from ``Scenario.emulator["autodiscover"]`` (a mapping; every key opti
     overrides of the generated settings: ``ews_url``, ``as_url``, ``oab_url``, ``mail_host``
     (``""`` leaves the element out), ``expr: false`` (no Outlook Anywhere block), ``imap_port``.
 ``v2``
-    ``false``: no JSON service (404); or a mapping protocol -> URL that overrides its answer.
+    ``false``: no JSON service (404); or a mapping protocol -> URL (``{domain}`` filled in)
+    that overrides its answer.
 ``extra_users``
     (top level of ``Scenario.emulator``) more ``[address, password]`` users this scenario
     accepts, e.g. the user of the domain that redirects here.
@@ -345,7 +346,8 @@ def autodiscover_json(request: EmulatorRequest) -> EmulatorResponse:
         "Rest": f"https://{u['mail_host']}/api",
     }
     if isinstance(v2, Mapping):
-        answers.update({str(k): str(v) for k, v in v2.items()})
+        domain = str(request.scenario_data.get("domain", ""))
+        answers.update({str(k): str(v).format(domain=domain) for k, v in v2.items()})
     return _json(200, {"Protocol": canonical, "Url": answers[canonical]})
 
 

@@ -24,7 +24,7 @@ from analyzer.model import Json
 from analyzer.probe import Probe, ProbeContext, ResultRecorder
 from probes import tlschain
 from probes.autodiscover import findings as F
-from probes.autodiscover.discovery import Attempt, Discovery, choose_scheme
+from probes.autodiscover.discovery import Attempt, Discovery, choose_scheme, scheme_name
 from probes.autodiscover.pox import NotAutodiscover, PoxError, build_request, parse_response
 from probes.autodiscover.settings import check_settings, settings_evidence, to_settings
 from probes.autodiscover.v2 import check_v2
@@ -138,7 +138,7 @@ def _outcome(
         step.add(
             F.FOUND(
                 detail=f"by {_METHOD_NAMES.get(found.method, found.method)}: {found.url}{via}"
-                f" ({found.auth or 'no'} authentication)",
+                f" ({scheme_name(found.auth)} authentication)",
                 evidence={**settings_evidence(settings), "method": found.method, "tried": tried},
             )
         )

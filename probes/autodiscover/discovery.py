@@ -66,7 +66,16 @@ if TYPE_CHECKING:
     from analyzer.http import BoundedResponse
     from analyzer.probe import ProbeContext, ResultRecorder, StepRecorder
 
-__all__ = ["MAX_REDIRECTS", "MAX_RESPONSE", "Attempt", "Discovery", "inside", "normalize_url"]
+__all__ = [
+    "MAX_REDIRECTS",
+    "MAX_RESPONSE",
+    "Attempt",
+    "Discovery",
+    "choose_scheme",
+    "inside",
+    "normalize_url",
+    "scheme_name",
+]
 
 #: [MS-OXDISCO] 3.1.5: clients follow at most 10 redirects.
 MAX_REDIRECTS = 10
@@ -308,7 +317,8 @@ class Discovery:
             port = "" if record.port == 443 else f":{record.port}"
             url = f"https://{record.target}{port}{_PATH}"
             with res.step(f"Try the SRV target {record.target}:{record.port}") as step:
-                if not inside(record.target, (domain, *self.trusted)):
+                # Outlook prompts the user for any target outside the domain, trusted or not.
+                if not inside(record.target, (domain,)):
                     step.add(F.SRV_OUTSIDE_DOMAIN(detail=f"{record.target} is not in {domain}"))
                 last = await self.try_url(step, url, address, method="srv", hops=hops, chain=())
             if last.kind in ("settings", "redirect_addr"):
@@ -427,7 +437,7 @@ class Discovery:
                     step.add(F.NO_CREDENTIALS(detail=f"{url} answered 401 as expected"))
             return replace(base, kind="no_credentials")
         user = creds.username or address
-        title = f"Ask for the settings of {address} as {user} ({scheme.upper()})"
+        title = f"Ask for the settings of {address} as {user} ({scheme_name(scheme)})"
         with parent.step(title) as step:
             response = await self._send(
                 step,
@@ -449,7 +459,7 @@ class Discovery:
                     )
                 )
                 return replace(base, kind="failed", auth=scheme)
-            step.add(F.AUTH_OK(detail=f"{user} with {scheme.upper()}"))
+            step.add(F.AUTH_OK(detail=f"{user} with {scheme_name(scheme)}"))
             if response.status in _REDIRECT_STATUSES:
                 return await self._http_redirect(step, response, url, replace(base, auth=scheme))
             if response.status == 404:
@@ -844,6 +854,13 @@ def choose_scheme(
     if has_password and "basic" in lowered:
         return "basic"
     return None
+
+
+def scheme_name(scheme: str) -> str:
+    """How a scheme is written in reports: NTLM, Basic, Bearer."""
+    return {"ntlm": "NTLM", "negotiate": "Negotiate", "basic": "Basic", "bearer": "Bearer"}.get(
+        scheme, scheme or "no"
+    )
 
 
 def _safe(url: str) -> str:

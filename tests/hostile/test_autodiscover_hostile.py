@@ -19,12 +19,13 @@ from datetime import UTC, datetime
 import pytest
 
 from analyzer.api import check
-from analyzer.context import Credentials, RunOptions
+from analyzer.context import Credentials, Nameserver, RunOptions
 from analyzer.lab.pki import CertSpec, LabPKI
 from analyzer.model import Report, Status
 from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
+from tests.servers.dnsserver import dns_server
 from tests.servers.tcp import TcpServer, tls_then
 
 HOST = "ad.hostile.test"
@@ -396,3 +397,76 @@ async def test_every_error_code_has_its_finding(
     server = serve(respond("200 OK", body))
     report, elapsed = await probe(tls_context[1], server.port)
     assert judged(report, elapsed)[finding] == Status.FAIL
+
+
+# --- an SRV record leading outside the domain -----------------------------------------------------
+
+OTHER = "ad.other.test"
+
+
+@pytest.fixture(scope="module")
+def other_context(tls_context: tuple[ssl.SSLContext, LabPKI]) -> ssl.SSLContext:
+    cert = tls_context[1].issue(CertSpec(name="ad-other", dns_names=(OTHER,)))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert.cert_file, cert.key_file)
+    return context
+
+
+async def srv_probe(
+    pki: LabPKI, other_context: ssl.SSLContext, **kw: object
+) -> tuple[Report, float]:
+    """Only the SRV method works: hostile.test has no addresses, its SRV record names OTHER."""
+    with TcpServer(tls_then(other_context, http_server(respond("200 OK", GOOD)))) as server:
+        zone = (
+            "$TTL 300\n@ IN SOA ns hostmaster 1 3600 600 86400 300\n@ IN NS ns\n"
+            f"_autodiscover._tcp IN SRV 0 0 {server.port} {OTHER}.\n"
+        )
+        with dns_server({"hostile.test.": zone}) as dns:
+            options = RunOptions(
+                tests=("autodiscover",),
+                timeout=DEADLINE_S,
+                op_timeout=2,
+                connect_timeout=2,
+                probe_timeout=DEADLINE_S,
+                ca_file=pki.ca_file,
+                connect={OTHER: ("127.0.0.1",)},
+                nameservers=(Nameserver("127.0.0.1", dns.port),),
+                credentials=Credentials(ADDRESS, password=PASSWORD),
+                **kw,  # type: ignore[arg-type]
+            )
+            started = time.monotonic()
+            report = await check(parse_target(ADDRESS), options)
+            return report, time.monotonic() - started
+
+
+async def test_srv_target_outside_the_domain_gets_no_credentials(
+    tls_context: tuple[ssl.SSLContext, LabPKI], other_context: ssl.SSLContext
+) -> None:
+    # Given an SRV record pointing to another domain
+    # When Autodiscover runs
+    report, elapsed = await srv_probe(tls_context[1], other_context)
+    # Then the target is a warning (Outlook prompts), and no credentials were sent there
+    found = judged(report, elapsed)
+    assert found["autodiscover.srv.outside_domain"] == Status.WARN
+    assert found["autodiscover.credentials.withheld"] == Status.SKIP
+    assert found["autodiscover.not_judged"] == Status.INCONCLUSIVE
+    sent = [
+        line.text
+        for r in report.results
+        for s in r.steps
+        for n in s.walk()
+        for line in n.transcript
+        if line.direction == "send"
+    ]
+    assert not any(text.startswith("Authorization") for text in sent)
+
+
+async def test_srv_target_outside_the_domain_with_trust_redirect(
+    tls_context: tuple[ssl.SSLContext, LabPKI], other_context: ssl.SSLContext
+) -> None:
+    # Given the same record and --trust-redirect other.test / When Autodiscover runs
+    report, elapsed = await srv_probe(tls_context[1], other_context, trust_redirect=("other.test",))
+    # Then the settings are found there, still with the warning
+    found = judged(report, elapsed)
+    assert found["autodiscover.srv.outside_domain"] == Status.WARN
+    assert found["autodiscover.found"] == Status.PASS

@@ -158,7 +158,7 @@ def test_bearer_token_is_used_when_offered(lab: LabInfo) -> None:
     report = run(lab, "healthy", creds=creds)
     # Then it logs in with Bearer and finds the settings
     root = result(report, f"https://healthy.test{XML}")
-    assert finding(root, "autodiscover.auth.ok").detail.endswith("with BEARER")
+    assert finding(root, "autodiscover.auth.ok").detail.endswith("with Bearer")
     assert "Authorization: Bearer «redacted»" in transcript(root)
     assert ("autodiscover.found", Status.PASS) in codes(report.results)
 
@@ -334,3 +334,17 @@ def test_settings_round_trip_as_a_fact(lab: LabInfo) -> None:
     fields = set(AutodiscoverSettings.__dataclass_fields__)
     assert fields <= set(fact)
     assert fact["mail_servers"][0]["protocol"] == "imap"
+
+
+def test_v2_disagreeing_with_the_xml_service_is_a_warning(lab: LabInfo) -> None:
+    # Given a v2 service naming another EWS URL
+    report = run(lab, "ad-v2-mismatch")
+    # Then the mismatch names both URLs, and the XML service's settings are kept
+    summary = result(report, "alice@ad-v2-mismatch.test")
+    mismatch = finding(summary, "autodiscover.v2.mismatch")
+    assert mismatch.evidence == {
+        "protocol": "Ews",
+        "v2": "https://ews.ad-v2-mismatch.test/EWS/Exchange.asmx",
+        "pox": "https://mail.ad-v2-mismatch.test/EWS/Exchange.asmx",
+    }
+    assert published(report)["autodiscover_settings"]["ews_url"] == mismatch.evidence["pox"]

@@ -268,4 +268,14 @@ SCENARIOS: tuple[Scenario, ...] = (
             ),
         ),
     ),
+    Scenario(
+        name="ad-v2-mismatch",
+        description="Autodiscover v2 (JSON) names another EWS URL than the XML service",
+        emulator={"autodiscover": {"v2": {"Ews": "https://ews.{domain}/EWS/Exchange.asmx"}}},
+        expect=(
+            Expect(
+                code="autodiscover.v2.mismatch", status="warn", subject="alice@ad-v2-mismatch.test"
+            ),
+        ),
+    ),
 )
