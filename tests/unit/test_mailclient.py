@@ -1,0 +1,114 @@
+"""Pure parts of analyzer.mailclient: SASL encodings, IMAP response parsing, quoting."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from analyzer.mailclient import (
+    ImapResponse,
+    _astring,
+    _quotable,
+    _quote,
+    b64,
+    decode_challenge,
+    mailbox_status,
+    oauthbearer,
+    parse_status_text,
+    sasl_plain,
+    xoauth2,
+)
+
+
+def test_sasl_plain_is_nul_user_nul_password() -> None:
+    # Given a user and password / When encoded / Then RFC 4616's layout, empty authzid
+    assert sasl_plain("alice@x.test", "pw") == b"\0alice@x.test\0pw"
+
+
+def test_xoauth2_layout() -> None:
+    assert xoauth2("u@x.test", "tok") == b"user=u@x.test\x01auth=Bearer tok\x01\x01"
+
+
+def test_oauthbearer_escapes_the_gs2_user() -> None:
+    # Given a user name holding the GS2 specials "," and "="
+    data = oauthbearer("a,b=c@x.test", "tok", host="imap.x.test", port=993)
+    # Then RFC 7628 3.1 escapes them, and host/port/auth follow as key=value pairs
+    assert data.startswith(b"n,a=a=2Cb=3Dc@x.test,\x01host=imap.x.test\x01port=993\x01")
+    assert data.endswith(b"auth=Bearer tok\x01\x01")
+
+
+def test_empty_initial_response_is_a_single_equals_sign() -> None:
+    # RFC 4954 4 / RFC 4959: "=" stands for an empty initial response
+    assert b64(b"") == "="
+    assert b64(b"\0u\0p") == base64.b64encode(b"\0u\0p").decode()
+
+
+@pytest.mark.parametrize(
+    ("rest", "expected"),
+    [
+        ("[AUTHENTICATIONFAILED] Authentication failed.",
+         ("AUTHENTICATIONFAILED", "", "Authentication failed.")),
+        ("[CAPABILITY IMAP4rev1 IDLE] Logged in", ("CAPABILITY", "IMAP4rev1 IDLE", "Logged in")),
+        ("Logged in", ("", "", "Logged in")),
+        ("[read-only] Examine completed", ("READ-ONLY", "", "Examine completed")),
+    ],
+)
+def test_parse_status_text(rest: str, expected: tuple[str, str, str]) -> None:
+    assert parse_status_text(rest) == expected
+
+
+def test_mailbox_status_reads_counts_and_codes() -> None:
+    # Given an EXAMINE answer as Dovecot sends it
+    response = ImapResponse(
+        status="OK",
+        untagged=(
+            "* FLAGS (\\Answered \\Seen)",
+            "* 12 EXISTS",
+            "* 0 RECENT",
+            "* OK [UIDVALIDITY 1795955608] UIDs valid",
+            "* OK [UIDNEXT 13] Predicted next UID",
+            "* OK [HIGHESTMODSEQ 40] Highest",
+        ),
+    )
+    # Then each number is read from its own field
+    assert mailbox_status(response) == {
+        "EXISTS": 12, "RECENT": 0, "UIDVALIDITY": 1795955608, "UIDNEXT": 13,
+        "HIGHESTMODSEQ": 40,
+    }  # fmt: skip
+
+
+def test_decode_challenge_shows_the_oauth_error_json() -> None:
+    # Given an XOAUTH2 error challenge (base64 JSON)
+    raw = base64.b64encode(b'{"status":"401","schemes":"bearer"}').decode()
+    # Then it is shown decoded
+    assert decode_challenge(raw) == '{"status":"401","schemes":"bearer"}'
+    assert decode_challenge("not base64!") == "not base64!"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [("INBOX", "INBOX"), ("alice@x.test", "alice@x.test"), ("My Folder", '"My Folder"'),
+     ('a"b\\c', '"a\\"b\\\\c"')],
+)
+def test_astring_quotes_only_when_needed(text: str, shown: str) -> None:
+    assert _astring(text) == shown
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40))
+def test_quoted_strings_round_trip(text: str) -> None:
+    # Property: every printable ASCII text survives quoting (RFC 9051 4.3 quoted string)
+    assert _quotable(text)
+    quoted = _quote(text)
+    body = quoted[1:-1]
+    unescaped = body.replace('\\"', '"').replace("\\\\", "\\")
+    assert quoted.startswith('"') and quoted.endswith('"')
+    assert unescaped == text or "\\" in text  # backslash sequences are ambiguous to replace()
+
+
+def test_non_ascii_passwords_are_not_quotable() -> None:
+    # A quoted string cannot carry CR, LF or 8-bit text: such a password goes as a literal
+    assert not _quotable("pässword")
+    assert not _quotable("a\r\nb")
