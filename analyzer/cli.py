@@ -217,6 +217,22 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="read an OAuth2 bearer token from FILE",
     )
+    m = p.add_argument_group("client login checks")
+    m.add_argument(
+        "--send-test-message",
+        action="store_true",
+        help="send a tagged test message to the user's own mailbox, wait for it by IMAP, "
+        "then delete it (round-trip delivery time)",
+    )
+    m.add_argument(
+        "--relay-test",
+        action="store_true",
+        help="on every MX, check that a recipient outside the domain (.invalid) is refused",
+    )
+    m.add_argument("--ews-url", metavar="URL", help="EWS URL to test (default: Autodiscover's)")
+    m.add_argument(
+        "--activesync-url", metavar="URL", help="ActiveSync URL to test (default: Autodiscover's)"
+    )
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -333,7 +349,23 @@ def options_from_args(args: argparse.Namespace, *, needs_secret: bool = False) -
         dkim_selectors=tuple(args.dkim_selector),
         trust_anchor_file=args.trust_anchor,
         extra_ports=tuple(parse_host_port(p) for p in args.port),
+        send_test_message=getattr(args, "send_test_message", False),
+        relay_test=getattr(args, "relay_test", False),
+        ews_url=_https_url(getattr(args, "ews_url", None), "--ews-url"),
+        activesync_url=_https_url(getattr(args, "activesync_url", None), "--activesync-url"),
     )
+
+
+def _https_url(url: str | None, flag: str) -> str | None:
+    """``url`` if it is an https URL with a host (credentials only ever go over https)."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise UsageError(f"{flag} {url!r}: expected an https:// URL")
+    return url.strip()
 
 
 def _read_secret_file(path: Path | None, flag: str) -> str | None:

@@ -228,6 +228,13 @@ class RunOptions:
     cert_warn_days: int = 30
     cert_fail_days: int = 7
     now: datetime | None = None
+    #: Send a tagged test message to the user's own mailbox and wait for it (roundtrip).
+    send_test_message: bool = False
+    #: Try a recipient outside the domain on every MX (inbound SMTP open-relay test).
+    relay_test: bool = False
+    #: Endpoints to test instead of Autodiscover's (or the conventional ones).
+    ews_url: str | None = None
+    activesync_url: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """The options as shown in a report: secrets never included."""
@@ -248,6 +255,10 @@ class RunOptions:
             "dkim_selectors": list(self.dkim_selectors),
             "trust_anchor_file": str(self.trust_anchor_file) if self.trust_anchor_file else None,
             "ports": [f"{s + '/' if s else ''}{h}:{p}" for h, p, s in self.extra_ports],
+            "send_test_message": self.send_test_message,
+            "relay_test": self.relay_test,
+            "ews_url": self.ews_url,
+            "activesync_url": self.activesync_url,
         }
 
 
