@@ -6,6 +6,15 @@ log under the lab directory; users in a passwd-file (address, plain password, on
 maildir under the lab directory). Dovecot picks a certificate per local address (and
 protocol), so each scenario's mail host has a ``local <ip> { ... }`` block carrying its
 certificates and the scenario's own settings. Run with ``dovecot -F -c <conf>``.
+
+Two pseudo-settings in a site's ``settings`` (a scenario's ``dovecot`` mapping) are not Dovecot
+settings but refusals, as real servers make them, written as passdbs in front of the users':
+
+- ``rca_deny``: comma-separated addresses whose every login fails as a wrong password would
+  (a ``deny = yes`` passdb, Dovecot's "Authentication failed.").
+- ``rca_nologin_<service>`` (``imap``, ``pop3``, ``smtp`` for Postfix's SASL): addresses whose
+  correct password is refused for that service alone, with the reason "<SERVICE> access is
+  disabled for this user." (Exchange's Set-CASMailbox -PopEnabled $false, as Dovecot does it).
 """
 
 from __future__ import annotations
@@ -84,13 +93,15 @@ def write_config(
         # passwd-file: user:password:uid:gid:gecos:home:shell:extra
         lines.append(f"{user.address}:{{PLAIN}}{user.password}:{uid}:{gid}::{home}::")
     users_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    refusals = _write_refusals(directory, sites, users)
     # Read by Dovecot's auth process, which runs as its internal user.
     try:
         internal_gid = pwd.getpwnam(INTERNAL_USER).pw_gid
     except KeyError:
         raise LabError(f"system user {INTERNAL_USER!r} is missing; reinstall dovecot") from None
-    os.chown(users_file, 0, internal_gid)
-    users_file.chmod(0o640)
+    for path in (users_file, *refusals):
+        os.chown(path, 0, internal_gid)
+        path.chmod(0o640)
 
     all_addresses = [a for site in sites for a in site.addresses]
     listen = _quote_list(all_addresses)
@@ -116,6 +127,20 @@ def write_config(
         "mail_location = maildir:~/Maildir",
         # The lab has no syslog and needs no stats; keep the process count small.
         "verbose_proctitle = yes",
+        # Refusals first (see the module docstring): a deny list, then per-service nologin.
+        "passdb {",
+        "  driver = passwd-file",
+        f"  args = scheme=PLAIN username_format=%u {directory / 'deny'}",
+        "  deny = yes",
+        "}",
+        "passdb {",
+        "  driver = passwd-file",
+        f"  args = scheme=PLAIN username_format=%u {directory / 'nologin'}.%s",
+        # Dovecot splits these fields on spaces and has no quoting: the reason's words are
+        # joined by no-break spaces, which clients show as spaces.
+        "  override_fields = nologin=y reason="
+        + "\u00a0".join("%Us access is disabled for this user.".split()),
+        "}",
         "passdb {",
         "  driver = passwd-file",
         f"  args = scheme=PLAIN username_format=%u {users_file}",
@@ -151,6 +176,13 @@ def write_config(
         "    mode = 0666",
         "  }",
         "}",
+        # Every lab client shares one source address: Dovecot's per-IP auth penalty would
+        # slow down every scenario after one scenario's wrong password (up to 15 s a login).
+        "service anvil {",
+        "  unix_listener anvil-auth-penalty {",
+        "    mode = 0",
+        "  }",
+        "}",
         "service auth {",
         f"  unix_listener {auth_socket(directory)} {{",
         "    mode = 0666",
@@ -161,10 +193,11 @@ def write_config(
         "}",
     ]
     for site in sites:
+        settings = {k: v for k, v in site.settings.items() if not k.startswith(_PSEUDO)}
         for address in site.addresses:
             conf += [
                 f"local {address} {{",
-                *(f"  {key} = {value}" for key, value in site.settings.items()),
+                *(f"  {key} = {value}" for key, value in settings.items()),
                 "  protocol imap {",
                 f"    ssl_cert = <{site.imap_cert[0]}",
                 f"    ssl_key = <{site.imap_cert[1]}",
@@ -178,6 +211,41 @@ def write_config(
     path = directory / "dovecot.conf"
     path.write_text("\n".join(conf) + "\n", encoding="utf-8")
     return path
+
+
+_PSEUDO: Final = "rca_"
+#: Services that authenticate through Dovecot here (Postfix's SASL asks as "smtp").
+_SERVICES: Final = ("imap", "pop3", "smtp")
+
+
+def _write_refusals(
+    directory: Path, sites: Sequence[DovecotSite], users: Sequence[MailUser]
+) -> list[Path]:
+    """Write ``deny`` and ``nologin.<service>`` (every service, empty when unused: Dovecot
+    counts a missing passwd-file as an internal failure)."""
+    passwords = {u.address.lower(): u.password for u in users}
+    deny: list[str] = []
+    nologin: dict[str, list[str]] = {service: [] for service in _SERVICES}
+    for site in sites:
+        for key, value in site.settings.items():
+            if not key.startswith(_PSEUDO):
+                continue
+            addresses = [a.strip().lower() for a in value.split(",") if a.strip()]
+            unknown = [a for a in addresses if a not in passwords]
+            service = key.removeprefix("rca_nologin_")
+            if unknown or (key != "rca_deny" and service not in nologin):
+                raise LabError(f"{site.scenario}: bad dovecot pseudo-setting {key}={value!r}")
+            if key == "rca_deny":
+                deny += addresses
+            else:
+                nologin[service] += [f"{a}:{{PLAIN}}{passwords[a]}" for a in addresses]
+    paths = [directory / "deny"]
+    paths[0].write_text("".join(f"{a}\n" for a in deny), encoding="utf-8")
+    for service, entries in nologin.items():
+        path = directory / f"nologin.{service}"
+        path.write_text("".join(f"{e}\n" for e in entries), encoding="utf-8")
+        paths.append(path)
+    return paths
 
 
 def lmtp_socket(directory: Path) -> Path:

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -314,6 +315,12 @@ class Lab:
             log_file=directory / "readiness.log",
         )
         latency.wait_ready(shapers, timeout=READY_TIMEOUT_S)
+        # Postfix starts one smtpd per listener when the readiness check first connects; on a
+        # busy machine hundreds of them take seconds to come up, and the first checks would
+        # time out. Wait until every SMTP port that speaks first has greeted once.
+        greeters = [(a, p) for server in started_servers if server.name == "postfix"
+                    for a, p in server.endpoints if p != 465]  # fmt: skip
+        _wait_greetings(server_ns, greeters, READY_TIMEOUT_S)
 
         info = LabInfo(
             directory=directory,
@@ -611,6 +618,44 @@ class Lab:
                 env={"PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"},
             ),
         ]  # fmt: skip
+
+
+# Run inside the server namespace (a child process, like the readiness check, so the
+# caller's own sockets and namespace stay untouched).
+_GREETING_CHECKER: Final = """
+import socket, sys, time
+deadline = time.monotonic() + float(sys.argv[1])
+for spec in sys.argv[2:]:
+    host, _, port = spec.rpartition(":")
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            print("never greeted: " + spec, flush=True)
+            sys.exit(1)
+        try:
+            with socket.create_connection((host, int(port)), timeout=min(left, 5.0)) as sock:
+                if sock.recv(1):
+                    break
+        except OSError:
+            time.sleep(0.05)
+"""
+
+
+def _wait_greetings(server_ns: str, endpoints: Iterable[tuple[str, int]], timeout: float) -> None:
+    """Wait until each endpoint sends its first bytes; LabError past ``timeout``."""
+    specs = [f"{a}:{p}" for a, p in endpoints]
+    if not specs:
+        return
+    try:
+        done = subprocess.run(
+            ["ip", "netns", "exec", server_ns, sys.executable, "-I", "-c", _GREETING_CHECKER,
+             str(timeout), *specs],
+            capture_output=True, text=True, timeout=timeout + 10, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise LabError(f"the SMTP servers did not greet within {timeout:.0f}s") from None
+    if done.returncode != 0:
+        raise LabError(f"postfix: {(done.stdout or done.stderr).strip()[:300]}")
 
 
 def process_status(directory: Path = DEFAULT_DIRECTORY) -> dict[str, bool]:

@@ -119,6 +119,11 @@ def write_config(
         "biff": "no",
         "append_dot_mydomain": "no",
         "smtpd_peername_lookup": "no",
+        # Every smtpd asks tlsmgr for entropy as it starts; tlsmgr's socket backlog is this
+        # limit. With hundreds of lab listeners, the readiness check starts hundreds of smtpd
+        # at once: at the default (100) the rest find the backlog full, log "no entropy for
+        # TLS key generation" and serve without TLS (465 then drops every connection).
+        "default_process_limit": "1000",
         "smtpd_banner": "$myhostname ESMTP",
         "virtual_mailbox_domains": " ".join(domains),
         "virtual_mailbox_maps": f"texthash:{vmailbox}",

@@ -53,6 +53,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="plaintext-auth",
         description="IMAP 143 and POP3 110 accept a password before STARTTLS",
         dovecot={"disable_plaintext_auth": "no"},
+        expect=(
+            Expect(code="imap.login.plaintext_allowed", status="warn",
+                   subject="mail.plaintext-auth.test:143"),
+            Expect(code="pop3.login.plaintext_allowed", status="warn",
+                   subject="mail.plaintext-auth.test:110"),
+        ),
     ),
     Scenario(
         name="no-starttls",
