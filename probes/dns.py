@@ -360,8 +360,21 @@ def _is_ip(text: str) -> bool:
 
 
 async def run(ctx: ProbeContext, target: Target) -> None:
-    """Look up MX, then the addresses of the domain and of each MX host, concurrently."""
+    """Look up MX, then the addresses of the domain and of each MX host, concurrently.
+
+    A ``host[:port]`` or URL target names one server, not a mail domain: only its
+    addresses are looked up (its MX or SRV records would be meaningless).
+    """
     domain = target.domain
+    if target.kind in ("host", "url"):
+        with ctx.result(domain) as res, res.step(f"Look up the addresses of {domain}") as step:
+            own = await resolve_recorded(ctx, step, domain)
+            if own.addresses:
+                step.add(ADDRESS_FOUND(evidence={"ipv4": list(own.ipv4), "ipv6": list(own.ipv6)}))
+            else:
+                step.add(NXDOMAIN(title="The host name has no address", detail=domain))
+            res.publish(DOMAIN_ADDRESSES, own)
+        return
     with ctx.result(domain) as res:
         mx_task = asyncio.create_task(lookup(ctx.run, domain, "MX"))
         srv_task = asyncio.create_task(_check_srv(ctx, res, domain))
