@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from analyzer.errors import (
     ConnectionRefused,
+    ConnectionReset,
     NetError,
     NetTimeout,
     ProtocolViolation,
@@ -364,6 +365,11 @@ async def probe_connect(
         conn = await connect(ctx, host, address, port, timeout=timeout)
     except ConnectionRefused as exc:
         return ConnectOutcome(state="closed", elapsed_ms=_ms(t0), detail=str(exc)), None
+    except ConnectionReset:
+        # Accepted, then reset before we could use it (a proxy without backends, TCP
+        # wrappers): to a client this is a refusal.
+        detail = "the connection was reset as soon as it opened"
+        return ConnectOutcome(state="closed", elapsed_ms=_ms(t0), detail=detail), None
     except NetTimeout as exc:
         return ConnectOutcome(state="filtered", elapsed_ms=_ms(t0), detail=str(exc)), None
     except Unreachable as exc:
