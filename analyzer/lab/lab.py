@@ -392,12 +392,13 @@ class Lab:
             dkim = zones.dkim_public_key(self.directory / "dkim" / f"{scenario.name}.key")
             zone = zones.build_zone(scenario, info.hosts, dkim_key_b64=dkim, serial=serial)
             if scenario.signed:
-                signed.append(zones.sign_zone(zone, now=now))
+                signed.append(zones.sign_zone(zone, now=now, days=scenario.signature_days))
             filename = f"{scenario.domain}.zone"
             zones.write_zone(zone, dns_dir / "zones" / filename)
             zone_files.append((scenario.domain, filename))
-            ptr += [(h.ipv4, h.name) for h in info.hosts.values()]
-            ptr += [(h.ipv6, h.name) for h in info.hosts.values()]
+            with_ptr = [h for role, h in info.hosts.items() if role not in scenario.no_ptr]
+            ptr += [(h.ipv4, h.name) for h in with_ptr]
+            ptr += [(h.ipv6, h.name) for h in with_ptr]
         infra = zones.infra_zone(ns=(RESOLVER4, RESOLVER6), pki=PKI_ADDRESSES, serial=serial)
         zones.write_zone(infra, dns_dir / "zones" / f"{zones.LAB_ZONE}.zone")
         zone_files.append((zones.LAB_ZONE, f"{zones.LAB_ZONE}.zone"))

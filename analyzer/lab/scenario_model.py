@@ -123,6 +123,11 @@ class Scenario:
     filters: tuple[FilterRule, ...] = ()
     emulator: Mapping[str, Any] = field(default_factory=dict)
     signed: bool = False
+    #: With ``signed``: RRSIG validity, as days relative to the lab's start
+    #: (inception, expiration); the default is valid from an hour ago for 30 days.
+    signature_days: tuple[float, float] | None = None
+    #: Roles whose addresses get no PTR record (reverse DNS missing).
+    no_ptr: tuple[str, ...] = ()
     expect: tuple[Expect, ...] = ()
 
     @property

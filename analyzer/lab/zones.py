@@ -283,7 +283,9 @@ def dnssec_module() -> ModuleType:
     return importlib.import_module("dns.dnssec")
 
 
-def sign_zone(zone: dns.zone.Zone, *, now: datetime) -> SignedZone:
+def sign_zone(
+    zone: dns.zone.Zone, *, now: datetime, days: tuple[float, float] | None = None
+) -> SignedZone:
     """Sign ``zone`` in place with a fresh KSK and ZSK (ECDSAP256SHA256, RFC 6605), NSEC chain.
 
     Signatures run from an hour before ``now`` to 30 days after. Returns the KSK's DNSKEY and
@@ -298,8 +300,8 @@ def sign_zone(zone: dns.zone.Zone, *, now: datetime) -> SignedZone:
         zone,
         keys=[(ksk, ksk_dnskey), (zsk, zsk_dnskey)],
         dnskey_ttl=TTL,
-        inception=now - _SIGNATURE_BACKDATE,
-        expiration=now + _SIGNATURE_LIFETIME,
+        inception=now + timedelta(days=days[0]) if days else now - _SIGNATURE_BACKDATE,
+        expiration=now + timedelta(days=days[1]) if days else now + _SIGNATURE_LIFETIME,
     )
     ds = dnssec.make_ds(origin_of(zone), ksk_dnskey, "SHA256")
     return SignedZone(

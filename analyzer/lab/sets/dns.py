@@ -113,4 +113,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         records=(("_25._tcp.mx", "TLSA", "3 1 1 " + "00" * 32),),
         expect=(Expect(code="dane.mismatch", status="fail", subject="mx.dane-mismatch.test:25"),),
     ),
+    Scenario(
+        name="dnssec-expired",
+        description="A DNSSEC-signed zone whose signatures expired yesterday",
+        signed=True,
+        signature_days=(-30, -1),
+        expect=(Expect(code="dns.dnssec.signature_expired", status="fail",
+                       subject="dnssec-expired.test"),),
+    ),
+    Scenario(
+        name="mx-no-ptr",
+        description="The MX host's addresses have no reverse DNS (PTR)",
+        no_ptr=("mx",),
+        expect=(Expect(code="dns.ptr.missing", status="warn"),),
+    ),
 )
