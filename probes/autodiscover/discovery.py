@@ -267,7 +267,8 @@ class Discovery:
             if response is None:
                 return Attempt(kind="failed", url=url, address=address, method="http")
             location = response.header("location") or ""
-            if response.status not in _REDIRECT_STATUSES or not location:
+            # MS-OXDISCO 3.1.5.4: only a redirect (301, 302, 307) is used from this method.
+            if response.status not in (301, 302, 307) or not location:
                 step.add(F.HTTP_REDIRECT_NONE(detail=f"HTTP {response.status}, no redirect"))
                 return Attempt(kind="not_found", url=url, address=address, method="http")
             return await self.follow(
