@@ -815,6 +815,23 @@ class BatchResult:
 Progress = Callable[[TargetSummary, int, int], None]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Plan:
+    """How to check and write a share of the targets (picklable: sent to a process)."""
+
+    targets: tuple[tuple[int, TargetSpec], ...]
+    base: Path
+    out: Path
+    history: Path | None
+    keep: int
+    keep_days: float | None
+    concurrency: int
+    per_host: int
+    writers: int
+    probes: tuple[Probe, ...] | None = None
+    env: Mapping[str, str] | None = None
+
+
 async def run_batch(
     config: BatchConfig,
     *,
@@ -827,60 +844,159 @@ async def run_batch(
     probes: Sequence[Probe] | None = None,
     progress: Progress | None = None,
     writers: int = 1,
+    processes: int = 1,
     env: Mapping[str, str] | None = None,
 ) -> BatchResult:
     """Check every target of ``config`` and write the reports, the index and the
-    combined files to ``out``. ``writers``: helper processes that write the reports
-    (0: a thread of this process, for small batches and tests)."""
-    from analyzer.context import HostLimits  # noqa: PLC0415
-    from analyzer.registry import load_probes  # noqa: PLC0415
+    combined files to ``out``.
 
-    if concurrency < 1 or per_host < 1:
-        raise UsageError("--concurrency and --per-host must be at least 1")
-    available = list(probes) if probes is not None else load_probes()
-    limits = HostLimits(per_host)
+    ``writers``: helper processes that write the reports (0: a thread of this process).
+    ``processes``: processes that check targets, each with its own event loop (one event
+    loop is one core at most, and a check costs CPU); the targets are dealt out among
+    them, ``concurrency`` is per process, and ``per_host`` is divided between them so
+    that the batch as a whole keeps the bound (at least 1 each).
+    """
+    if concurrency < 1 or per_host < 1 or processes < 1:
+        raise UsageError("--concurrency, --per-host and --processes must be at least 1")
     started = datetime.now(UTC)
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    gate = asyncio.Semaphore(concurrency)
+    indexed = tuple(enumerate(config.targets))
+    processes = min(processes, len(indexed)) or 1
+    plan = _Plan(
+        targets=indexed,
+        base=config.base,
+        out=out,
+        history=history,
+        keep=keep,
+        keep_days=keep_days,
+        concurrency=concurrency,
+        per_host=per_host,
+        writers=writers,
+        probes=tuple(probes) if probes is not None else None,
+        env=env,
+    )
+    summaries: dict[int, TargetSummary] = {}
+    total = len(indexed)
+
+    def done(index: int, summary: TargetSummary) -> None:
+        summaries[index] = summary
+        if progress is not None:
+            progress(summary, len(summaries), total)
+
+    if processes == 1:
+        await _check_share(plan, done)
+    else:
+        await _check_in_processes(plan, processes, done)
+    ordered = tuple(summaries[i] for i in range(total))
+    result = BatchResult(
+        started=started, elapsed_s=round(time.monotonic() - t0, 3), targets=ordered, out=out
+    )
+    return _write_combined(result)
+
+
+async def _check_share(plan: _Plan, done: Callable[[int, TargetSummary], None]) -> None:
+    """Check ``plan.targets`` in this process's event loop and write their reports."""
+    from analyzer.context import HostLimits  # noqa: PLC0415
+    from analyzer.registry import load_probes  # noqa: PLC0415
+
+    available = list(plan.probes) if plan.probes is not None else load_probes()
+    limits = HostLimits(plan.per_host)
+    gate = asyncio.Semaphore(plan.concurrency)
     # Finished reports waiting for a writer hold a check slot: checks wait rather than
     # pile reports up in memory when writing is the slower side.
-    pending = asyncio.Semaphore(max(1, writers) * 2)
-    summaries: dict[int, TargetSummary] = {}
-    total = len(config.targets)
+    pending = asyncio.Semaphore(max(1, plan.writers) * 2)
 
-    with _executor(writers) as executor:
+    with _executor(plan.writers) as executor:
         loop = asyncio.get_running_loop()
 
         async def one(index: int, spec: TargetSpec) -> None:
             async with gate:
                 report = await check_target(
-                    spec, base=config.base, probes=available, limits=limits, env=env
+                    spec, base=plan.base, probes=available, limits=limits, env=plan.env
                 )
                 await pending.acquire()
             try:
                 job = WriteJob(
                     name=spec.name,
                     report=report,
-                    out=out,
-                    history=history,
-                    keep=keep,
-                    keep_days=keep_days,
+                    out=plan.out,
+                    history=plan.history,
+                    keep=plan.keep,
+                    keep_days=plan.keep_days,
                 )
                 summary = await _write(loop, executor, job)
             finally:
                 pending.release()
-            summaries[index] = summary
-            if progress is not None:
-                progress(summary, len(summaries), total)
+            done(index, summary)
 
-        await asyncio.gather(*(one(i, s) for i, s in enumerate(config.targets)))
+        await asyncio.gather(*(one(i, s) for i, s in plan.targets))
 
-    ordered = tuple(summaries[i] for i in range(total))
-    result = BatchResult(
-        started=started, elapsed_s=round(time.monotonic() - t0, 3), targets=ordered, out=out
-    )
-    return _write_combined(result)
+
+def _share_main(plan: _Plan, queue: Any) -> None:
+    """A checking process: its share of the targets, each summary sent back as it ends."""
+    import warnings  # noqa: PLC0415
+
+    # As in analyzer.cli.main: a root in certifi has a negative serial number.
+    warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
+    try:
+        asyncio.run(_check_share(plan, lambda i, s: queue.put(("done", i, s))))
+    finally:
+        queue.put(("end", None, None))
+
+
+async def _check_in_processes(
+    plan: _Plan, processes: int, done: Callable[[int, TargetSummary], None]
+) -> None:
+    """Deal the targets out to ``processes`` checking processes and collect summaries.
+
+    A process that dies (killed, out of memory) leaves its unfinished targets with an
+    error report written here: every target still ends with a report.
+    """
+    import multiprocessing  # noqa: PLC0415
+    import queue as queues  # noqa: PLC0415
+
+    context = multiprocessing.get_context("spawn")
+    channel: Any = context.Queue()
+    share = max(1, plan.per_host // processes)
+    workers = []
+    for k in range(processes):
+        part = replace(plan, targets=plan.targets[k::processes], per_host=share,
+                       writers=0)
+        worker = context.Process(target=_share_main, args=(part, channel), daemon=True,
+                                 name=f"rca-batch-{k}")
+        worker.start()
+        workers.append(worker)
+    ended = 0
+    seen: set[int] = set()
+    loop = asyncio.get_running_loop()
+    try:
+        while ended < processes:
+            try:
+                kind, index, summary = await loop.run_in_executor(None, channel.get, True, 0.5)
+            except queues.Empty:
+                if all(not w.is_alive() for w in workers) and channel.empty():
+                    break
+                continue
+            if kind == "end":
+                ended += 1
+            else:
+                seen.add(index)
+                done(index, summary)
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+        channel.close()
+        channel.join_thread()
+    for index, spec in plan.targets:
+        if index not in seen:
+            report = error_report(
+                spec.target,
+                CHECK_CRASHED(detail="the process checking this target ended before it did"),
+                started=datetime.now(UTC),
+            )
+            job = WriteJob(name=spec.name, report=report, out=plan.out, history=None)
+            done(index, await _write(loop, None, job))
 
 
 @contextlib.contextmanager
@@ -1019,6 +1135,7 @@ def main_batch(args: Any) -> int:
         _positive(value, flag)
     if args.writers < 0:
         raise UsageError("--writers must be 0 or more")
+    _positive(args.processes, "--processes")
     config = load_batch(args.file)
     if args.netns:
         from analyzer.lab.netns import enter_netns  # noqa: PLC0415
@@ -1038,6 +1155,7 @@ def main_batch(args: Any) -> int:
                 per_host=args.per_host or config.per_host or DEFAULT_PER_HOST,
                 progress=bar.update if bar is not None else None,
                 writers=args.writers,
+                processes=args.processes or 1,
             )
         )
     for path, name in ((args.junit, "junit"), (args.prometheus, "prometheus")):

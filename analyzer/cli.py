@@ -89,6 +89,9 @@ def _add_schedule_commands(sub: Any) -> None:
                        help="targets checked at once (default 3)")
     batch.add_argument("--per-host", type=int, metavar="N",
                        help="connection attempts at once to one server, whole batch (default 2)")
+    batch.add_argument("--processes", type=int, metavar="N",
+                       help="processes checking targets, each with its own event loop "
+                       "(default 1; up to one per core)")
     batch.add_argument("--writers", type=int, default=1, metavar="N",
                        help="helper processes writing the reports (default 1; 0: none)")
     batch.add_argument("--junit", type=Path, metavar="FILE",

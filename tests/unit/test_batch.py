@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,15 @@ async def judge(ctx: ProbeContext, target: Target) -> None:
 
 
 JUDGE = Probe(id="judge", title="Judge", run=judge, findings=tuple(SPECS.values()))
+
+
+async def judge_or_die(ctx: ProbeContext, target: Target) -> None:
+    if target.domain.startswith("die."):
+        os._exit(17)  # the checking process is killed: nothing of it survives
+    await judge(ctx, target)
+
+
+MORTAL = Probe(id="judge", title="Judge", run=judge_or_die, findings=tuple(SPECS.values()))
 
 
 class Gauge:
@@ -302,6 +312,27 @@ def test_reports_are_written_by_a_helper_process(tmp_path: Path) -> None:
     # Then the reports were written as with none
     assert [s.exit_code for s in result.targets] == [0, 2]
     assert load_report(tmp_path / "fail.test-1.json").status == Status.FAIL
+
+
+def test_several_checking_processes_share_out_the_targets(tmp_path: Path) -> None:
+    # Given five targets and two checking processes
+    cfg = config(["pass.test", "fail.test", "warn.test", "pass.test", "crash.test"])
+    # When the batch runs
+    result = run(cfg, tmp_path, processes=2)
+    # Then every target has its summary in the file's order, and its report on disk
+    assert [s.exit_code for s in result.targets] == [0, 2, 1, 0, 3]
+    assert all((tmp_path / s.files["json"]).is_file() for s in result.targets)
+
+
+def test_targets_of_a_process_that_died_still_get_a_report(tmp_path: Path) -> None:
+    # Given two checking processes, one of which is killed by its first target
+    cfg = config(["pass.test", "die.test", "pass.test", "pass.test"])
+    # When the batch runs, one target at a time per process
+    result = run(cfg, tmp_path, [MORTAL], processes=2, concurrency=1)
+    # Then the other process's targets passed, and the dead one's have error reports
+    assert [s.exit_code for s in result.targets] == [0, 3, 0, 3]
+    report = load_report(tmp_path / "die.test-1.json")
+    assert [f.code for _, f in report.findings()] == ["batch.check_crashed"]
 
 
 def test_the_password_never_reaches_a_file(tmp_path: Path) -> None:
