@@ -174,6 +174,14 @@ def _routes() -> dict[str, Handler]:
     return {"/health": health, **emulator_autodiscover.ROUTES, **emulator_exchange.ROUTES}
 
 
+if __name__ == "__main__":
+    # `python -m analyzer.lab.emulator`: run the module under its own name. The area modules
+    # import it by name; building ROUTES here, in __main__, would import them while a second
+    # copy of this module imports them back, half-initialised (a circular import).
+    import importlib
+
+    raise SystemExit(importlib.import_module("analyzer.lab.emulator").main())
+
 ROUTES: Final[Mapping[str, Handler]] = _routes()
 """Path prefix -> handler. Longest matching prefix wins; matching ignores case."""
 
@@ -302,6 +310,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.server_close()
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
