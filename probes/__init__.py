@@ -23,4 +23,6 @@ REGISTRY: dict[str, str] = {
     "pop3": "probes.pop3:PROBE",
     "smtp": "probes.smtp:PROBE",
     "roundtrip": "probes.smtp:ROUNDTRIP",
+    "ews": "probes.ews:PROBE",
+    "activesync": "probes.activesync:PROBE",
 }

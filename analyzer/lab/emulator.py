@@ -111,6 +111,11 @@ class EmulatorRequest:
     #: Shared by every request the server handles (per-connection NTLM state); None in
     #: requests built by hand.
     state: MutableMapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    #: The query string as sent (RPC over HTTP puts ``server:port`` there, not ``k=v``).
+    raw_query: str = ""
+    #: The unread request body, for a body too long to read at once (RPC_IN_DATA announces
+    #: 1 GiB and streams); None when ``body`` holds it all.
+    stream: Any = field(default=None, repr=False, compare=False)
 
     @property
     def scenario(self) -> str | None:
@@ -125,6 +130,8 @@ class EmulatorResponse:
     status: int
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
+    #: A reason phrase other than the standard one ([MS-RPCH] 2.1.2.1.3: "RPC Error: 6BA").
+    reason: str = ""
 
     @classmethod
     def json(cls, status: int, data: Any) -> EmulatorResponse:
@@ -232,10 +239,11 @@ def make_server(config: EmulatorConfig) -> ThreadingHTTPServer:
         def _dispatch(self) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()}
             length = int(headers.get("content-length", "0") or "0")
-            if length > _MAX_BODY:
+            streamed = self.command == "RPC_IN_DATA" and length > _MAX_BODY
+            if length > _MAX_BODY and not streamed:
                 self._send(EmulatorResponse.text(413, "request body too large\n"))
                 return
-            body = self.rfile.read(length) if length > 0 else b""
+            body = self.rfile.read(length) if 0 < length and not streamed else b""
             url = urlsplit(self.path)
             host, entry = _lookup(config, headers)
             scenario_data: Mapping[str, Any] = (
@@ -254,16 +262,20 @@ def make_server(config: EmulatorConfig) -> ThreadingHTTPServer:
                 connection=headers.get("x-rca-client-conn")
                 or f"{self.client_address[0]}:{self.client_address[1]}#{self.serial}",
                 state=state,
+                raw_query=url.query,
+                stream=self.rfile if streamed else None,
             )
             try:
                 response = dispatch(config, request)
             except Exception as exc:  # a handler bug must not kill the connection silently
                 self.log_error("handler failed: %r", exc)
                 response = EmulatorResponse.text(500, "emulator handler failed\n")
+            if streamed:
+                self.close_connection = True  # the rest of the body is never read
             self._send(response)
 
         def _send(self, response: EmulatorResponse) -> None:
-            self.send_response(response.status)
+            self.send_response(response.status, response.reason or None)
             names = {k.lower() for k, _ in response.headers}
             for key, value in response.headers:
                 self.send_header(key, value)

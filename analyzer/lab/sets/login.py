@@ -141,6 +141,25 @@ SCENARIOS: tuple[Scenario, ...] = (
             Expect(code="imap.login.ok", status="pass", subject="mail.login-roundtrip.test:993"),
         ),
     ),
+    Scenario(
+        name="login-ews-blocked",
+        description="EWS refuses the user (Set-CASMailbox -EwsEnabled $false): 401 on EWS only",
+        emulator={"ews": {"blocked_users": [_user("login-ews-blocked")]}},
+        expect=(
+            Expect(code="ews.auth.rejected", status="fail",
+                   subject="https://mail.login-ews-blocked.test/EWS/Exchange.asmx"),
+        ),
+    ),
+    Scenario(
+        name="login-activesync-provision",
+        description="ActiveSync answers FolderSync with 449 until the device provisions",
+        emulator={"activesync": {"provision": True}},
+        expect=(
+            Expect(code="activesync.provision.required", status="pass"),
+            Expect(code="activesync.provision.ok", status="pass"),
+            Expect(code="activesync.foldersync.ok", status="pass"),
+        ),
+    ),
 )
 
 _ = HttpRule
