@@ -67,15 +67,16 @@ class ChannelRefused(Exception):
 class RawHttp:
     """One HTTP/1.1 connection, request by request."""
 
-    def __init__(self, conn: Connection, *, host: str, timeout: float) -> None:
+    def __init__(
+        self, conn: Connection, *, host: str, timeout: float, transcript: TranscriptSink | None
+    ) -> None:
         self.conn = conn
         self.host = host
         self.timeout = timeout
-
-    @property
-    def transcript(self) -> TranscriptSink | None:
-        """Where lines are recorded."""
-        return self.conn.transcript
+        # Lines are recorded here, secrets replaced, never raw by the connection's reader
+        # (an NTLM challenge would land in the transcript as it came).
+        self.transcript = transcript
+        conn.transcript = None
 
     async def send_head(self, method: str, target: str, headers: list[tuple[str, str]]) -> None:
         """The request line and headers (each recorded, secrets replaced)."""
@@ -118,8 +119,13 @@ class RawHttp:
                 raise ProtocolViolation(f"more than {MAX_HEADERS} header lines", phase="read")
             name, _, value = header.partition(":")
             headers.append((name.strip(), value.strip()))
-        return Head(version=parts[0], status=int(parts[1]),
+        head = Head(version=parts[0], status=int(parts[1]),
                     reason=parts[2] if len(parts) > 2 else "", headers=tuple(headers))
+        if self.transcript is not None:
+            self.transcript.recv(f"{head.version} {head.status} {head.reason}")
+            for k, v in head.headers:
+                self.transcript.recv(shown_header(k, v))
+        return head
 
     async def read_body(self, head: Head, *, max_bytes: int) -> bytes:
         """A whole (small) body: by Content-Length, chunked, or nothing; bounded."""
@@ -186,7 +192,7 @@ async def open_channel(
     answer, :class:`~analyzer.httpauth.NtlmFailed` when the handshake breaks."""
     conn = await connect(ctx.run, host, address, port, timeout=ctx.op_timeout(), tls=context,
                          server_hostname=host, transcript=transcript)  # fmt: skip
-    http = RawHttp(conn, host=host, timeout=ctx.op_timeout())
+    http = RawHttp(conn, host=host, timeout=ctx.op_timeout(), transcript=transcript)
     try:
         base = [("Accept", "application/rpc"), ("User-Agent", "MSRPC"),
                 ("Cache-Control", "no-cache"), ("Connection", "Keep-Alive"), *extra_headers]
@@ -205,7 +211,6 @@ async def open_channel(
             ])  # fmt: skip
             head = await http.read_head()
             body = await http.read_body(head, max_bytes=64 * 1024)
-            _record(transcript, head)
             if head.status != 401:
                 raise ChannelRefused(head, body)
             challenge = next((c.token for c in parse_challenges(head.headers)
@@ -236,11 +241,3 @@ async def open_channel(
         await conn.close()
         raise
     return http
-
-
-def _record(transcript: TranscriptSink | None, head: Head) -> None:
-    if transcript is None:
-        return
-    transcript.recv(f"{head.version} {head.status} {head.reason}")
-    for k, v in head.headers:
-        transcript.recv(shown_header(k, v))

@@ -25,4 +25,6 @@ REGISTRY: dict[str, str] = {
     "roundtrip": "probes.smtp:ROUNDTRIP",
     "ews": "probes.ews:PROBE",
     "activesync": "probes.activesync:PROBE",
+    "outlook_anywhere": "probes.outlook_anywhere:PROBE",
+    "mapi_http": "probes.mapi_http:PROBE",
 }

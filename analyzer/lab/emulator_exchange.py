@@ -29,6 +29,10 @@ What a scenario can change, in ``Scenario.emulator`` (every key optional):
 ``mapi``
     ``{"response_code": {"Connect": 11}}``: that X-ResponseCode for the request type.
 
+``ssl_offloading``
+    ``true``: the endpoints answer over plain http too (by default http gets 403.4, "SSL
+    required", as from IIS).
+
 ``auth`` (the schemes per path, e.g. ``{"/rpc/": ["Basic"]}``) is emulator_auth's.
 """
 
@@ -68,7 +72,17 @@ def _behaviour(request: EmulatorRequest, area: str) -> Mapping[str, Any]:
 
 
 def _login(request: EmulatorRequest, allowed: tuple[str, ...] = _PASSWORD_METHODS) -> AuthResult:
-    """emulator_auth's verdict, with the scenario's ``deny`` list applied on top."""
+    """emulator_auth's verdict, with the scenario's ``deny`` list applied on top.
+
+    Over plain http the answer is IIS's "403.4 SSL required" (Exchange's virtual
+    directories require SSL), unless the scenario's ``ssl_offloading`` is true.
+    """
+    if (request.headers.get("x-forwarded-proto") == "http"
+            and not request.behaviour.get("ssl_offloading")):  # fmt: skip
+        return AuthResult(user=None, response=EmulatorResponse(
+            status=403, reason="Forbidden", headers=(("Content-Type", "text/html"),),
+            body=b"<html><body>403.4 - SSL is required to view this resource.</body></html>",
+        ))  # fmt: skip
     auth = authenticate(request, allowed=allowed)
     denied = {str(a).lower() for a in request.behaviour.get("deny", [])}
     if auth.ok and auth.user is not None and auth.user.lower() in denied:

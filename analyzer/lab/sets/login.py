@@ -160,6 +160,35 @@ SCENARIOS: tuple[Scenario, ...] = (
             Expect(code="activesync.foldersync.ok", status="pass"),
         ),
     ),
+    Scenario(
+        name="login-rpc-basic-only",
+        description="The RPC proxy offers Basic only while Autodiscover tells Outlook NTLM",
+        emulator={"auth": {"/rpc/": ["Basic"], "*": ["Negotiate", "NTLM", "Basic"]}},
+        expect=(
+            Expect(code="outlookanywhere.auth.required_missing", status="fail",
+                   subject="https://mail.login-rpc-basic-only.test/rpc/rpcproxy.dll"),
+        ),
+    ),
+    Scenario(
+        name="login-rpc-6004-down",
+        description="Behind the RPC proxy, the address book port 6004 is unreachable (1722)",
+        emulator={"rpc": {"unreachable_ports": [6004]}},
+        expect=(
+            Expect(code="outlookanywhere.rpc.unreachable", status="fail",
+                   subject="https://mail.login-rpc-6004-down.test/rpc/rpcproxy.dll"),
+            Expect(code="outlookanywhere.rpc.ok", status="pass",
+                   subject="https://mail.login-rpc-6004-down.test/rpc/rpcproxy.dll"),
+        ),
+    ),
+    Scenario(
+        name="login-mapi-no-privilege",
+        description="MAPI over HTTP refuses Connect with X-ResponseCode 11 (No Privilege)",
+        emulator={"mapi": {"response_code": {"Connect": 11}}},
+        expect=(
+            Expect(code="mapihttp.response_code", status="fail"),
+            Expect(code="mapihttp.session.ok", status="pass"),  # the address book still binds
+        ),
+    ),
 )
 
 _ = HttpRule
