@@ -12,7 +12,7 @@ from analyzer.probe import Probe
 from analyzer.registry import load_probes
 from analyzer.targets import Target
 
-__all__ = ["check", "exit_code"]
+__all__ = ["check", "exit_code", "selected_tests"]
 
 
 async def check(
@@ -28,9 +28,21 @@ async def check(
     Raises :class:`ValueError` for an unknown test name; never for a probe's failure.
     """
     available = list(probes) if probes is not None else load_probes()
-    planned = plan(available, options.tests)
+    planned = plan(available, selected_tests(available, options))
     async with RunContext(options) as run:
         return await run_probes(run, target, planned, tool_version=__version__, progress=progress)
+
+
+def selected_tests(probes: Sequence[Probe], options: RunOptions) -> tuple[str, ...]:
+    """``--tests``, plus opt-in probes that the options turn on (``--dnsbl``).
+
+    With no ``--tests`` the defaults run; an opt-in probe asked for by its option is added.
+    """
+    extra = tuple(p.id for p in probes if not p.default and p.enabled and p.enabled(options))
+    if not extra:
+        return options.tests
+    base = options.tests or tuple(p.id for p in probes if p.default)
+    return tuple(dict.fromkeys((*base, *extra)))
 
 
 def exit_code(report: Report) -> int:

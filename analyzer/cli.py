@@ -139,6 +139,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "(ports and TLS checks; repeatable)",
     )
     g.add_argument(
+        "--dnsbl",
+        action="append",
+        default=[],
+        metavar="ZONE[,ZONE]",
+        help="look the MX addresses up in these DNS block lists (opt-in; repeatable)",
+    )
+    g.add_argument(
         "--ca-file",
         type=Path,
         metavar="PEM",
@@ -352,6 +359,10 @@ def options_from_args(args: argparse.Namespace, *, needs_secret: bool = False) -
         dkim_selectors=tuple(args.dkim_selector),
         trust_anchor_file=args.trust_anchor,
         extra_ports=tuple(parse_host_port(p) for p in args.port),
+        dnsbl=tuple(
+            z.strip().lower().rstrip(".") for item in args.dnsbl for z in item.split(",")
+            if z.strip()
+        ),
         send_test_message=getattr(args, "send_test_message", False),
         relay_test=getattr(args, "relay_test", False),
         ews_url=_https_url(getattr(args, "ews_url", None), "--ews-url"),
@@ -419,7 +430,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     probes = load_probes()
     tests = tuple(t.strip() for t in (args.tests or "").split(",") if t.strip())
     try:
-        planned = plan(probes, tests)
+        # Which probes run decides whether a password is needed: plan before reading it.
+        from analyzer.api import selected_tests  # noqa: PLC0415
+        from analyzer.context import RunOptions  # noqa: PLC0415
+
+        wanted = RunOptions(tests=tests, dnsbl=tuple(z for z in args.dnsbl if z))
+        planned = plan(probes, selected_tests(probes, wanted))
     except ValueError as exc:
         raise UsageError(f"--tests: {exc}") from None
     options = options_from_args(args, needs_secret=any(p.uses_credentials for p in planned))

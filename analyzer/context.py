@@ -223,6 +223,7 @@ class RunOptions:
     dkim_selectors: tuple[str, ...] = ()
     trust_anchor_file: Path | None = None
     extra_ports: tuple[tuple[str, int, str | None], ...] = ()
+    dnsbl: tuple[str, ...] = ()
     connect_timeout: float = 5.0
     slow_greeting_s: float = 5.0
     cert_warn_days: int = 30
@@ -255,6 +256,7 @@ class RunOptions:
             "dkim_selectors": list(self.dkim_selectors),
             "trust_anchor_file": str(self.trust_anchor_file) if self.trust_anchor_file else None,
             "ports": [f"{s + '/' if s else ''}{h}:{p}" for h, p, s in self.extra_ports],
+            "dnsbl": list(self.dnsbl),
             "send_test_message": self.send_test_message,
             "relay_test": self.relay_test,
             "ews_url": self.ews_url,

@@ -68,6 +68,9 @@ class Probe:
     default: bool = True
     #: Logs in with the user's credentials (the CLI prompts for a password if needed).
     uses_credentials: bool = False
+    #: For an opt-in probe (``default=False``): whether the run's options ask for it
+    #: (``--dnsbl`` turns the block-list probe on without naming it in ``--tests``).
+    enabled: Callable[[Any], bool] | None = None
 
 
 class MissingFact(LookupError):
