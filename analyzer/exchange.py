@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from analyzer.tlsprobe import inspection_context
 if TYPE_CHECKING:
     import httpx
 
+    from analyzer.context import Credentials
     from analyzer.probe import ProbeContext, ResultRecorder, StepRecorder
     from analyzer.targets import Target
 
@@ -374,6 +376,30 @@ class HttpSession:
     reason: str = ""
 
 
+#: Loggers of the HTTP stack: httpcore logs response headers at DEBUG, and a server may
+#: echo credentials there (see :class:`_RedactingFilter`).
+_HTTP_LOGGERS = (
+    "httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+    "httpcore.proxy",
+)  # fmt: skip
+
+
+class _RedactingFilter(logging.Filter):
+    """Replaces the run's secrets in log records of the HTTP stack (a logger's filters do
+    not apply to its children, hence one per logger name)."""
+
+    def __init__(self, creds: Credentials) -> None:
+        super().__init__()
+        self.creds = creds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = self.creds.redact(text)
+        if clean != text:
+            record.msg, record.args = clean, ()
+        return True
+
+
 @contextlib.asynccontextmanager
 async def open_session(
     ctx: ProbeContext, verify: bool = True
@@ -381,8 +407,17 @@ async def open_session(
     """An HTTP session verifying with the run's trust (``verify=False``: the inspection
     context, for the steps that send no secret after a certificate was rejected)."""
     context: ssl.SSLContext = ctx.run.ssl_context() if verify else inspection_context()
-    async with make_client(ctx.run, verify=context, timeout=ctx.op_timeout()) as client:
-        yield HttpSession(client=client, verified=verify)
+    creds = ctx.options.credentials
+    redacting = _RedactingFilter(creds) if creds.has_secret else None
+    loggers = [logging.getLogger(name) for name in _HTTP_LOGGERS] if redacting else []
+    for logger in loggers:
+        logger.addFilter(redacting)  # type: ignore[arg-type]
+    try:
+        async with make_client(ctx.run, verify=context, timeout=ctx.op_timeout()) as client:
+            yield HttpSession(client=client, verified=verify)
+    finally:
+        for logger in loggers:
+            logger.removeFilter(redacting)  # type: ignore[arg-type]
 
 
 async def anonymous(
@@ -397,8 +432,21 @@ async def anonymous(
 
 
 def certificate_rejected(exc: NetError) -> str | None:
-    """The verification error's words, when ``exc`` is a rejected certificate."""
-    return is_certificate_error(exc) if isinstance(exc, TlsFailure) else None
+    """The verification error's words, when ``exc`` is a rejected certificate.
+
+    httpx wraps the ssl error in its own ConnectError, which is not always kept as the
+    cause; its message still carries OpenSSL's words.
+    """
+    found = is_certificate_error(exc)
+    if found is not None:
+        return found
+    text = str(exc)
+    marker = "certificate verify failed:"
+    if marker in text:
+        return text.split(marker, 1)[1].split("(_ssl.c", 1)[0].strip(" )")
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "certificate verify failed"
+    return None
 
 
 def choose_scheme(

@@ -491,12 +491,14 @@ def tls_context(ctx: ProbeContext, ep: LoginEndpoint) -> TlsChoice:
 def is_certificate_error(exc: BaseException) -> str | None:
     """The verification error's words when ``exc`` is a certificate rejection, else None."""
     cause: BaseException | None = exc
-    while cause is not None:
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
         if isinstance(cause, ssl.SSLCertVerificationError):
             return str(cause.verify_message or cause.reason or "certificate verify failed")
         if isinstance(cause, ssl.CertificateError):
             return str(cause)
-        cause = cause.__cause__
+        cause = cause.__cause__ or cause.__context__
     return None
 
 

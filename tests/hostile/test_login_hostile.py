@@ -294,3 +294,135 @@ def test_password_never_leaks_even_when_echoed(
     for text in texts:
         for leak in LEAKS:
             assert leak not in text
+
+
+# --- HTTP endpoints: NTLM garbage, a WBXML bomb, echoed credentials ---------------------------
+
+HttpHandler = Callable[[str, str, dict[str, str], bytes], tuple[int, list[tuple[str, str]], bytes]]
+
+
+def http(handler: HttpHandler) -> Script:
+    """A keep-alive HTTP/1.1 server (run it inside tls_then) answering with ``handler``."""
+
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        conn.settimeout(5)
+        reader = conn.makefile("rb")
+        while not stop.is_set():
+            try:
+                line = reader.readline(65536)
+                if not line:
+                    return
+                method, target = line.decode("latin-1").split(" ")[:2]
+                headers: dict[str, str] = {}
+                while True:
+                    raw = reader.readline(65536)
+                    if raw in (b"\r\n", b"\n", b""):
+                        break
+                    name, _, value = raw.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length", "0") or "0")
+                body = reader.read(length) if 0 < length < 10_000_000 else b""
+                status, extra, payload = handler(method, target, headers, body)
+                head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(payload)}\r\n"
+                head += "".join(f"{k}: {v}\r\n" for k, v in extra) + "\r\n"
+                conn.sendall(head.encode("latin-1") + payload)
+            except (OSError, ValueError):
+                return
+
+    return script
+
+
+async def run_http(port: int, tests: tuple[str, ...], pki: LabPKI, **kw: object) -> Report:
+    options = RunOptions(
+        tests=tests, timeout=15, op_timeout=2, connect_timeout=2, ca_file=pki.ca_file,
+        connect={HOST: ("127.0.0.1",)}, credentials=Credentials(USER, password=PASSWORD),
+        **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+    report = await check(parse_target("127.0.0.1"), options)
+    for text in (render(report), dumps(report)):
+        for leak in LEAKS:
+            assert leak not in text
+    return report
+
+
+@pytest.mark.parametrize(
+    "challenge",
+    ["NTLM !!!not-base64!!!", "NTLM " + base64.b64encode(b"NTLMSSP\0\x02\0\0\0garbage").decode()],
+    ids=["not-base64", "garbage-blob"],
+)
+async def test_ntlm_challenge_garbage(
+    pki: LabPKI, tls_server_context: ssl.SSLContext, challenge: str
+) -> None:
+    # Given an EWS server that offers NTLM, then answers the negotiate message with garbage
+    def handler(method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> tuple[int, list[tuple[str, str]], bytes]:  # fmt: skip
+        if "authorization" not in headers:
+            return 401, [("WWW-Authenticate", "NTLM")], b""
+        return 401, [("WWW-Authenticate", challenge)], b""
+
+    with serve(tls_then(tls_server_context, http(handler))) as server:
+        url = f"https://{HOST}:{server.port}/EWS/Exchange.asmx"
+        t0 = time.monotonic()
+        report = await run_http(server.port, ("ews",), pki, ews_url=url)
+    # Then the broken handshake is a finding, in time
+    assert time.monotonic() - t0 < 12
+    assert codes(report)["ews.auth.broken"] == Status.FAIL
+
+
+async def test_wbxml_bomb(pki: LabPKI, tls_server_context: ssl.SSLContext) -> None:
+    # Given an ActiveSync server whose FolderSync answer nests a million levels deep
+    bomb = b"\x03\x01\x6a\x00\x00\x07" + b"\x56" * 1_000_000
+
+    def handler(method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> tuple[int, list[tuple[str, str]], bytes]:  # fmt: skip
+        if "authorization" not in headers:
+            return 401, [("WWW-Authenticate", 'Basic realm="x"')], b""
+        if method == "OPTIONS":
+            return 200, [("MS-ASProtocolVersions", "14.0"),
+                         ("MS-ASProtocolCommands", "FolderSync,Provision")], b""
+        return 200, [("Content-Type", "application/vnd.ms-sync.wbxml")], bomb
+
+    with serve(tls_then(tls_server_context, http(handler))) as server:
+        url = f"https://{HOST}:{server.port}/Microsoft-Server-ActiveSync"
+        t0 = time.monotonic()
+        report = await run_http(server.port, ("activesync",), pki, activesync_url=url)
+    # Then the bomb is refused by the decoder's limits, as a finding, quickly
+    assert time.monotonic() - t0 < 12
+    assert codes(report)["activesync.wbxml_invalid"] == Status.FAIL
+
+
+def test_password_never_leaks_from_http_probes(
+    pki: LabPKI, tls_server_context: ssl.SSLContext, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # Given an EWS server offering Basic that answers the login with the credentials it got
+    def handler(method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> tuple[int, list[tuple[str, str]], bytes]:  # fmt: skip
+        auth = headers.get("authorization")
+        if auth is None:
+            return 401, [("WWW-Authenticate", 'Basic realm="x"')], b""
+        decoded = base64.b64decode(auth.split(" ", 1)[1])
+        echo = f"you sent {auth} = ".encode() + decoded
+        return 403, [("X-Echo", auth)], echo
+
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    caplog.set_level(logging.DEBUG)
+    with serve(tls_then(tls_server_context, http(handler))) as server:
+        code = main([
+            "check", "127.0.0.1", "--tests", "ews", "--ews-url",
+            f"https://{HOST}:{server.port}/EWS/Exchange.asmx", "--connect", f"{HOST}=127.0.0.1",
+            "--ca-file", str(pki.ca_file), "--user", USER, "--password-file", str(secret),
+            "--timeout", "15", "--json", str(out / "r.json"), "--report", str(out / "r.html"),
+            "--junit", str(out / "r.xml"), "--format", "json",
+        ])  # fmt: skip
+    captured = capsys.readouterr()
+    # Then the refusal is reported, and no form of the password is anywhere
+    assert code == 2
+    assert "ews.forbidden" in (out / "r.json").read_text(encoding="utf-8")
+    texts = [captured.out, captured.err, *(r.getMessage() for r in caplog.records)]
+    texts += [p.read_text(encoding="utf-8") for p in out.iterdir()]
+    for text in texts:
+        for leak in LEAKS:
+            assert leak not in text

@@ -56,6 +56,10 @@ SCENARIOS: tuple[Scenario, ...] = (
                    subject="mail.login-wrong-password.test:995"),
             Expect(code="smtp.submission.login.failed", status="fail",
                    subject="mail.login-wrong-password.test:587"),
+            Expect(code="ews.auth.rejected", status="fail",
+                   subject="https://mail.login-wrong-password.test/EWS/Exchange.asmx"),
+            Expect(code="activesync.auth.rejected", status="fail",
+                   subject="https://mail.login-wrong-password.test/Microsoft-Server-ActiveSync"),
         ),
     ),
     Scenario(
@@ -187,6 +191,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         expect=(
             Expect(code="mapihttp.response_code", status="fail"),
             Expect(code="mapihttp.session.ok", status="pass"),  # the address book still binds
+        ),
+    ),
+    Scenario(
+        name="login-no-autodiscover",
+        description="No host answers Autodiscover: the Exchange checks use the conventional "
+        "URLs on mail.<domain>, and say so",
+        emulator={"autodiscover": {"answer": []}},
+        expect=(
+            Expect(code="ews.endpoint", status="pass",
+                   subject="https://mail.login-no-autodiscover.test/EWS/Exchange.asmx"),
+            Expect(code="ews.getfolder.ok", status="pass",
+                   subject="https://mail.login-no-autodiscover.test/EWS/Exchange.asmx"),
         ),
     ),
 )

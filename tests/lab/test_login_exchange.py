@@ -1,0 +1,191 @@
+"""EWS, ActiveSync, Outlook Anywhere and MAPI over HTTP against the lab's Exchange emulator
+(behind nginx, with Basic, NTLM and Bearer from analyzer.lab.emulator_auth).
+
+Each test runs the real pipeline with Autodiscover (which gives the URLs), checks the
+findings, and renders the HTML and JSON reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from analyzer.api import check
+from analyzer.context import Credentials, Nameserver, RunOptions
+from analyzer.lab import LabInfo
+from analyzer.lab.emulator_auth import lab_token
+from analyzer.model import Finding, Report, Status, report_from_json
+from analyzer.targets import parse_target
+from reports.html import render
+from reports.json import dumps
+
+pytestmark = pytest.mark.lab
+
+HTTP_PROBES = ("ews", "activesync", "outlook_anywhere", "mapi_http")
+
+
+def run(
+    lab: LabInfo, scenario: str, tests: tuple[str, ...] = HTTP_PROBES, *,
+    secret: str | None = "password", **kw: object,  # noqa: S107
+) -> Report:  # fmt: skip
+    info = lab.scenario(scenario)
+    user, password = info.users[0]
+    creds = Credentials(user)
+    if secret == "password":
+        creds = Credentials(user, password=password)
+    elif secret == "token":
+        creds = Credentials(user, token=lab_token(user, password))
+    options = RunOptions(
+        nameservers=(Nameserver(lab.resolver),), ca_file=Path(lab.ca_file), credentials=creds,
+        tests=("dns", "autodiscover", *tests),
+        timeout=40, op_timeout=4, connect_timeout=2, **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+    report = asyncio.run(check(parse_target(user), options))
+    assert report.target in render(report)
+    assert report_from_json(json.loads(dumps(report))) == report
+    return report
+
+
+def found(report: Report, probe: str) -> dict[str, Finding]:
+    """The worst finding of each code of ``probe``."""
+    out: dict[str, Finding] = {}
+    for r, f in report.findings():
+        if r.probe == probe and (f.code not in out or f.status.severity
+                                 > out[f.code].status.severity):  # fmt: skip
+            out[f.code] = f
+    return out
+
+
+def all_of(report: Report, probe: str, code: str) -> list[Finding]:
+    return [f for r, f in report.findings() if r.probe == probe and f.code == code]
+
+
+def test_healthy_exchange_endpoints_all_work(lab: LabInfo) -> None:
+    # Given the healthy domain: Autodiscover gives every URL, NTLM is offered
+    report = run(lab, "healthy")
+    # Then EWS, ActiveSync, the three RPC ports and both MAPI sessions succeed
+    assert found(report, "ews")["ews.getfolder.ok"].evidence["server_version"] == "15.2.1544.4"
+    assert found(report, "activesync")["activesync.foldersync.ok"].status == Status.PASS
+    pings = all_of(report, "outlook_anywhere", "outlookanywhere.rpc.ok")
+    assert {f.evidence["port"] for f in pings} == {6001, 6002, 6004}
+    assert len(all_of(report, "mapi_http", "mapihttp.session.ok")) == 2
+    for probe in HTTP_PROBES:
+        statuses = {r.status for r in report.results if r.probe == probe}
+        assert statuses == {Status.PASS}, (probe, statuses)
+    # And the login used NTLM, recorded as token sizes, never as the blobs themselves
+    text = dumps(report)
+    assert "«NTLM type 3" in text and "TlRMTVNTUAAD" not in text
+
+
+def test_urls_come_from_autodiscover_or_are_reported_as_a_guess(lab: LabInfo) -> None:
+    # Given a domain where no host answers Autodiscover
+    report = run(lab, "login-no-autodiscover", ("ews",))
+    endpoint = found(report, "ews")["ews.endpoint"]
+    # Then the conventional URL is tried, and said to be one
+    assert endpoint.evidence["source"] == "conventional"
+    assert "Autodiscover gave none" in endpoint.detail
+    assert found(report, "ews")["ews.getfolder.ok"].status == Status.PASS
+
+
+def test_ews_url_option(lab: LabInfo) -> None:
+    # Given --ews-url naming a path that does not exist
+    url = "https://mail.healthy.test/EWS-missing/Exchange.asmx"
+    report = run(lab, "healthy", ("ews",), ews_url=url)
+    codes = found(report, "ews")
+    # Then that URL is used, and its absence is a failure (it was given, not guessed)
+    assert codes["ews.endpoint"].evidence == {"url": url, "source": "option"}
+    assert codes["ews.endpoint_missing"].status == Status.FAIL
+
+
+def test_without_credentials_only_the_methods_are_probed(lab: LabInfo) -> None:
+    report = run(lab, "healthy", secret=None)
+    for probe, prefix in (("ews", "ews"), ("activesync", "activesync"),
+                          ("outlook_anywhere", "outlookanywhere"), ("mapi_http", "mapihttp")):
+        codes = found(report, probe)
+        assert codes[f"{prefix}.auth.methods"].status == Status.PASS
+        assert codes[f"{prefix}.login.skipped"].status == Status.SKIP
+
+
+def test_bearer_token_is_used_where_offered(lab: LabInfo) -> None:
+    # Given only an OAuth2 token
+    report = run(lab, "healthy", ("ews", "imap"), secret="token")
+    # Then EWS logs in with Bearer, and IMAP (no XOAUTH2 in Dovecot) says there is no common
+    # method rather than trying the token as a password
+    assert found(report, "ews")["ews.getfolder.ok"].status == Status.PASS
+    sent = [t.text for r in report.results if r.probe == "ews" for s in r.steps
+            for t in s.transcript if t.direction == "send"]  # fmt: skip
+    assert "Authorization: Bearer «redacted»" in sent
+    assert found(report, "imap")["imap.login.no_mechanism"].status == Status.FAIL
+
+
+def test_wrong_password(lab: LabInfo) -> None:
+    report = run(lab, "login-wrong-password", ("ews", "activesync", "outlook_anywhere"))
+    assert found(report, "ews")["ews.auth.rejected"].status == Status.FAIL
+    assert found(report, "activesync")["activesync.auth.rejected"].status == Status.FAIL
+    assert found(report, "outlook_anywhere")["outlookanywhere.auth.rejected"].status == (
+        Status.FAIL
+    )
+
+
+def test_ews_blocked_for_the_user_while_activesync_works(lab: LabInfo) -> None:
+    report = run(lab, "login-ews-blocked", ("ews", "activesync"))
+    rejected = found(report, "ews")["ews.auth.rejected"]
+    assert rejected.status == Status.FAIL
+    assert "EwsEnabled" in rejected.remediation
+    assert found(report, "activesync")["activesync.foldersync.ok"].status == Status.PASS
+
+
+def test_activesync_provisions_after_449(lab: LabInfo) -> None:
+    report = run(lab, "login-activesync-provision", ("activesync",))
+    codes = found(report, "activesync")
+    assert codes["activesync.provision.required"].detail == "HTTP 449"
+    assert codes["activesync.provision.ok"].evidence["policy_key"] == "1307199584"
+    assert codes["activesync.foldersync.ok"].status == Status.PASS
+
+
+def test_rpc_proxy_basic_only_while_autodiscover_says_ntlm(lab: LabInfo) -> None:
+    report = run(lab, "login-rpc-basic-only", ("outlook_anywhere",))
+    codes = found(report, "outlook_anywhere")
+    missing = codes["outlookanywhere.auth.required_missing"]
+    assert missing.status == Status.FAIL
+    assert missing.evidence == {"auth_package": "Ntlm", "offered": ["Basic"]}
+    # The ping itself still works with Basic, which is what the proxy offers
+    assert len(all_of(report, "outlook_anywhere", "outlookanywhere.rpc.ok")) == 3
+
+
+def test_rpc_port_6004_unreachable_behind_the_proxy(lab: LabInfo) -> None:
+    report = run(lab, "login-rpc-6004-down", ("outlook_anywhere",))
+    ok = {f.evidence["port"] for f in all_of(report, "outlook_anywhere", "outlookanywhere.rpc.ok")}
+    down = all_of(report, "outlook_anywhere", "outlookanywhere.rpc.unreachable")
+    assert ok == {6001, 6002}
+    assert len(down) == 1 and ":6004" in down[0].detail and "6ba" in down[0].detail
+
+
+def test_mapi_response_code_is_named(lab: LabInfo) -> None:
+    report = run(lab, "login-mapi-no-privilege", ("mapi_http",))
+    code = found(report, "mapi_http")["mapihttp.response_code"]
+    assert code.evidence["x_responsecode"] == 11
+    assert code.evidence["meaning"] == "No Privilege"
+
+
+def test_expired_certificate_withholds_credentials_unless_insecure(lab: LabInfo) -> None:
+    # Given the mail host (EWS, ActiveSync...) with an expired certificate
+    strict = run(lab, "expired-cert", ("ews",))
+    loose = run(lab, "expired-cert", ("ews",), insecure=True)
+    # Then the methods are still shown, the credentials withheld; with --insecure, sent
+    assert found(strict, "ews")["ews.auth.methods"].status == Status.PASS
+    assert found(strict, "ews")["ews.tls.untrusted"].status == Status.FAIL
+    assert "ews.getfolder.ok" not in found(strict, "ews")
+    assert found(loose, "ews")["ews.tls.insecure"].status == Status.WARN
+    assert found(loose, "ews")["ews.getfolder.ok"].status == Status.PASS
+
+
+def test_password_never_in_exchange_reports(lab: LabInfo) -> None:
+    for scenario in ("healthy", "login-wrong-password", "login-rpc-basic-only"):
+        report = run(lab, scenario)
+        password = lab.scenario(scenario).users[0][1]
+        for text in (dumps(report), render(report)):
+            assert password not in text
