@@ -167,9 +167,9 @@ def test_emulator_pinned_response_wins_over_the_handler() -> None:
 
 
 def test_emulator_unknown_path_is_not_emulated() -> None:
-    # Given no handler for /EWS/ yet
+    # Given a path no handler emulates (the offline address book)
     # When it is dispatched
-    response = dispatch(_CONFIG, _request("/EWS/Exchange.asmx"))
+    response = dispatch(_CONFIG, _request("/OAB/0a1b/oab.xml"))
     # Then the answer is a 404 saying so
     assert response.status == 404
 
