@@ -426,3 +426,53 @@ def test_password_never_leaks_from_http_probes(
     for text in texts:
         for leak in LEAKS:
             assert leak not in text
+
+
+def _activesync(folder_sync: Callable[[str], tuple[int, list[tuple[str, str]], bytes]]
+                ) -> HttpHandler:  # fmt: skip
+    """An ActiveSync server (Basic) whose FolderSync answers come from ``folder_sync(path)``."""
+
+    def handler(method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> tuple[int, list[tuple[str, str]], bytes]:  # fmt: skip
+        if "authorization" not in headers:
+            return 401, [("WWW-Authenticate", 'Basic realm="x"')], b""
+        if method == "OPTIONS":
+            return 200, [("MS-ASProtocolVersions", "12.1,14.0"),
+                         ("MS-ASProtocolCommands", "FolderSync,Provision")], b""
+        return folder_sync(target)
+
+    return handler
+
+
+# FolderSync status 1 with no folders ([MS-ASWBXML] page 7).
+_FOLDERSYNC_OK = bytes.fromhex("03016a00000756" "4c03" "3100" "0101")
+
+
+async def test_activesync_503_is_inconclusive(pki: LabPKI,
+                                              tls_server_context: ssl.SSLContext) -> None:
+    handler = _activesync(lambda path: (503, [("Retry-After", "60")], b"busy"))
+    with serve(tls_then(tls_server_context, http(handler))) as server:
+        url = f"https://{HOST}:{server.port}/Microsoft-Server-ActiveSync"
+        report = await run_http(server.port, ("activesync",), pki, activesync_url=url)
+    assert codes(report)["activesync.throttled"] == Status.INCONCLUSIVE
+
+
+async def test_activesync_451_is_followed_once(pki: LabPKI,
+                                               tls_server_context: ssl.SSLContext) -> None:
+    # Given a server that redirects FolderSync to another path of itself with 451
+    port: list[int] = []
+
+    def folder_sync(path: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        if path.startswith("/moved/"):
+            return 200, [("Content-Type", "application/vnd.ms-sync.wbxml")], _FOLDERSYNC_OK
+        return 451, [("X-MS-Location",
+                      f"https://{HOST}:{port[0]}/moved/Microsoft-Server-ActiveSync")], b""
+
+    with serve(tls_then(tls_server_context, http(_activesync(folder_sync)))) as server:
+        port.append(server.port)
+        url = f"https://{HOST}:{server.port}/Microsoft-Server-ActiveSync"
+        report = await run_http(server.port, ("activesync",), pki, activesync_url=url)
+    found = codes(report)
+    # Then the redirect is reported and the sync at the new place succeeds
+    assert found["activesync.redirect"] == Status.WARN
+    assert found["activesync.foldersync.ok"] == Status.PASS
