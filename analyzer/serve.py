@@ -423,7 +423,7 @@ class Exporter:
 
     async def probe(self, module: Module, target: Target, *, timeout: float) -> Result:
         """A fresh cached result, the running check's, or a new check (bounded)."""
-        key = (module.name, target.raw.strip())
+        key = (module.name, _exact_key(target.raw))
         fresh = self._fresh(key)
         if fresh is not None:
             with self._lock:
@@ -473,7 +473,7 @@ class Exporter:
         with self._lock:
             self._stats.running += 1
         try:
-            spec = TargetSpec(name=module.name, target=key[1], settings=module.settings)
+            spec = TargetSpec(name=module.name, target=target.raw.strip(), settings=module.settings)
             report = await check_target(
                 spec,
                 base=self.config.base,
@@ -514,7 +514,7 @@ class Exporter:
 
     def last_result(self, target: Target, module: str | None) -> Result | None:
         """The newest result for ``target`` (of ``module``, if named)."""
-        raw = target.raw.strip()
+        raw = _exact_key(target.raw)
         found = [r for (m, t), r in list(self._results.items())
                  if t == raw and (module is None or m == module)]
         return max(found, key=lambda r: r.finished, default=None)
