@@ -33,12 +33,14 @@ What the batch promises:
   variable that is not set) gets an ``error`` report saying why
   (``batch.target_unusable``); a crash outside the probes gets one too
   (``batch.check_crashed``). Nothing a target does stops the others.
-* **Bounded load.** At most ``concurrency`` targets run at once, and across all of them
-  at most ``per_host`` connection attempts to one server name at a time
-  (:class:`~analyzer.context.HostLimits`), so 1,000 domains of one provider do not
-  hammer its MX. The default of 3 targets at once comes from measuring this machine
-  class (2 cores): more checks in one event loop stop getting their answers read in
-  time and turn quick servers into timeouts (``bench/batch.py``; docs/scheduling.md).
+* **Bounded load.** At most ``concurrency`` targets run at once per checking process,
+  and across all of them at most ``per_host`` connection attempts to one server name at
+  a time (:class:`~analyzer.context.HostLimits`), so 1,000 domains of one provider do
+  not hammer its MX. The default of 3 targets at once comes from measuring this machine
+  class (2 cores): a check costs CPU, and past a few checks in one event loop answers
+  are read late, which slows every check and falsifies the times it measures
+  (``bench/batch.py``; docs/scheduling.md). For more throughput, ``processes`` runs
+  several checking processes, each with its own event loop.
 * **Bounded memory.** Reports are written as they finish, by ``writers`` helper
   processes (rendering a big HTML report takes a tenth of a second of CPU: done in the
   event loop it would delay every running check); only a small summary of each target
@@ -398,7 +400,8 @@ def load_batch(path: Path) -> BatchConfig:
 
 
 def _safe_name(raw: str) -> str:
-    text = re.sub(r"[^A-Za-z0-9._@+-]+", "_", raw.strip()).strip("._") or "target"
+    # The same alphabet as explicit names (and history folders): starts with a letter or digit.
+    text = re.sub(r"[^A-Za-z0-9._@+-]+", "_", raw.strip()).strip("._@+-") or "target"
     return text[:120]
 
 
