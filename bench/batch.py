@@ -1,0 +1,241 @@
+"""Batch benchmark: ``rca batch`` over N generated domains (default 1,000) served by the lab.
+
+The lab holds at most 250 scenarios, so the domains are not scenarios: they are extra
+zones, ``bench0000.test`` ... (each a registrable domain of its own), with an MX on an
+existing lab host (most on ``mx.healthy.test``, some on ``mx.cert-expiring.test`` and
+``mx.expired-cert.test``), a ``_submission._tcp`` SRV record on that provider's mail host,
+SPF and DMARC. A second NSD, started here inside the lab's server namespace on the lab
+resolver's address and port 5353, serves those zones plus copies of the lab's own (so MX
+hosts, PTR records and the CA all resolve); nothing in the lab changes. All domains share
+three providers: the batch's per-host bound is exercised the way 1,000 customers of one
+provider would exercise it.
+
+It runs ``rca batch`` (``--tests dns,ports,tls`` by default) as a separate process, from
+the lab's client namespace, and reports its wall time and peak memory (the batch process
+plus its report writer, sampled every 0.1 s), then how the targets ended. Targets: 1,000
+domains in <= 60 s and <= 300 MB on 2 cores. The result is appended to bench/RESULTS.md.
+
+Needs root (the lab). Run: ``python bench/batch.py [--domains 1000] [--concurrency N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from analyzer.lab import Lab, LabInfo
+from analyzer.lab.process import spawn, stop, wait_ready
+
+LAB_NAME = "rca-lab-batchbench"
+LAB_DIR = Path("/run/rca-lab-batchbench")
+RESULTS = Path(__file__).with_name("RESULTS.md")
+#: Where the generated domains' mail goes: (scenario, share of the domains).
+MX_MIX = (("healthy", 8), ("cert-expiring", 1), ("expired-cert", 1))
+BENCH_PORT = 5353
+
+
+def zone_text(domain: str, mx_host: str, serial: int) -> str:
+    """One generated domain: SOA, NS, MX to a lab host, SPF and DMARC."""
+    return (
+        f"$ORIGIN {domain}.\n$TTL 300\n"
+        f"@ IN SOA ns.lab.test. hostmaster.lab.test. {serial} 3600 600 86400 300\n"
+        "@ IN NS ns.lab.test.\n"
+        f"@ IN MX 10 {mx_host}.\n"
+        # RFC 6186: submission on the same provider's mail host (a STARTTLS endpoint).
+        f"_submission._tcp IN SRV 0 1 587 {mx_host.replace('mx.', 'mail.', 1)}.\n"
+        '@ IN TXT "v=spf1 mx -all"\n'
+        f'_dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@{domain}"\n'
+    )
+
+
+def lab_zones(info: LabInfo) -> list[tuple[str, Path]]:
+    """(origin, zone file) of every zone the lab's own NSD serves."""
+    conf = (info.directory / "dns" / "nsd.conf").read_text(encoding="ascii")
+    zones, name = [], None
+    for line in conf.splitlines():
+        line = line.strip()
+        if line.startswith("name:"):
+            name = line.split('"')[1]
+        elif line.startswith("zonefile:") and name is not None:
+            zones.append((name, info.directory / "dns" / "zones" / line.split('"')[1]))
+            name = None
+    return zones
+
+
+def write_dns(work: Path, info: LabInfo, domains: list[tuple[str, str]]) -> Path:
+    """The bench NSD's folder: its zones and nsd.conf; returns the config file."""
+    zones_dir = work / "zones"
+    zones_dir.mkdir(parents=True)
+    serial = int(time.time())
+    entries = lab_zones(info)
+    for domain, mx in domains:
+        path = zones_dir / f"{domain}.zone"
+        path.write_text(zone_text(domain, mx, serial), encoding="ascii")
+        entries.append((domain, path))
+    lines = [
+        "server:",
+        f"    ip-address: {info.resolver}@{BENCH_PORT}",
+        "    do-ip4: yes", "    do-ip6: no",
+        '    username: ""', '    chroot: ""',
+        f'    zonesdir: "{zones_dir}"',
+        f'    pidfile: "{work / "nsd.pid"}"', f'    logfile: "{work / "nsd.log"}"',
+        '    database: ""', f'    zonelistfile: "{work / "zone.list"}"',
+        f'    xfrdfile: "{work / "xfrd.state"}"', f'    xfrdir: "{work}"',
+        "    server-count: 1", "    verbosity: 1", "    tcp-count: 256", "    reuseport: no",
+        "remote-control:", "    control-enable: no",
+    ]
+    for origin, path in entries:
+        lines += ["zone:", f'    name: "{origin}"', f'    zonefile: "{path}"']
+    conf = work / "nsd.conf"
+    conf.write_text("\n".join(lines) + "\n", encoding="ascii")
+    return conf
+
+
+def write_batch(work: Path, info: LabInfo, domains: list[tuple[str, str]], tests: str) -> Path:
+    """The batch file: every generated domain, with the lab's resolver and CA."""
+    path = work / "batch.toml"
+    targets = ",\n".join(f'  "{d}"' for d, _ in domains)
+    path.write_text(
+        # Top-level keys first: in TOML, a key after [defaults] would belong to it.
+        f"targets = [\n{targets},\n]\n\n"
+        "[defaults]\n"
+        f"tests = {json.dumps(tests.split(','))}\n"
+        f'resolver = ["{info.resolver}:{BENCH_PORT}"]\n'
+        f'ca_file = "{info.ca_file}"\n'
+        "timeout = 60\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory (bytes) of ``pid`` and every descendant."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+        todo += [int(c) for c in children]
+    return total
+
+
+def run_batch(batch: Path, out: Path, info: LabInfo, args: argparse.Namespace) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "analyzer", "batch", str(batch), "--out", str(out),
+           "--netns", info.client_netns, "--quiet", "--writers", str(args.writers)]
+    if args.concurrency:
+        cmd += ["--concurrency", str(args.concurrency)]
+    if args.per_host:
+        cmd += ["--per-host", str(args.per_host)]
+    if args.processes:
+        cmd += ["--processes", str(args.processes)]
+    read0 = Path("/proc/stat").read_text().split()[1:8]
+    own0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(proc.pid))
+        time.sleep(0.1)
+    wall = time.monotonic() - t0
+    stdout, stderr = proc.communicate()
+    read1 = Path("/proc/stat").read_text().split()[1:8]
+    own1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (own1.ru_utime + own1.ru_stime) - (own0.ru_utime + own0.ru_stime)
+    busy = sum(int(b) - int(a) for a, b in zip(read0, read1, strict=True)) - (
+        int(read1[3]) - int(read0[3]) + int(read1[4]) - int(read0[4])
+    )
+    print(stdout.strip().splitlines()[-1] if stdout.strip() else stderr.strip())
+    return {"wall": wall, "peak": peak, "exit": proc.returncode, "cpu": cpu,
+            "machine_busy": busy / 100 / (os.cpu_count() or 1) / wall}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domains", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, help="rca batch --concurrency")
+    parser.add_argument("--per-host", type=int, help="rca batch --per-host")
+    parser.add_argument("--processes", type=int, help="rca batch --processes")
+    parser.add_argument("--writers", type=int, default=1, help="rca batch --writers")
+    parser.add_argument("--latency", type=int, default=0, help="lab latency, ms one way")
+    parser.add_argument("--tests", default="dns,ports,tls")
+    parser.add_argument("--keep", action="store_true", help="keep the lab and the output")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+
+    info = Lab(directory=LAB_DIR, scenarios=[s for s, _ in MX_MIX], name=LAB_NAME,
+               latency_ms=args.latency).up()
+    work = Path(tempfile.mkdtemp(prefix="rca-bench-batch-", dir="/run"))
+    nsd = None
+    try:
+        mix = [f"mx.{s}.test" for s, weight in MX_MIX for _ in range(weight)]
+        domains = [(f"bench{i:04d}.test", mix[i % len(mix)]) for i in range(args.domains)]
+        conf = write_dns(work / "dns", info, domains)
+        nsd = spawn("bench-nsd", ["nsd", "-d", "-c", str(conf)], netns=info.server_netns,
+                    log_file=work / "dns" / "nsd.out",
+                    endpoints=[(info.resolver, BENCH_PORT)])
+        wait_ready([nsd], netns=info.server_netns, timeout=60,
+                   log_file=work / "dns" / "ready.log")
+        batch = write_batch(work, info, domains, args.tests)
+        out = work / "out"
+        measured = run_batch(batch, out, info, args)
+        summary = json.loads((out / "index.json").read_text(encoding="utf-8"))
+    finally:
+        if nsd is not None:
+            stop([nsd.record()])
+        if not args.keep:
+            Lab.down(LAB_DIR, name=LAB_NAME)
+    codes = [t["exit_code"] for t in summary["targets"]]
+    by_code = {c: codes.count(c) for c in (0, 1, 2, 3)}
+    wall, peak_mb = measured["wall"], measured["peak"] / 2**20
+    rate = len(codes) / wall if wall else 0.0
+    concurrency = args.concurrency or "default"
+    processes = args.processes or 1
+    print(f"{len(codes)} domains ({args.tests}), {processes} process(es) x concurrency "
+          f"{concurrency}, latency {args.latency} ms: wall {wall:.1f} s "
+          f"({rate:.1f} domains/s), peak RSS {peak_mb:.0f} MB, rca CPU {measured['cpu']:.1f} s "
+          f"({measured['cpu'] / max(1, len(codes)) * 1000:.0f} ms/domain), machine busy "
+          f"{measured['machine_busy']:.0%}; ok {by_code[0]}, warn {by_code[1]}, "
+          f"fail {by_code[2]}, unknown {by_code[3]}; exit {measured['exit']}")
+    print("targets: <= 60 s and <= 300 MB for 1,000 domains")
+    if args.keep:
+        print(f"output kept in {work}; lab {LAB_NAME} still up (rca lab down --dir {LAB_DIR})")
+    if not args.no_record:
+        if "## bench/batch.py" not in RESULTS.read_text(encoding="utf-8"):
+            with RESULTS.open("a", encoding="utf-8") as fh:
+                fh.write(
+                    "\n## bench/batch.py (generated domains, rca batch)\n\n"
+                    "| date | machine | domains | tests | latency | processes x concurrency | "
+                    "wall | domains/s | rca CPU/domain | peak RSS | ok/warn/fail/unknown |\n"
+                    "|---|---|---|---|---|---|---|---|---|---|---|\n"
+                )
+        with RESULTS.open("a", encoding="utf-8") as fh:
+            fh.write(
+                f"| {datetime.now(UTC).date()} | {platform.machine()}, {os.cpu_count()} cores | "
+                f"{len(codes)} | {args.tests} | {args.latency} ms | {processes} x {concurrency} | "
+                f"{wall:.1f} s | {rate:.1f} | "
+                f"{measured['cpu'] / max(1, len(codes)) * 1000:.0f} ms | {peak_mb:.0f} MB | "
+                f"{by_code[0]}/{by_code[1]}/{by_code[2]}/{by_code[3]} |\n"
+            )
+    return 0 if wall <= 60 and peak_mb <= 300 and len(codes) >= 1000 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
