@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HttpFindings",
+    "Kind",
     "HttpSession",
     "Prepared",
     "ServiceUrl",
@@ -408,16 +409,16 @@ async def open_session(
     context, for the steps that send no secret after a certificate was rejected)."""
     context: ssl.SSLContext = ctx.run.ssl_context() if verify else inspection_context()
     creds = ctx.options.credentials
-    redacting = _RedactingFilter(creds) if creds.has_secret else None
-    loggers = [logging.getLogger(name) for name in _HTTP_LOGGERS] if redacting else []
+    redacting = _RedactingFilter(creds)
+    loggers = [logging.getLogger(name) for name in _HTTP_LOGGERS] if creds.has_secret else []
     for logger in loggers:
-        logger.addFilter(redacting)  # type: ignore[arg-type]
+        logger.addFilter(redacting)
     try:
         async with make_client(ctx.run, verify=context, timeout=ctx.op_timeout()) as client:
             yield HttpSession(client=client, verified=verify)
     finally:
         for logger in loggers:
-            logger.removeFilter(redacting)  # type: ignore[arg-type]
+            logger.removeFilter(redacting)
 
 
 async def anonymous(

@@ -6,9 +6,9 @@ safe to, how a failure reads, and the finding codes every one of them has.
   the SRV records and host-name guesses of :func:`~analyzer.endpoints.plan_endpoints`,
   and what the user named (``--port``, a ``host:port`` target).
 - :func:`connect_tls` / :func:`tls_context`: connect to the address rca resolved, with
-  the run's trust and the host name checked, unless the TLS check already found the
-  certificate invalid; then a session without verification is opened for the steps that
-  send no secret, and the login is withheld (:func:`may_send_credentials`).
+  the run's trust and the host name checked; when the certificate is rejected, a session
+  without verification is opened for the steps that send no secret, and the login is
+  withheld (:func:`may_send_credentials`) unless ``--insecure``.
 - :class:`SessionFindings`: one set of codes per protocol (``imap.login.failed``,
   ``pop3.login.failed``...) built by :func:`session_findings`, so the three probes judge
   the same situations the same way and ``rca findings`` still lists every code.

@@ -514,8 +514,8 @@ class Pop3Session:
         """STAT: (messages, octets), or the -ERR line."""
         status = await self.command("STAT")
         words = status.split()
-        if status.startswith("+OK") and len(words) >= 3 and words[1].isdigit() \
-                and words[2].isdigit():
+        if (status.startswith("+OK") and len(words) >= 3 and words[1].isdigit()
+                and words[2].isdigit()):  # fmt: skip
             return int(words[1]), int(words[2])
         return status
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from analyzer.errors import NetError
 from analyzer.exchange import (
+    Kind,
     Prepared,
     ServiceUrl,
     auth_error_finding,
@@ -153,8 +154,9 @@ async def run(ctx: ProbeContext, target: Target) -> None:
     """One result per endpoint (mailbox, address book)."""
     settings = autodiscover(ctx)
     client = str(uuid.uuid4()).upper()
-    for kind, name in (("mapi_emsmdb", "emsmdb"), ("mapi_nspi", "nspi")):
-        url = await service_url(ctx, target, kind)  # type: ignore[arg-type]
+    endpoints: tuple[tuple[Kind, str], ...] = (("mapi_emsmdb", "emsmdb"), ("mapi_nspi", "nspi"))
+    for kind, name in endpoints:
+        url = await service_url(ctx, target, kind)
         if url is None:
             with ctx.result(target.domain) as res, res.step(f"Find the {name} URL") as step:
                 step.add(F.not_offered(detail="Autodiscover gave no MAPI/HTTP URL and no "

@@ -354,8 +354,8 @@ def _mapi_response(request_type: str, code: int, body: bytes = b"",
     headers += [("Set-Cookie", c) for c in cookies]
     if code != 0 or request_type == "PING":
         return EmulatorResponse(status=200, headers=tuple(headers), body=body)
-    meta = b"PROCESSING\r\nDONE\r\nX-ElapsedTime: 2\r\nX-StartTime: " + \
-        time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()).encode() + b"\r\n\r\n"
+    started = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()).encode()
+    meta = b"PROCESSING\r\nDONE\r\nX-ElapsedTime: 2\r\nX-StartTime: " + started + b"\r\n\r\n"
     return EmulatorResponse(status=200, headers=tuple(headers), body=meta + body)
 
 
@@ -380,8 +380,8 @@ def mapi(request: EmulatorRequest) -> EmulatorResponse:
         if not dn.startswith("/o="):
             return _mapi_response(request_type, 12)  # Invalid Request Body
         display = (auth.user or "user").encode("utf-16-le") + b"\0\0"
-        body = ok + struct.pack("<III", 60_000, 5, 1000) + b"/o=rca-lab\0" + display + \
-            struct.pack("<I", 0)
+        body = (ok + struct.pack("<III", 60_000, 5, 1000) + b"/o=rca-lab\0" + display
+                + struct.pack("<I", 0))
         context = uuid.uuid4().hex
         return _mapi_response("Connect", 0, body,
                               (f"MapiContext={context}; path=/mapi/emsmdb/; secure",
