@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from analyzer.findings import FindingSpec
+from analyzer.model import Finding
 from analyzer.resolve import Lookup
 from probes.mailauth import TxtLookup
 
@@ -124,3 +126,28 @@ def select(found: Lookup, belongs: Callable[[bytes], bool]) -> Selected:
     if len(mine) > 1:
         return Selected(state="multiple", records=mine, all_records=every)
     return Selected(state="one", records=mine, all_records=every)
+
+
+def selection_problem(
+    name: str,
+    answer: Lookup,
+    chosen: Selected,
+    *,
+    tag: str,
+    temperror: FindingSpec,
+    missing: FindingSpec,
+    multiple: FindingSpec,
+) -> Finding | None:
+    """The finding when a one-record standard (``tag`` like ``v=STSv1``) does not have
+    exactly one record at ``name``: a failed look-up, none, or several; else None."""
+    if chosen.state == "temperror":
+        return temperror(detail=f"{name}: {chosen.detail}", evidence=answer.evidence())
+    if chosen.state == "none":
+        return missing(detail=f"no {tag} record at {name}", evidence=answer.evidence())
+    if chosen.state == "multiple":
+        texts = [show(r) for r in chosen.records]
+        return multiple(
+            detail=f"{name} has {len(texts)} {tag} records",
+            evidence={"name": name, "records": texts},
+        )
+    return None

@@ -25,6 +25,7 @@ from probes.mailauth._txt import (
     normalise_name,
     printable_or_tab,
     select,
+    selection_problem,
     show,
 )
 
@@ -448,19 +449,11 @@ def check_mtasts_record(domain: str, answer: Lookup) -> RecordCheck:
     """Judge the TXT answer for ``_mta-sts.<domain>`` (RFC 8461 3.1); never raises."""
     name = mtasts_name(domain)
     chosen = select(answer, is_mtasts_record)
-    if chosen.state == "temperror":
-        finding = TEMPERROR(detail=f"{name}: {chosen.detail}", evidence=answer.evidence())
-        return RecordCheck(record=None, text=None, findings=(finding,))
-    if chosen.state == "none":
-        finding = MISSING(detail=f"no v=STSv1 record at {name}", evidence=answer.evidence())
-        return RecordCheck(record=None, text=None, findings=(finding,))
-    if chosen.state == "multiple":
-        texts = [show(r) for r in chosen.records]
-        finding = MULTIPLE(
-            detail=f"{name} has {len(texts)} v=STSv1 records",
-            evidence={"name": name, "records": texts},
-        )
-        return RecordCheck(record=None, text=None, findings=(finding,))
+    problem = selection_problem(
+        name, answer, chosen, tag="v=STSv1", temperror=TEMPERROR, missing=MISSING, multiple=MULTIPLE
+    )
+    if problem is not None:
+        return RecordCheck(record=None, text=None, findings=(problem,))
     text = show(chosen.record)
     try:
         record = parse_mtasts_record(chosen.record)

@@ -22,6 +22,7 @@ from probes.mailauth._txt import (
     normalise_name,
     printable_or_tab,
     select,
+    selection_problem,
     show,
 )
 
@@ -227,19 +228,17 @@ def check_tlsrpt(domain: str, answer: Lookup) -> TlsRptCheck:
     """Judge the TXT answer for ``_smtp._tls.<domain>``; never raises."""
     name = tlsrpt_name(domain)
     chosen = select(answer, is_tlsrpt_record)
-    if chosen.state == "temperror":
-        finding = TEMPERROR(detail=f"{name}: {chosen.detail}", evidence=answer.evidence())
-        return TlsRptCheck(record=None, text=None, findings=(finding,))
-    if chosen.state == "none":
-        finding = MISSING(detail=f"no v=TLSRPTv1 record at {name}", evidence=answer.evidence())
-        return TlsRptCheck(record=None, text=None, findings=(finding,))
-    if chosen.state == "multiple":
-        texts = [show(r) for r in chosen.records]
-        finding = MULTIPLE(
-            detail=f"{name} has {len(texts)} v=TLSRPTv1 records",
-            evidence={"name": name, "records": texts},
-        )
-        return TlsRptCheck(record=None, text=None, findings=(finding,))
+    problem = selection_problem(
+        name,
+        answer,
+        chosen,
+        tag="v=TLSRPTv1",
+        temperror=TEMPERROR,
+        missing=MISSING,
+        multiple=MULTIPLE,
+    )
+    if problem is not None:
+        return TlsRptCheck(record=None, text=None, findings=(problem,))
     text = show(chosen.record)
     try:
         record = parse_tlsrpt(chosen.record)
