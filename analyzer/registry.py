@@ -28,10 +28,11 @@ def load_probes(ids: tuple[str, ...] | None = None) -> list[Probe]:
 
 def all_finding_specs() -> list[FindingSpec]:
     """Every finding code rca can produce: the pipeline's and every probe's."""
+    from analyzer.batch import BATCH_FINDINGS  # noqa: PLC0415
     from analyzer.pipeline import PIPELINE_FINDINGS  # noqa: PLC0415
 
     specs: dict[str, FindingSpec] = {}
-    for spec in (*CORE_FINDINGS, *PIPELINE_FINDINGS):
+    for spec in (*CORE_FINDINGS, *PIPELINE_FINDINGS, *BATCH_FINDINGS):
         specs[spec.code] = spec
     for probe in load_probes():
         for spec in probe.findings:
