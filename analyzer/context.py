@@ -311,7 +311,7 @@ class RunContext:
         self._global = asyncio.Semaphore(options.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._executor: ThreadPoolExecutor | None = None
-        self._ssl_cache: dict[bool, ssl.SSLContext] = {}
+        self._ssl: ssl.SSLContext | None = None
         self._shared: dict[str, asyncio.Future[Any]] = {}
 
     # --- time ---------------------------------------------------------------------------------
@@ -427,23 +427,18 @@ class RunContext:
         """Addresses forced by ``--connect HOST=IP`` for ``host`` (empty if none)."""
         return tuple(self.options.connect.get(host.lower().rstrip("."), ()))
 
-    def ssl_context(self, *, verify: bool = True) -> ssl.SSLContext:
-        """A client SSL context trusting certifi + the system store + ``--ca-file``.
+    def ssl_context(self) -> ssl.SSLContext:
+        """A verifying client SSL context trusting certifi + the system store + ``--ca-file``.
 
-        ``verify=False`` exists only for the certificate probe's own inspection path,
-        which then validates the captured chain itself and reports every problem.
+        The one context that skips verification is
+        :func:`analyzer.tlsprobe.inspection_context`, for looking at broken chains.
         """
-        cached = self._ssl_cache.get(verify)
-        if cached is not None:
-            return cached
-        ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
-        for cafile in self.trust_files():
-            ctx.load_verify_locations(cafile=str(cafile))
-        if not verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        self._ssl_cache[verify] = ctx
-        return ctx
+        if self._ssl is None:
+            ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+            for cafile in self.trust_files():
+                ctx.load_verify_locations(cafile=str(cafile))
+            self._ssl = ctx
+        return self._ssl
 
     def trust_files(self) -> tuple[Path, ...]:
         """PEM files of trusted roots, in addition to the system store."""

@@ -76,6 +76,7 @@ __all__ = [
     "imap_login",
     "login_endpoints",
     "login_name",
+    "login_precheck",
     "may_send_credentials",
     "net_error_finding",
     "open_session",
@@ -553,6 +554,23 @@ def may_send_credentials(
     if ctx.options.insecure:
         return True, f.tls_insecure(detail=choice.reason)
     return False, f.tls_untrusted(detail=choice.reason)
+
+
+def login_precheck(
+    ctx: ProbeContext, step: StepRecorder, f: SessionFindings, user: str | None,
+    choice: TlsChoice,
+) -> bool:  # fmt: skip
+    """Whether to attempt the login; records why not (no secret or user, untrusted TLS),
+    or the loud ``--insecure`` warning when it goes ahead anyway."""
+    if not ctx.options.credentials.has_secret or user is None:
+        step.add(f.login_skipped(
+            detail="no password or token was given" if user else "no login name: give --user"
+        ))  # fmt: skip
+        return False
+    allowed, gate = may_send_credentials(ctx, f, choice)
+    if gate is not None:
+        step.add(gate)
+    return allowed
 
 
 def net_error_finding(f: SessionFindings, exc: NetError) -> Finding:

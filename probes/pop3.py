@@ -35,7 +35,7 @@ from analyzer.login import (
     guard,
     login_endpoints,
     login_name,
-    may_send_credentials,
+    login_precheck,
     open_session,
     refusal_finding,
     session_findings,
@@ -131,20 +131,10 @@ async def _after_tls(
         ))  # fmt: skip
 
     user = login_name(ctx, target)
-    creds = ctx.options.credentials
-    allowed, gate = may_send_credentials(ctx, F, choice)
     with res.step(f"Log in as {user or '(no user)'}") as step:
         session.conn.transcript = step
         session.timeout = ctx.op_timeout()
-        if not creds.has_secret or user is None:
-            step.add(F.login_skipped(
-                detail="no password or token was given" if user else "no login name: give --user"
-            ))  # fmt: skip
-            await _quit(ctx, session, step)
-            return
-        if gate is not None:
-            step.add(gate)
-        if not allowed:
+        if not login_precheck(ctx, step, F, user, choice) or user is None:
             await _quit(ctx, session, step)
             return
         with guard(step, F):

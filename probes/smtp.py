@@ -57,6 +57,7 @@ from analyzer.login import (
     imap_login,
     login_endpoints,
     login_name,
+    login_precheck,
     may_send_credentials,
     open_session,
     refusal_finding,
@@ -295,22 +296,14 @@ async def _submission_after_tls(
                              evidence={"ehlo": list(reply.lines)}))  # fmt: skip
     user = login_name(ctx, target)
     creds = ctx.options.credentials
-    allowed, gate = may_send_credentials(ctx, F, choice)
     with res.step(f"AUTH as {user or '(no user)'}") as step:
         session.conn.transcript = step
         session.timeout = ctx.op_timeout()
-        if not creds.has_secret or user is None:
-            step.add(F.login_skipped(
-                detail="no password or token was given" if user else "no login name: give --user"
-            ))  # fmt: skip
-        elif not session.auth_mechanisms():
+        if creds.has_secret and user is not None and not session.auth_mechanisms():
             step.note("no AUTH offered: nothing to log in with")
-        else:
-            if gate is not None:
-                step.add(gate)
-            if allowed:
-                with guard(step, F):
-                    await smtp_login(ctx, session, step, F, user, ep)
+        elif login_precheck(ctx, step, F, user, choice) and user is not None:
+            with guard(step, F):
+                await smtp_login(ctx, session, step, F, user, ep)
         await _quit(ctx, session, step)
 
 

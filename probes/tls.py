@@ -182,20 +182,12 @@ class _Captured:
 async def run(ctx: ProbeContext, target: Target) -> None:
     """Handshake with every TLS endpoint on every address, concurrently."""
     endpoints = [ep for ep in await plan_endpoints(ctx, target) if ep.service.tls != "none"]
-    roots = await ctx.run.shared("trust-store", lambda: _load_roots(ctx))
+    roots = await tlschain.run_roots(ctx.run)
     outcomes = await asyncio.gather(*(_endpoint(ctx, ep, roots) for ep in endpoints))
     verdicts = {ep.label: v for ep, (v, _) in zip(endpoints, outcomes, strict=True)}
     chains = {ep.label: c for ep, (_, c) in zip(endpoints, outcomes, strict=True) if c}
     ctx.publish(TLS_VERDICTS, verdicts)
     ctx.publish(TLS_CHAINS, chains, shown=False)
-
-
-async def _load_roots(ctx: ProbeContext) -> tuple[x509.Certificate, ...]:
-    # On the event loop's thread on purpose (about 10 ms, once per run): the loader
-    # silences cryptography's warnings about odd roots with warnings.catch_warnings(),
-    # which is not thread-safe; in a worker thread it raced with the loop's own use.
-    paths = tlschain.trust_store_paths(ctx.options.ca_file)
-    return tlschain.load_trust_store(paths)
 
 
 async def _endpoint(

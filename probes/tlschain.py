@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from os import PathLike
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -62,7 +62,11 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from analyzer.findings import FindingSpec
 from analyzer.model import Finding, Json, Status, worst
 
+if TYPE_CHECKING:
+    from analyzer.context import RunContext
+
 __all__ = [
+    "run_roots",
     "CHAIN_EMPTY",
     "CHAIN_DUPLICATE_CERTS",
     "CHAIN_EXTRA_CERTS",
@@ -503,6 +507,20 @@ def trust_store_paths(ca_file: str | PathLike[str] | None = None) -> tuple[Path,
     if ca_file is not None:
         paths.append(Path(ca_file))
     return tuple(paths)
+
+
+async def run_roots(run: RunContext) -> tuple[x509.Certificate, ...]:
+    """The run's trust store (certifi + system + ``--ca-file``), loaded once per run.
+
+    Loaded on the event loop's thread on purpose (about 10 ms): the loader silences
+    cryptography's warnings about odd roots with ``warnings.catch_warnings()``, which is
+    not thread-safe; in a worker thread it raced with the loop's own use.
+    """
+
+    async def load() -> tuple[x509.Certificate, ...]:
+        return load_trust_store(trust_store_paths(run.options.ca_file))
+
+    return await run.shared("trust-store", load)
 
 
 def load_trust_store(paths: Iterable[str | PathLike[str]]) -> tuple[x509.Certificate, ...]:

@@ -55,18 +55,11 @@ def _applies(target: Target) -> str | None:
     return None
 
 
-async def _load_roots(ctx: ProbeContext) -> tuple[x509.Certificate, ...]:
-    paths = tlschain.trust_store_paths(ctx.options.ca_file)
-    return await ctx.run.to_thread(tlschain.load_trust_store, paths)
-
-
 async def run(ctx: ProbeContext, target: Target) -> None:
     """Discover the settings of the target address (see the module docstring)."""
     address = target.address
     assert address is not None  # noqa: S101 - guaranteed by _applies
-    roots: Sequence[x509.Certificate] = await ctx.run.shared(
-        "trust-store", lambda: _load_roots(ctx)
-    )
+    roots: Sequence[x509.Certificate] = await tlschain.run_roots(ctx.run)
     trusted = tuple(d.lower().rstrip(".") for d in ctx.options.trust_redirect)
     async with contextlib.AsyncExitStack() as stack:
         discovery = Discovery(ctx=ctx, roots=roots, stack=stack, original=address, trusted=trusted)
