@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from analyzer.endpoints import Endpoint, plan_endpoints
-from analyzer.errors import NetError, NetTimeout, ProtocolViolation, TlsFailure
+from analyzer.errors import (
+    ConnectionReset,
+    NetError,
+    NetTimeout,
+    ProtocolViolation,
+    TlsFailure,
+)
 from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, SRV_RECORDS, TLS_CHAINS, TLS_VERDICTS
 from analyzer.findings import FindingSpec
 from analyzer.model import Finding, Json, Status
@@ -248,6 +254,13 @@ async def _address(
             step.add(PROTOCOL_ERROR(detail=str(exc)))
             return _Captured(address, None, "failed")
         except NetError as exc:
+            if isinstance(exc, ConnectionReset) and exc.phase == "connect":
+                # Accepted, then reset at once. Whether the reset beats the connect's
+                # completion is a race on the wire; either way a client cannot get TLS
+                # here, so it is a handshake failure, not an unreachable port.
+                detail = f"the server accepted the TCP connection, then reset it ({exc})"
+                step.add(HANDSHAKE_FAILED(detail=detail, status=Status.FAIL))
+                return _Captured(address, None, "failed")
             if exc.phase == "connect":
                 step.add(UNREACHABLE(detail=str(exc), status=Status.SKIP))
                 return _Captured(address, None, "unreachable")
