@@ -111,13 +111,8 @@ class DnsServer:
 
     def __init__(self, handler: _Handler) -> None:
         self.handler = handler
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
+        self.udp, self.tcp = _bind_pair()
         self.address, self.port = self.udp.getsockname()
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", self.port))
-        self.tcp.listen(16)
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._serve_udp, daemon=True),
@@ -166,6 +161,27 @@ class DnsServer:
                         conn.sendall(struct.pack("!H", len(out)) + out)
                 except (OSError, struct.error, EOFError):
                     continue
+
+
+def _bind_pair(attempts: int = 50) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a listening TCP socket on the same free loopback port.
+
+    The port the kernel picks for UDP may be taken for TCP (by another test's client
+    connection, say): then both are closed and another port is tried."""
+    for _ in range(attempts):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            udp.bind(("127.0.0.1", 0))
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+            tcp.listen(16)
+        except OSError:
+            udp.close()
+            tcp.close()
+            continue
+        return udp, tcp
+    raise OSError("no loopback port free for both UDP and TCP")
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes:
