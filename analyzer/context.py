@@ -13,7 +13,7 @@ import contextlib
 import ipaddress
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 __all__ = [
     "Credentials",
     "Family",
+    "FilesKey",
     "HostLimits",
     "Nameserver",
     "RunContext",
     "RunOptions",
+    "files_key",
     "parse_connect_override",
     "parse_host_port",
     "parse_nameserver",
@@ -434,10 +436,7 @@ class RunContext:
         :func:`analyzer.tlsprobe.inspection_context`, for looking at broken chains.
         """
         if self._ssl is None:
-            ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
-            for cafile in self.trust_files():
-                ctx.load_verify_locations(cafile=str(cafile))
-            self._ssl = ctx
+            self._ssl = _verifying_context(self.trust_files())
         return self._ssl
 
     def trust_files(self) -> tuple[Path, ...]:
@@ -460,3 +459,34 @@ class RunContext:
             "python": platform.python_version(),
             "platform": platform.platform(terse=True),
         }
+
+
+FilesKey = tuple[tuple[str, int, int, int], ...]
+
+
+def files_key(paths: Iterable[Path]) -> FilesKey:
+    """The identity of files as they are now (path, inode, size, modification time), to
+    key what was parsed from them; :class:`OSError` for a file that is gone."""
+    key = []
+    for path in paths:
+        st = path.stat()
+        key.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(key)
+
+
+#: Verifying contexts already built in this process, by the identity of their trust
+#: files: loading certifi costs about 15 ms of CPU, once per batch rather than per target.
+_CONTEXTS: dict[FilesKey, ssl.SSLContext] = {}
+
+
+def _verifying_context(files: tuple[Path, ...]) -> ssl.SSLContext:
+    key = files_key(files)
+    found = _CONTEXTS.get(key)
+    if found is None:
+        found = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+        for cafile in files:
+            found.load_verify_locations(cafile=str(cafile))
+        if len(_CONTEXTS) >= 8:
+            _CONTEXTS.pop(next(iter(_CONTEXTS)))
+        _CONTEXTS[key] = found
+    return found

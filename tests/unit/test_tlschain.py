@@ -31,6 +31,7 @@ from probes.tlschain import (
     MAX_NAMES,
     MAX_TEXT,
     ChainDiagnosis,
+    cached_trust_store,
     diagnose,
     load_trust_store,
 )
@@ -1065,6 +1066,26 @@ def test_trust_store_refuses_a_missing_file(tmp_path: Path) -> None:
     # Then the error is raised, so the trust never shrinks silently
     with pytest.raises(OSError):
         load_trust_store([tmp_path / "gone.pem"])
+
+
+def test_a_trust_store_is_parsed_once_until_its_file_changes(
+    pki: LabPKI, tmp_path: Path
+) -> None:
+    # Given a --ca-file loaded once (as the first target of a batch does)
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(_pem(pki.root_cert))
+    first = cached_trust_store([bundle])
+    # When it is asked for again, then it is the same parse
+    assert cached_trust_store([bundle]) is first
+    # When the file is replaced, then the new contents are read
+    replacement = tmp_path / "new.pem"
+    replacement.write_bytes(_pem(pki.root_cert) + _pem(pki.untrusted_root_cert))
+    replacement.replace(bundle)
+    assert cached_trust_store([bundle]) == (pki.root_cert, pki.untrusted_root_cert)
+    # And when it is gone, the error is raised as without the cache
+    bundle.unlink()
+    with pytest.raises(OSError):
+        cached_trust_store([bundle])
 
 
 def test_certifi_store_loads_without_warnings() -> None:
