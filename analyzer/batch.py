@@ -8,6 +8,7 @@ The file (TOML; every key is optional but ``targets``)::
     out = "reports"           # --out
     history = "history"       # --history: keep past runs, report what changed
     keep = 30                 # runs kept per target; keep_days = 90 removes older ones
+    share = true              # check an endpoint many targets share once (see below)
 
     [defaults]                # options of every target (a target's own keys win)
     tests = ["dns", "mailauth", "ports", "tls"]
@@ -41,8 +42,15 @@ What the batch promises:
   are read late, which slows every check and falsifies the times it measures
   (``bench/batch.py``; docs/scheduling.md). For more throughput, ``processes`` runs
   several checking processes, each with its own event loop.
+* **One check per shared endpoint.** Targets of one provider name the same MX and mail
+  hosts. The reachability and TLS check of an endpoint (host, port, service, addresses)
+  runs once per checking process, and every target that uses it gets a copy in its
+  report, marked ``shared`` with the time it was made
+  (:class:`~analyzer.probe.SharedResults`): the provider sees one handshake, not one
+  per customer. ``share = false`` (or ``--no-share``) checks every endpoint afresh for
+  every target.
 * **Bounded memory.** Reports are written as they finish, by ``writers`` helper
-  processes (rendering a big HTML report takes a tenth of a second of CPU: done in the
+  processes (rendering a report takes 10-15 ms of CPU, more for a big one: done in the
   event loop it would delay every running check); only a small summary of each target
   stays in memory.
 * **Exit code = the worst target**, in monitoring-plugins order: 2 > 3 > 1 > 0.
@@ -76,7 +84,7 @@ from analyzer.model import ProbeResult, Report, Status, Step
 if TYPE_CHECKING:
     from analyzer.context import Credentials, HostLimits, RunOptions
     from analyzer.history import Changes
-    from analyzer.probe import Probe
+    from analyzer.probe import Probe, SharedResults
     from analyzer.targets import Target
 
 __all__ = [
@@ -379,10 +387,13 @@ class BatchConfig:
     history: Path | None = None
     keep: int | None = None
     keep_days: float | None = None
+    share: bool | None = None
 
 
 _TOP_KEYS = frozenset({"batch", "defaults", "targets"})
-_BATCH_KEYS = frozenset({"concurrency", "per_host", "out", "history", "keep", "keep_days"})
+_BATCH_KEYS = frozenset(
+    {"concurrency", "per_host", "out", "history", "keep", "keep_days", "share"}
+)
 
 
 def load_batch(path: Path) -> BatchConfig:
@@ -433,6 +444,8 @@ def parse_batch(data: Mapping[str, Any], *, base: Path, source: str) -> BatchCon
         isinstance(keep_days, bool) or not isinstance(keep_days, int | float) or keep_days <= 0
     ):
         raise BatchFileError(f"{source}: batch.keep_days: expected a positive number of days")
+    if "share" in batch and not isinstance(batch["share"], bool):
+        raise BatchFileError(f"{source}: batch.share: expected true or false")
     for key in ("out", "history"):
         if key in batch and (not isinstance(batch[key], str) or not batch[key]):
             raise BatchFileError(f"{source}: batch.{key}: expected a folder name")
@@ -504,6 +517,7 @@ def parse_batch(data: Mapping[str, Any], *, base: Path, source: str) -> BatchCon
         history=base / batch["history"] if "history" in batch else None,
         keep=batch.get("keep"),
         keep_days=float(keep_days) if keep_days is not None else None,
+        share=batch.get("share"),
     )
 
 
@@ -550,6 +564,7 @@ async def check_target(
     base: Path,
     probes: Sequence[Probe],
     limits: HostLimits | None = None,
+    shared: SharedResults | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
 ) -> Report:
@@ -579,7 +594,7 @@ async def check_target(
         )
     try:
         async with asyncio.timeout(options.timeout + WATCHDOG_GRACE_S):
-            async with RunContext(options, shared_limits=limits) as run:
+            async with RunContext(options, shared_limits=limits, shared_results=shared) as run:
                 return await run_probes(run, target, planned, tool_version=__version__)
     except TimeoutError:
         detail = (
@@ -831,6 +846,7 @@ class _Plan:
     concurrency: int
     per_host: int
     writers: int
+    share: bool = True
     probes: tuple[Probe, ...] | None = None
     env: Mapping[str, str] | None = None
 
@@ -848,6 +864,7 @@ async def run_batch(
     progress: Progress | None = None,
     writers: int = 1,
     processes: int = 1,
+    share: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> BatchResult:
     """Check every target of ``config`` and write the reports, the index and the
@@ -858,6 +875,8 @@ async def run_batch(
     loop is one core at most, and a check costs CPU); the targets are dealt out among
     them, ``concurrency`` is per process, and ``per_host`` is divided between them so
     that the batch as a whole keeps the bound (at least 1 each).
+    ``share``: check each endpoint that several targets use once per process (see the
+    module docstring).
     """
     if concurrency < 1 or per_host < 1 or processes < 1:
         raise UsageError("--concurrency, --per-host and --processes must be at least 1")
@@ -876,6 +895,7 @@ async def run_batch(
         concurrency=concurrency,
         per_host=per_host,
         writers=writers,
+        share=share,
         probes=tuple(probes) if probes is not None else None,
         env=env,
     )
@@ -901,10 +921,12 @@ async def run_batch(
 async def _check_share(plan: _Plan, done: Callable[[int, TargetSummary], None]) -> None:
     """Check ``plan.targets`` in this process's event loop and write their reports."""
     from analyzer.context import HostLimits  # noqa: PLC0415
+    from analyzer.probe import SharedResults  # noqa: PLC0415
     from analyzer.registry import load_probes  # noqa: PLC0415
 
     available = list(plan.probes) if plan.probes is not None else load_probes()
     limits = HostLimits(plan.per_host)
+    shared = SharedResults() if plan.share else None
     gate = asyncio.Semaphore(plan.concurrency)
     # Finished reports waiting for a writer hold a check slot: checks wait rather than
     # pile reports up in memory when writing is the slower side.
@@ -916,7 +938,12 @@ async def _check_share(plan: _Plan, done: Callable[[int, TargetSummary], None]) 
         async def one(index: int, spec: TargetSpec) -> None:
             async with gate:
                 report = await check_target(
-                    spec, base=plan.base, probes=available, limits=limits, env=plan.env
+                    spec,
+                    base=plan.base,
+                    probes=available,
+                    limits=limits,
+                    shared=shared,
+                    env=plan.env,
                 )
                 await pending.acquire()
             try:
@@ -1159,6 +1186,7 @@ def main_batch(args: Any) -> int:
                 progress=bar.update if bar is not None else None,
                 writers=args.writers,
                 processes=args.processes or 1,
+                share=not args.no_share and config.share is not False,
             )
         )
     for path, name in ((args.junit, "junit"), (args.prometheus, "prometheus")):

@@ -94,6 +94,9 @@ def _add_schedule_commands(sub: Any) -> None:
                        "(default 1; up to one per core)")
     batch.add_argument("--writers", type=int, default=1, metavar="N",
                        help="helper processes writing the reports (default 1; 0: none)")
+    batch.add_argument("--no-share", action="store_true",
+                       help="check every endpoint afresh for every target, even one that "
+                       "many targets share (default: once per batch process)")
     batch.add_argument("--junit", type=Path, metavar="FILE",
                        help="also write the combined JUnit XML here")
     batch.add_argument("--prometheus", type=Path, metavar="FILE",

@@ -25,6 +25,8 @@ from analyzer.errors import UsageError
 if TYPE_CHECKING:
     import dns.asyncresolver
 
+    from analyzer.probe import SharedResults
+
 __all__ = [
     "Credentials",
     "Family",
@@ -303,9 +305,12 @@ class RunContext:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         shared_limits: HostLimits | None = None,
+        shared_results: SharedResults | None = None,
     ):
         self.options = options
         self.shared_limits = shared_limits
+        #: Endpoint checks shared with the other runs of a batch (None: not in a batch).
+        self.shared_results = shared_results
         self._monotonic = monotonic
         self.started_at = monotonic()
         self.started = options.now or datetime.now(UTC)

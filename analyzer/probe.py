@@ -20,11 +20,14 @@ path up to the point where a test broke.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from analyzer.findings import FindingSpec
 from analyzer.model import (
@@ -43,7 +46,16 @@ if TYPE_CHECKING:
     from analyzer.context import RunContext
     from analyzer.targets import Target
 
-__all__ = ["MissingFact", "Probe", "ProbeContext", "ResultRecorder", "StepRecorder"]
+__all__ = [
+    "MissingFact",
+    "Probe",
+    "ProbeContext",
+    "ResultRecorder",
+    "SharedResults",
+    "StepRecorder",
+]
+
+T = TypeVar("T")
 
 #: Transcript lines longer than this are cut (a hostile server may send megabytes).
 MAX_TRANSCRIPT_LINE = 2000
@@ -301,7 +313,66 @@ class ProbeContext:
         """Start the result for one subject (use with ``with``)."""
         rec = ResultRecorder(self, subject)
         self.results.append(rec)
+        captured = _CAPTURE.get()
+        if captured is not None:
+            captured.append(rec)
         return rec
+
+    async def shared(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` once per batch for ``key``, and reuse what it recorded.
+
+        ``work`` checks one endpoint, recording its results on this context, and returns
+        a value for the probe. Outside a batch it simply runs. In a batch (the run has
+        :class:`SharedResults`) the first run to get here runs it; the others of the
+        batch wait for it, then get a copy of its results (marked as shared) and its
+        value. ``key`` must hold everything the results depend on besides the probe.
+        When the checking run does not finish ``work`` (deadline, error), a waiting run
+        checks for itself.
+        """
+        memo = self.run.shared_results
+        if memo is None:
+            return await work()
+        key = (self.probe.id, key)
+        while (pending := memo.entries.get(key)) is not None:
+            entry = await asyncio.shield(pending)
+            if entry is not None:
+                memo.reused += 1
+                self._adopt(entry)
+                return entry.value  # type: ignore[no-any-return]
+        future: asyncio.Future[_Shared | None] = asyncio.get_running_loop().create_future()
+        memo.entries[key] = future
+        captured: list[ResultRecorder] = []
+        token = _CAPTURE.set(captured)
+        started_ms = self.run.elapsed_ms()
+        entry = None
+        try:
+            value = await work()
+            frozen = [rec.frozen for rec in captured]
+            if all(f is not None for f in frozen):
+                results = tuple(f for f in frozen if f is not None)
+                entry = _Shared(results=results, value=value, started_ms=started_ms)
+            return value
+        finally:
+            _CAPTURE.reset(token)
+            if entry is None:
+                del memo.entries[key]
+            future.set_result(entry)
+
+    def _adopt(self, entry: _Shared) -> None:
+        """Add copies of another run's results, moved onto this run's clock."""
+        shift = self.run.elapsed_ms() - entry.started_ms
+        for result in entry.results:
+            note = (
+                f"checked once in this batch, at {result.started:%Y-%m-%d %H:%M:%S} UTC, "
+                "for every target that uses this endpoint: this is a copy of that check"
+            )
+            rec = ResultRecorder(self, result.subject)
+            rec.frozen = dataclasses.replace(
+                result,
+                steps=tuple(_shifted(step, shift) for step in result.steps),
+                facts={**result.facts, "shared": note},
+            )
+            self.results.append(rec)
 
     def redact(self, text: str) -> str:
         """``text`` with every secret of the run removed."""
@@ -331,6 +402,43 @@ class ProbeContext:
         """Elapsed milliseconds of a block, for per-phase timings in evidence."""
         t0 = time.monotonic()
         yield lambda: round((time.monotonic() - t0) * 1000, 1)
+
+
+#: Where :meth:`ProbeContext.result` also lists the recorders it makes, while a shared
+#: check runs (per task: concurrent checks of one probe do not mix).
+_CAPTURE: ContextVar[list[ResultRecorder] | None] = ContextVar("rca_capture", default=None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Shared:
+    """One finished shared check: its results, its value, when it started (run clock)."""
+
+    results: tuple[ProbeResult, ...]
+    value: Any
+    started_ms: float
+
+
+class SharedResults:
+    """Endpoint checks shared by the runs of one batch (see :meth:`ProbeContext.shared`).
+
+    A thousand domains hosted by one provider name the same few MX and mail hosts.
+    Checking ``mx.provider:25`` a thousand times in one batch costs the provider a
+    thousand handshakes and tells nothing new, so the batch gives one instance to every
+    run: each endpoint is checked once and every target's report gets a copy.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[Hashable, asyncio.Future[_Shared | None]] = {}
+        #: How many times a run reused another's check (for the batch's own metrics).
+        self.reused = 0
+
+
+def _shifted(step: Step, shift_ms: float) -> Step:
+    return dataclasses.replace(
+        step,
+        started_ms=round(max(0.0, step.started_ms + shift_ms), 1),
+        children=tuple(_shifted(child, shift_ms) for child in step.children),
+    )
 
 
 PROBE_DEADLINE = FindingSpec(

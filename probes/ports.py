@@ -184,6 +184,14 @@ async def run(ctx: ProbeContext, target: Target) -> None:
 
 
 async def _check_endpoint(ctx: ProbeContext, ep: Endpoint) -> bool:
+    """One endpoint, checked once per batch (every option the result depends on is in
+    the key; see :meth:`~analyzer.probe.ProbeContext.shared`)."""
+    o = ctx.options
+    key = (ep, o.families, o.connect_timeout, o.op_timeout, o.slow_greeting_s)
+    return await ctx.shared(key, lambda: _check_endpoint_now(ctx, ep))
+
+
+async def _check_endpoint_now(ctx: ProbeContext, ep: Endpoint) -> bool:
     with ctx.result(ep.label) as res:
         addresses = ep.addresses(ctx.options.families)
         if not addresses:

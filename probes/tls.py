@@ -199,6 +199,19 @@ async def run(ctx: ProbeContext, target: Target) -> None:
 async def _endpoint(
     ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate]
 ) -> tuple[str, tuple[bytes, ...]]:
+    """One endpoint, checked once per batch (every option the result depends on is in
+    the key; see :meth:`~analyzer.probe.ProbeContext.shared`)."""
+    o = ctx.options
+    key = (
+        ep, o.families, o.op_timeout, o.ca_file, o.cert_warn_days, o.cert_fail_days,
+        o.nameservers, ctx.run.now().date(),
+    )
+    return await ctx.shared(key, lambda: _endpoint_now(ctx, ep, roots))
+
+
+async def _endpoint_now(
+    ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate]
+) -> tuple[str, tuple[bytes, ...]]:
     with ctx.result(ep.label) as res:
         addresses = ep.addresses(ctx.options.families)
         if not addresses:

@@ -3,6 +3,7 @@ servers that break TLS on purpose. Each case ends as a finding within the deadli
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from datetime import UTC, datetime
@@ -167,3 +168,42 @@ async def test_versions_are_reported(pki: LabPKI) -> None:
         report = await run_tls(pki, server.port, "imaps")
     found = codes(report)
     assert "tls.version.ok" in found or "tls.version.legacy" in found
+
+
+def test_a_batch_checks_an_endpoint_its_targets_share_once(pki: LabPKI, tmp_path: Path) -> None:
+    # Given 4 targets whose submission endpoint is the same STARTTLS server
+    from analyzer.batch import BatchConfig, TargetSpec, run_batch
+    from analyzer.history import load_report
+
+    cert = issue(pki, "good", "shared-submission")
+
+    def batch(server_port: int, *, share: bool) -> None:
+        settings = {
+            "tests": ["ports", "tls"], "timeout": 20, "ca_file": str(pki.ca_file),
+            "connect": [f"{HOST}=127.0.0.1"], "ports": [f"submission/{HOST}:{server_port}"],
+        }
+        specs = tuple(
+            TargetSpec(name=f"t{i}", target="127.0.0.1", settings=settings) for i in range(4)
+        )
+        config = BatchConfig(source="test", base=tmp_path, targets=specs)
+        out = tmp_path / ("shared" if share else "fresh")
+        asyncio.run(run_batch(config, out=out, concurrency=4, writers=0, share=share))
+
+    # When the batch runs with sharing (the default), then without
+    with serve(smtp_starttls(server_context(cert))) as server:
+        batch(server.port, share=True)
+    shared_connections, label = server.connections, f"{HOST}:{server.port}"
+    with serve(smtp_starttls(server_context(cert))) as server:
+        batch(server.port, share=False)
+    # Then the shared run cost the server a quarter of the connections
+    assert shared_connections * 4 == server.connections
+    # And every target's report holds the full TLS verdict on it, three marked as copies
+    copies = 0
+    for i in range(4):
+        report = load_report(tmp_path / "shared" / f"t{i}.json")
+        tls = [r for r in report.results if r.probe == "tls" and r.subject == label]
+        assert len(tls) == 1
+        found = {f.code for f in tls[0].findings()}
+        assert {"tls.handshake.ok", "tls.chain.valid"} <= found, found
+        copies += "shared" in tls[0].facts
+    assert copies == 3

@@ -389,3 +389,103 @@ def test_history_keeps_only_the_configured_number_of_runs(tmp_path: Path) -> Non
         run(cfg, tmp_path / "out", history=tmp_path / "history", keep=2)
     # Then 2 runs of the target are kept
     assert len(list((tmp_path / "history" / "site").glob("*.json"))) == 2
+
+
+# --- endpoints shared by several targets ---------------------------------------------------------
+
+
+class Provider:
+    """A probe whose targets all use one endpoint, checked through ``ctx.shared``."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        self.checks = 0
+        self.fail_first = fail_first
+
+    async def run(self, ctx: ProbeContext, target: Target) -> None:
+        async def check(port: int) -> str:
+            self.checks += 1
+            number = self.checks
+            with ctx.result(f"mx.provider.test:{port}") as res, res.step("connect") as step:
+                await asyncio.sleep(0.05)
+                if self.fail_first and number == 1:
+                    raise RuntimeError("the first check broke")
+                step.add(SPECS[Status.PASS](detail=f"check {number}"))
+            return f"value {number}"
+
+        values = await asyncio.gather(
+            *(ctx.shared(("mx.provider.test", p), lambda p=p: check(p)) for p in (25, 587))
+        )
+        with ctx.result(target.domain) as res, res.step("values") as step:
+            step.note(", ".join(values))
+
+    def probe(self) -> Probe:
+        return Probe(id="provider", title="Provider", run=self.run, findings=(SPECS[Status.PASS],))
+
+
+def test_an_endpoint_many_targets_use_is_checked_once(tmp_path: Path) -> None:
+    # Given 5 domains of one provider, whose probe checks its MX on ports 25 and 587
+    provider = Provider()
+    # When they are checked at once
+    run(config([f"d{i}.test" for i in range(5)]), tmp_path, [provider.probe()], concurrency=5)
+    # Then each endpoint was checked once, not once per domain
+    assert provider.checks == 2
+    reports = [load_report(tmp_path / f"d{i}.test-{i}.json") for i in range(5)]
+    for report in reports:
+        results = {r.subject: r for r in report.results}
+        # And every report holds both endpoints' results, each with its own steps only
+        for port in (25, 587):
+            result = results[f"mx.provider.test:{port}"]
+            assert [s.title for s in result.steps] == ["connect"]
+            assert result.status == Status.PASS
+        # And the values the checks returned reached every target's probe
+        notes = [line.text for line in results[report.target].steps[0].transcript]
+        assert sorted(notes[0].split(", ")) == ["value 1", "value 2"]
+    # And the copies say they are copies, with when the check was made
+    shared = [
+        r.facts["shared"] for rep in reports for r in rep.results if "shared" in r.facts
+    ]
+    assert len(shared) == 8
+    assert all("checked once in this batch" in str(text) for text in shared)
+
+
+def test_sharing_can_be_turned_off(tmp_path: Path) -> None:
+    # Given the same 5 domains, with sharing off
+    provider = Provider()
+    run(config([f"d{i}.test" for i in range(5)]), tmp_path, [provider.probe()], concurrency=5,
+        share=False)
+    # Then every domain checked both endpoints itself
+    assert provider.checks == 10
+
+
+def test_when_the_first_check_breaks_the_others_check_for_themselves(tmp_path: Path) -> None:
+    # Given a provider whose very first check raises
+    provider = Provider(fail_first=True)
+    # When 4 domains are checked at once
+    result = run(config([f"d{i}.test" for i in range(4)]), tmp_path, [provider.probe()],
+                 concurrency=4)
+    # Then the domain whose check broke says so, and no other domain got a copy of it
+    codes = sorted(s.exit_code for s in result.targets)
+    assert codes == [0, 0, 0, 3]
+    # And the broken check was made again (once) for the others
+    assert provider.checks == 3
+    for i in range(4):
+        report = load_report(tmp_path / f"d{i}.test-{i}.json")
+        crashed = [f for _, f in report.findings() if f.code == "probe.crashed"]
+        assert len(crashed) == (1 if report.status == Status.ERROR else 0)
+
+
+def test_outside_a_batch_nothing_is_shared() -> None:
+    # Given the provider probe run by two plain checks
+    from analyzer.api import check
+    from analyzer.context import RunOptions
+    from analyzer.targets import parse_target
+
+    provider = Provider()
+
+    async def twice() -> None:
+        for name in ("a.test", "b.test"):
+            await check(parse_target(name), RunOptions(), probes=[provider.probe()])
+
+    asyncio.run(twice())
+    # Then each check made its own
+    assert provider.checks == 4

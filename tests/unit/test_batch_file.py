@@ -115,6 +115,7 @@ def test_a_derived_name_never_takes_an_explicit_one() -> None:
         ('[defaults]\nfamilies = [5]\n[[targets]]\ntarget = "a.test"\n', "families"),
         ('[batch]\nconcurrency = 0\n[[targets]]\ntarget = "a.test"\n', "concurrency"),
         ('[batch]\nparallel = 3\n[[targets]]\ntarget = "a.test"\n', "batch.parallel"),
+        ('[batch]\nshare = "yes"\n[[targets]]\ntarget = "a.test"\n', "batch.share"),
         ("[defaults]\ntimeout = 5\n", "no targets"),
         ('[target]\nx = 1\n', "unknown section"),
     ],
