@@ -138,7 +138,8 @@ def tree_rss(pid: int) -> int:
 
 
 def run_batch(batch: Path, out: Path, info: LabInfo, args: argparse.Namespace) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "analyzer", "batch", str(batch), "--out", str(out),
+    profile = ["-m", "cProfile", "-o", str(args.profile)] if args.profile else []
+    cmd = [sys.executable, *profile, "-m", "analyzer", "batch", str(batch), "--out", str(out),
            "--netns", info.client_netns, "--quiet", "--writers", str(args.writers)]
     if args.concurrency:
         cmd += ["--concurrency", str(args.concurrency)]
@@ -146,6 +147,8 @@ def run_batch(batch: Path, out: Path, info: LabInfo, args: argparse.Namespace) -
         cmd += ["--per-host", str(args.per_host)]
     if args.processes:
         cmd += ["--processes", str(args.processes)]
+    if args.no_share:
+        cmd += ["--no-share"]
     read0 = Path("/proc/stat").read_text().split()[1:8]
     own0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
@@ -173,6 +176,10 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, help="rca batch --concurrency")
     parser.add_argument("--per-host", type=int, help="rca batch --per-host")
     parser.add_argument("--processes", type=int, help="rca batch --processes")
+    parser.add_argument("--no-share", action="store_true",
+                        help="rca batch --no-share: check shared endpoints for every domain")
+    parser.add_argument("--profile", type=Path,
+                        help="write a cProfile of the batch process here (use with --writers 0)")
     parser.add_argument("--writers", type=int, default=1, help="rca batch --writers")
     parser.add_argument("--latency", type=int, default=0, help="lab latency, ms one way")
     parser.add_argument("--tests", default="dns,ports,tls")
@@ -206,7 +213,7 @@ def main() -> int:
     by_code = {c: codes.count(c) for c in (0, 1, 2, 3)}
     wall, peak_mb = measured["wall"], measured["peak"] / 2**20
     rate = len(codes) / wall if wall else 0.0
-    concurrency = args.concurrency or "default"
+    concurrency = f"{args.concurrency or 'default'}{', no share' if args.no_share else ''}"
     processes = args.processes or 1
     print(f"{len(codes)} domains ({args.tests}), {processes} process(es) x concurrency "
           f"{concurrency}, latency {args.latency} ms: wall {wall:.1f} s "
