@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -209,6 +210,7 @@ def main() -> int:
             stop([nsd.record()])
         if not args.keep:
             Lab.down(LAB_DIR, name=LAB_NAME)
+            shutil.rmtree(work, ignore_errors=True)
     codes = [t["exit_code"] for t in summary["targets"]]
     by_code = {c: codes.count(c) for c in (0, 1, 2, 3)}
     wall, peak_mb = measured["wall"], measured["peak"] / 2**20
