@@ -27,6 +27,49 @@ _LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})+\.?")
 
 
+_FIELD_SEP = re.compile(r"[ \t]*;[ \t]*")
+#: An extension field's name and value, the same grammar in RFC 8461 3.1 (sts-ext-name,
+#: sts-ext-value) and RFC 8460 3 (tlsrpt-ext-name, tlsrpt-ext-value): a letter or digit then
+#: up to 31 of letters, digits, "_", "-", "."; visible characters except "=" and ";".
+EXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
+EXT_VALUE = re.compile(r"[\x21-\x3a\x3c\x3e-\x7e]+")
+
+
+def has_version_tag(data: bytes | str, tag: bytes) -> bool:
+    """True for a TXT string beginning with ``tag`` (``b"v=STSv1"``), case ignored so
+    that a mis-cased record is reported rather than overlooked."""
+    raw = data.encode("latin-1", "replace") if isinstance(data, str) else data
+    return re.match(re.escape(tag) + rb"(?![a-z0-9])", raw, re.IGNORECASE) is not None
+
+
+def record_fields(
+    record: str | bytes, error: Callable[..., Exception]
+) -> tuple[str, list[tuple[str, int]]]:
+    """The text of a ``v=...; name=value; ...`` record and its fields with their offsets.
+
+    The MTA-STS (RFC 8461 3.1) and TLS-RPT (RFC 8460 3) record syntax: printable ASCII
+    and tabs only, fields separated by ``*WSP ";" *WSP``, an optional trailing ``";"``,
+    no empty field. Raises ``error(message, position=offset)`` otherwise.
+    """
+    bad = first_bad_byte(record, allowed=printable_or_tab)
+    if bad is not None:
+        code = record[bad] if isinstance(record, bytes) else ord(record[bad])
+        raise error(f"{describe_char(code)} in the record", position=bad)
+    text = record.decode("ascii") if isinstance(record, bytes) else record
+    fields: list[tuple[str, int]] = []
+    start = 0
+    for sep in _FIELD_SEP.finditer(text):
+        fields.append((text[start : sep.start()], start))
+        start = sep.end()
+    fields.append((text[start:], start))
+    if len(fields) > 1 and not fields[-1][0]:
+        fields.pop()  # the optional trailing ";"
+    for value, at in fields:
+        if not value:
+            raise error("empty field", position=at)
+    return text, fields
+
+
 def txt_bytes(rdata: object) -> bytes:
     """The character-strings of one TXT (or SPF type 99) record, joined without separator."""
     strings = getattr(rdata, "strings", None)

@@ -20,10 +20,14 @@ from typing import TYPE_CHECKING
 from analyzer.findings import FindingSpec
 from analyzer.model import Finding, Json, Status
 from probes.mailauth._txt import (
+    EXT_NAME,
+    EXT_VALUE,
     describe_char,
     first_bad_byte,
+    has_version_tag,
     normalise_name,
     printable_or_tab,
+    record_fields,
     select,
     selection_problem,
     show,
@@ -240,12 +244,7 @@ class MtaStsPolicy:
         }
 
 
-_FIELD_SEP = re.compile(r"[ \t]*;[ \t]*")
 _ID = re.compile(r"[A-Za-z0-9]{1,32}")
-# RFC 8461 3.1: sts-ext-name = (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")
-_EXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
-# sts-ext-value = 1*(%x21-3A / %x3C / %x3E-7E): visible characters except "=" and ";"
-_EXT_VALUE = re.compile(r"[\x21-\x3a\x3c\x3e-\x7e]+")
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})+\.?")
 _POLICY_LINE = re.compile(r"[ \t]*([^:]*?)[ \t]*:[ \t]*(.*?)[ \t]*")
@@ -254,19 +253,13 @@ _POLICY_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
 
 def is_mtasts_record(data: bytes | str) -> bool:
     """True for a TXT string beginning with ``v=STSv1`` (case ignored, to report mis-cased ones)."""
-    raw = data.encode("latin-1", "replace") if isinstance(data, str) else data
-    return re.match(rb"v=stsv1(?![a-z0-9])", raw, re.IGNORECASE) is not None
+    return has_version_tag(data, b"v=STSv1")
 
 
 def parse_mtasts_record(record: str | bytes) -> MtaStsRecord:
     """Parse ``v=STSv1; id=...;`` (RFC 8461 3.1); raises :class:`MtaStsParseError`."""
-    bad = first_bad_byte(record, allowed=printable_or_tab)
-    if bad is not None:
-        code = record[bad] if isinstance(record, bytes) else ord(record[bad])
-        raise MtaStsParseError(f"{describe_char(code)} in the record", position=bad)
-    text = record.decode("ascii") if isinstance(record, bytes) else record
-    fields = _split_fields(text)
-    if not fields or fields[0][0] != "v=STSv1":
+    text, fields = record_fields(record, MtaStsParseError)
+    if fields[0][0] != "v=STSv1":
         raise MtaStsParseError('the record must begin with "v=STSv1" (case-sensitive)', position=0)
     record_id: str | None = None
     extensions: list[tuple[str, str]] = []
@@ -280,29 +273,13 @@ def parse_mtasts_record(record: str | bytes) -> MtaStsRecord:
                     f'id must be 1 to 32 letters or digits, not "{value}"', position=at
                 )
             record_id = value
-        elif eq and _EXT_NAME.fullmatch(name) and _EXT_VALUE.fullmatch(value):
+        elif eq and EXT_NAME.fullmatch(name) and EXT_VALUE.fullmatch(value):
             extensions.append((name, value))
         else:
             raise MtaStsParseError(f'"{field_text}" is not a valid field', position=at)
     if record_id is None:
         raise MtaStsParseError('the "id" field is required')
     return MtaStsRecord(text=text, id=record_id, extensions=tuple(extensions))
-
-
-def _split_fields(text: str) -> list[tuple[str, int]]:
-    """RFC 8461 3.1: fields separated by *WSP ";" *WSP, with an optional trailing ";"."""
-    fields: list[tuple[str, int]] = []
-    start = 0
-    for sep in _FIELD_SEP.finditer(text):
-        fields.append((text[start : sep.start()], start))
-        start = sep.end()
-    fields.append((text[start:], start))
-    if len(fields) > 1 and not fields[-1][0]:
-        fields.pop()
-    for value, at in fields:
-        if not value:
-            raise MtaStsParseError("empty field", position=at)
-    return fields
 
 
 def parse_policy(policy: str | bytes) -> MtaStsPolicy:
@@ -349,7 +326,7 @@ def parse_policy(policy: str | bytes) -> MtaStsPolicy:
             if _mx_pattern_ok(value) is False:
                 raise MtaStsParseError(f'invalid mx pattern "{value}"', position=at, line=number)
             mx.append(value.lower().rstrip("."))
-        elif _EXT_NAME.fullmatch(key) and _POLICY_VALUE.fullmatch(value):
+        elif EXT_NAME.fullmatch(key) and _POLICY_VALUE.fullmatch(value):
             extensions.append((key, value))  # RFC 8461 3.2: unknown fields are ignored
         else:
             raise MtaStsParseError(

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 from analyzer.findings import FindingSpec
 from analyzer.model import Finding, Json, Status
 from probes.mailauth._txt import (
-    describe_char,
-    first_bad_byte,
+    EXT_NAME,
+    EXT_VALUE,
+    has_version_tag,
     is_hostname,
     normalise_name,
-    printable_or_tab,
+    record_fields,
     select,
     selection_problem,
     show,
@@ -131,11 +132,7 @@ class TlsRptRecord:
     extensions: tuple[tuple[str, str], ...] = ()
 
 
-_FIELD_SEP = re.compile(r"[ \t]*;[ \t]*")
 _URI_SEP = re.compile(r"[ \t]*,[ \t]*")
-# RFC 8460 3: tlsrpt-ext-name = (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")
-_EXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
-_EXT_VALUE = re.compile(r"[\x21-\x3a\x3c\x3e-\x7e]+")
 # RFC 3986 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then ":" and no space,
 # ";" or "," (they separate fields and URIs here).
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[\x21-\x2b\x2d-\x3a\x3c-\x7e]+")
@@ -143,25 +140,12 @@ _URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[\x21-\x2b\x2d-\x3a\x3c-\x7e]+")
 
 def is_tlsrpt_record(data: bytes | str) -> bool:
     """True for a TXT string beginning with ``v=TLSRPTv1`` (case ignored, to report it)."""
-    raw = data.encode("latin-1", "replace") if isinstance(data, str) else data
-    return re.match(rb"v=tlsrptv1(?![a-z0-9])", raw, re.IGNORECASE) is not None
+    return has_version_tag(data, b"v=TLSRPTv1")
 
 
 def parse_tlsrpt(record: str | bytes) -> TlsRptRecord:
     """Parse ``v=TLSRPTv1; rua=...`` (RFC 8460 3); raises :class:`TlsRptParseError`."""
-    bad = first_bad_byte(record, allowed=printable_or_tab)
-    if bad is not None:
-        code = record[bad] if isinstance(record, bytes) else ord(record[bad])
-        raise TlsRptParseError(f"{describe_char(code)} in the record", position=bad)
-    text = record.decode("ascii") if isinstance(record, bytes) else record
-    fields: list[tuple[str, int]] = []
-    start = 0
-    for sep in _FIELD_SEP.finditer(text):
-        fields.append((text[start : sep.start()], start))
-        start = sep.end()
-    fields.append((text[start:], start))
-    if len(fields) > 1 and not fields[-1][0]:
-        fields.pop()  # the optional trailing ";"
+    text, fields = record_fields(record, TlsRptParseError)
     if fields[0][0] != "v=TLSRPTv1":
         raise TlsRptParseError(
             'the record must begin with "v=TLSRPTv1" (case-sensitive)', position=0
@@ -170,8 +154,6 @@ def parse_tlsrpt(record: str | bytes) -> TlsRptRecord:
     extensions: list[tuple[str, str]] = []
     for value, at in fields[1:]:
         name, eq, body = value.partition("=")
-        if not value:
-            raise TlsRptParseError("empty field", position=at)
         if name == "rua" and eq:
             if rua is not None:
                 raise TlsRptParseError('"rua" appears twice', position=at)
@@ -180,7 +162,7 @@ def parse_tlsrpt(record: str | bytes) -> TlsRptRecord:
                 if _URI.fullmatch(uri) is None:
                     raise TlsRptParseError(f'"{uri}" is not a URI', position=at)
             rua = uris
-        elif eq and _EXT_NAME.fullmatch(name) and _EXT_VALUE.fullmatch(body):
+        elif eq and EXT_NAME.fullmatch(name) and EXT_VALUE.fullmatch(body):
             extensions.append((name, body))
         else:
             raise TlsRptParseError(f'"{value}" is not a valid field', position=at)
