@@ -44,9 +44,7 @@ from analyzer.mailclient import (
     ImapSession,
     Pop3Session,
     SmtpSession,
-    oauthbearer,
-    sasl_plain,
-    xoauth2,
+    sasl_start,
 )
 from analyzer.model import Finding, Json, Status
 from analyzer.net import Connection, connect
@@ -957,18 +955,14 @@ async def imap_login(
     mechanisms = [c[5:] for c in caps if c.startswith("AUTH=")]
     t0 = time.monotonic()
     challenges: tuple[str, ...] = ()
-    if token is not None and "OAUTHBEARER" in mechanisms:
-        method = "AUTHENTICATE OAUTHBEARER"
+    start = sasl_start(
+        mechanisms, user=user, token=token, password=password, host=ep.host, port=ep.port
+    )
+    if start is not None:
+        method = f"AUTHENTICATE {start.mechanism}"
         response, challenges = await session.authenticate(
-            "OAUTHBEARER", oauthbearer(user, token, host=ep.host, port=ep.port), abort="AQ=="
+            start.mechanism, start.initial, abort=start.abort
         )
-    elif token is not None and "XOAUTH2" in mechanisms:
-        method = "AUTHENTICATE XOAUTH2"
-        response, challenges = await session.authenticate("XOAUTH2", xoauth2(user, token),
-                                                          abort="")
-    elif password is not None and "PLAIN" in mechanisms:
-        method = "AUTHENTICATE PLAIN"
-        response, challenges = await session.authenticate("PLAIN", sasl_plain(user, password))
     elif password is not None and "LOGINDISABLED" not in caps:
         method = "LOGIN"
         response = await session.login(user, password)

@@ -24,7 +24,7 @@ import base64
 import re
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,9 +38,11 @@ __all__ = [
     "ImapResponse",
     "ImapSession",
     "Pop3Session",
+    "SaslStart",
     "SmtpSession",
     "oauthbearer",
     "sasl_plain",
+    "sasl_start",
     "xoauth2",
 ]
 
@@ -74,6 +76,41 @@ def oauthbearer(username: str, token: str, *, host: str, port: int) -> bytes:
     """RFC 7628 3.1 OAUTHBEARER initial client response (GS2 header with ``a=`` user)."""
     user = username.replace("=", "=3D").replace(",", "=2C")
     return f"n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01".encode()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SaslStart:
+    """A SASL mechanism to authenticate with and its initial response (which holds the
+    secret: it is sent, never shown); ``abort`` answers an error challenge."""
+
+    mechanism: str
+    initial: bytes
+    abort: str = "*"
+
+
+def sasl_start(
+    mechanisms: Collection[str],
+    *,
+    user: str,
+    token: str | None,
+    password: str | None,
+    host: str,
+    port: int,
+) -> SaslStart | None:
+    """The strongest SASL mechanism the server offers for the credentials given.
+
+    With a token: OAUTHBEARER (RFC 7628), then XOAUTH2; with a password: PLAIN. None
+    when there is none in common: the protocol's own fallback comes next (IMAP LOGIN,
+    POP3 USER/PASS, SMTP AUTH LOGIN), or the "no mechanism" finding.
+    """
+    if token is not None and "OAUTHBEARER" in mechanisms:
+        initial = oauthbearer(user, token, host=host, port=port)
+        return SaslStart(mechanism="OAUTHBEARER", initial=initial, abort="AQ==")
+    if token is not None and "XOAUTH2" in mechanisms:
+        return SaslStart(mechanism="XOAUTH2", initial=xoauth2(user, token), abort="")
+    if password is not None and "PLAIN" in mechanisms:
+        return SaslStart(mechanism="PLAIN", initial=sasl_plain(user, password))
+    return None
 
 
 def b64(data: bytes) -> str:

@@ -43,9 +43,7 @@ from analyzer.login import (
 from analyzer.mailclient import (
     CommandRejected,
     Pop3Session,
-    oauthbearer,
-    sasl_plain,
-    xoauth2,
+    sasl_start,
 )
 from analyzer.model import Json, Status
 from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
@@ -167,17 +165,12 @@ async def _login(
     caps = session.capabilities
     t0 = asyncio.get_running_loop().time()
     challenges: tuple[str, ...] = ()
-    if token is not None and "OAUTHBEARER" in mechanisms:
-        method = "AUTH OAUTHBEARER"
-        status, challenges = await session.auth(
-            "OAUTHBEARER", oauthbearer(user, token, host=ep.host, port=ep.port), abort="AQ=="
-        )
-    elif token is not None and "XOAUTH2" in mechanisms:
-        method = "AUTH XOAUTH2"
-        status, challenges = await session.auth("XOAUTH2", xoauth2(user, token), abort="")
-    elif password is not None and "PLAIN" in mechanisms:
-        method = "AUTH PLAIN"
-        status, challenges = await session.auth("PLAIN", sasl_plain(user, password))
+    start = sasl_start(
+        mechanisms, user=user, token=token, password=password, host=ep.host, port=ep.port
+    )
+    if start is not None:
+        method = f"AUTH {start.mechanism}"
+        status, challenges = await session.auth(start.mechanism, start.initial, abort=start.abort)
     elif password is not None and ("USER" in caps or not caps):
         # RFC 1939 7: USER/PASS is optional, but a server without CAPA predates RFC 2449
         # and commonly has it.

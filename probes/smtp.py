@@ -68,9 +68,7 @@ from analyzer.mailclient import (
     CommandRejected,
     ImapSession,
     SmtpSession,
-    oauthbearer,
-    sasl_plain,
-    xoauth2,
+    sasl_start,
 )
 from analyzer.mailproto import EHLO_NAME
 from analyzer.model import Finding, Json, Status
@@ -317,17 +315,12 @@ async def smtp_login(
     mechanisms = session.auth_mechanisms()
     t0 = time.monotonic()
     challenges: tuple[str, ...] = ()
-    if token is not None and "OAUTHBEARER" in mechanisms:
-        method = "AUTH OAUTHBEARER"
-        reply, challenges = await session.auth(
-            "OAUTHBEARER", oauthbearer(user, token, host=ep.host, port=ep.port), abort="AQ=="
-        )
-    elif token is not None and "XOAUTH2" in mechanisms:
-        method = "AUTH XOAUTH2"
-        reply, challenges = await session.auth("XOAUTH2", xoauth2(user, token), abort="")
-    elif password is not None and "PLAIN" in mechanisms:
-        method = "AUTH PLAIN"
-        reply, challenges = await session.auth("PLAIN", sasl_plain(user, password))
+    start = sasl_start(
+        mechanisms, user=user, token=token, password=password, host=ep.host, port=ep.port
+    )
+    if start is not None:
+        method = f"AUTH {start.mechanism}"
+        reply, challenges = await session.auth(start.mechanism, start.initial, abort=start.abort)
     elif password is not None and "LOGIN" in mechanisms:
         method = "AUTH LOGIN"
         reply, challenges = await session.auth_login(user, password)

@@ -19,6 +19,7 @@ from analyzer.mailclient import (
     oauthbearer,
     parse_status_text,
     sasl_plain,
+    sasl_start,
     xoauth2,
 )
 
@@ -38,6 +39,28 @@ def test_oauthbearer_escapes_the_gs2_user() -> None:
     # Then RFC 7628 3.1 escapes them, and host/port/auth follow as key=value pairs
     assert data.startswith(b"n,a=a=2Cb=3Dc@x.test,\x01host=imap.x.test\x01port=993\x01")
     assert data.endswith(b"auth=Bearer tok\x01\x01")
+
+
+@pytest.mark.parametrize(
+    ("offered", "token", "password", "chosen"),
+    [
+        (["PLAIN", "XOAUTH2", "OAUTHBEARER"], "tok", None, "OAUTHBEARER"),
+        (["PLAIN", "XOAUTH2"], "tok", None, "XOAUTH2"),
+        (["PLAIN", "LOGIN"], "tok", None, None),  # a token is never turned into PLAIN
+        (["LOGIN", "PLAIN", "XOAUTH2"], None, "pw", "PLAIN"),
+        (["LOGIN", "CRAM-MD5"], None, "pw", None),  # the protocol's own fallback decides
+        (["PLAIN"], None, None, None),
+    ],
+)
+def test_sasl_start_picks_the_strongest_mechanism_for_the_credentials(
+    offered: list[str], token: str | None, password: str | None, chosen: str | None
+) -> None:
+    start = sasl_start(offered, user="u@x.test", token=token, password=password,
+                       host="mail.x.test", port=587)
+    assert (start.mechanism if start else None) == chosen
+    if start is not None:
+        # An error challenge is answered as each mechanism's RFC says
+        assert start.abort == {"OAUTHBEARER": "AQ==", "XOAUTH2": "", "PLAIN": "*"}[chosen]
 
 
 def test_empty_initial_response_is_a_single_equals_sign() -> None:
