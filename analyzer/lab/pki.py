@@ -26,13 +26,14 @@ wrong_name         SANs are ``WRONG_NAMES`` (under ``.invalid``), no address SAN
 self_signed        the leaf signs itself; chain holds only the leaf
 untrusted_root     issued under a second root that is not in ``ca_file``
 leaf_only          chain holds only the leaf (missing intermediate; pair with ``aia_url``)
-wrong_order        chain holds the intermediate first, then the leaf
+wrong_order        chain holds the intermediate first, then the leaf (no OpenSSL server can send it)
 rsa1024            1024-bit RSA leaf key
 sha1               leaf signed with SHA-1 (made with the ``openssl`` command line, see below)
 wildcard           SAN ``*.<parent of dns_names[0]>``
 no_server_auth     extendedKeyUsage is clientAuth only
 extra_certs        chain holds leaf, intermediate, an unrelated certificate, the intermediate again
 with_root          chain holds leaf, intermediate, root
+misordered         chain holds leaf, root, intermediate: out of order, as a real server can send it
 =================  =============================================================================
 
 Speed: the lab issues about a hundred certificates at start-up, so the CAs use EC P-256 keys
@@ -89,6 +90,7 @@ CertKind = Literal[
     "no_server_auth",
     "extra_certs",
     "with_root",
+    "misordered",
 ]
 
 CERT_KINDS: Final[tuple[CertKind, ...]] = (
@@ -107,6 +109,7 @@ CERT_KINDS: Final[tuple[CertKind, ...]] = (
     "no_server_auth",
     "extra_certs",
     "with_root",
+    "misordered",
 )
 """Every kind ``LabPKI.issue`` can make, in the order of the module docstring's table."""
 
@@ -421,6 +424,8 @@ class LabPKI:
             return (leaf, issuer.cert, self._unrelated_cert(), issuer.cert)
         if kind == "with_root":
             return (leaf, issuer.cert, self._root.cert)
+        if kind == "misordered":
+            return (leaf, self._root.cert, issuer.cert)
         return (leaf, issuer.cert)
 
     def _sign_sha1(

@@ -124,6 +124,8 @@ VERIFY_CASES = (
     VerifyCase("no_server_auth", "required EKU not found"),
     VerifyCase("extra_certs", None),
     VerifyCase("with_root", None),
+    # A verifier builds the path from the pool, whatever the order the server sent.
+    VerifyCase("misordered", None),
 )
 
 
@@ -168,6 +170,8 @@ def _expected_chain(pki: LabPKI, issued: IssuedCert) -> tuple[x509.Certificate, 
             return (leaf, inter, issued.chain[2], inter)
         case "with_root":
             return (leaf, inter, pki.root_cert)
+        case "misordered":
+            return (leaf, pki.root_cert, inter)
         case _:
             return (leaf, inter)
 

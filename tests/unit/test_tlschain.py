@@ -246,6 +246,8 @@ KIND_CASES = (
     KindCase("no_server_auth", frozenset({NO_SERVER_AUTH}), False),
     KindCase("extra_certs", frozenset({EXTRA, DUPLICATE}), True),
     KindCase("with_root", frozenset(), True),
+    # Leaf, root, intermediate (a real server can send it): out of order, still valid.
+    KindCase("misordered", frozenset({WRONG_ORDER}), True),
 )
 
 

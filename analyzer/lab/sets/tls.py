@@ -1,8 +1,10 @@
 """Certificate, TLS and reachability scenarios.
 
-Weak-crypto certificates (RSA-1024, SHA-1) and TLS 1.0 servers are exercised by
-loopback servers in tests/hostile/test_tls_hostile.py instead: Debian's OpenSSL
-refuses to load such certificates at its default security level.
+Weak crypto (an RSA-1024 key, a SHA-1 signature, TLS 1.0 and 1.1) is served by Dovecot
+with OpenSSL's security level lowered to 0 for that scenario's addresses alone
+(``ssl_cipher_list = DEFAULT:@SECLEVEL=0`` in its ``local`` block): at Debian's default
+level OpenSSL refuses to load such certificates or to speak those versions, which is
+also why old servers that still do stand out.
 """
 
 from __future__ import annotations
@@ -71,5 +73,39 @@ SCENARIOS: tuple[Scenario, ...] = (
         postfix={587: {"smtpd_tls_security_level": "none", "smtpd_tls_auth_only": "no"}},
         expect=(Expect(code="tls.starttls.missing", status="fail",
                        subject="mail.no-starttls-client.test:587"),),
+    ),
+    Scenario(
+        name="cert-misordered",
+        description="The mail host sends leaf, root, intermediate: out of order but complete",
+        certs={"mail": "misordered"},
+        expect=(Expect(code="tls.chain.wrong_order", status="warn",
+                       subject="mail.cert-misordered.test:993"),),
+    ),
+    Scenario(
+        name="cert-weak-key",
+        description="IMAP on the mail host presents a certificate with a 1024-bit RSA key",
+        certs={"mail:993": "rsa1024"},
+        dovecot={"ssl_cipher_list": "DEFAULT:@SECLEVEL=0"},
+        expect=(Expect(code="tls.key.weak", status="fail",
+                       subject="mail.cert-weak-key.test:993"),),
+    ),
+    Scenario(
+        name="cert-sha1",
+        description="IMAP on the mail host presents a certificate signed with SHA-1",
+        certs={"mail:993": "sha1"},
+        dovecot={"ssl_cipher_list": "DEFAULT:@SECLEVEL=0"},
+        expect=(Expect(code="tls.cert.sha1_signature", status="fail",
+                       subject="mail.cert-sha1.test:993"),),
+    ),
+    Scenario(
+        name="tls-legacy-versions",
+        description="IMAP and POP3 on the mail host still accept TLS 1.0 and 1.1",
+        dovecot={"ssl_min_protocol": "TLSv1", "ssl_cipher_list": "DEFAULT:@SECLEVEL=0"},
+        expect=(
+            Expect(code="tls.version.legacy", status="warn",
+                   subject="mail.tls-legacy-versions.test:993"),
+            Expect(code="tls.version.legacy", status="warn",
+                   subject="mail.tls-legacy-versions.test:995"),
+        ),
     ),
 )
