@@ -318,8 +318,10 @@ class Lab:
         # Postfix starts one smtpd per listener when the readiness check first connects; on a
         # busy machine hundreds of them take seconds to come up, and the first checks would
         # time out. Wait until every SMTP port that speaks first has greeted once.
+        # A scenario that delays its greeting on purpose is not waited for.
+        late = _late_greeters(plan)
         greeters = [(a, p) for server in started_servers if server.name == "postfix"
-                    for a, p in server.endpoints if p != 465]  # fmt: skip
+                    for a, p in server.endpoints if p != 465 and (a, p) not in late]  # fmt: skip
         _wait_greetings(server_ns, greeters, READY_TIMEOUT_S)
 
         info = LabInfo(
@@ -619,6 +621,19 @@ class Lab:
                 env={"PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"},
             ),
         ]  # fmt: skip
+
+
+def _late_greeters(plan: _Plan) -> set[tuple[str, int]]:
+    """SMTP endpoints whose scenario pauses before the greeting (a ``sleep`` client
+    restriction, as in ``slow-greeting``)."""
+    late: set[tuple[str, int]] = set()
+    for scenario, info in zip(plan.scenarios, plan.infos, strict=True):
+        for port, overrides in scenario.postfix.items():
+            if "sleep" not in overrides.get("smtpd_client_restrictions", ""):
+                continue
+            host = info.hosts["mx" if port == 25 else "mail"]
+            late |= {(host.ipv4, port), (host.ipv6, port)}
+    return late
 
 
 # Run inside the server namespace (a child process, like the readiness check, so the

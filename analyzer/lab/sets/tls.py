@@ -108,4 +108,18 @@ SCENARIOS: tuple[Scenario, ...] = (
                    subject="mail.tls-legacy-versions.test:995"),
         ),
     ),
+    Scenario(
+        name="slow-greeting",
+        description="Submission (587) greets only after 6 s (a client restriction that sleeps)",
+        postfix={587: {"smtpd_delay_reject": "no", "smtpd_client_restrictions": "sleep,6,permit"}},
+        expect=(Expect(code="ports.banner.slow", status="warn",
+                       subject="mail.slow-greeting.test:587"),),
+    ),
+    Scenario(
+        name="mx-greeting-refused",
+        description="The MX answers the connection with 554 instead of 220",
+        postfix={25: {"smtpd_delay_reject": "no", "smtpd_client_restrictions": "reject"}},
+        expect=(Expect(code="ports.banner.refused", status="inconclusive",
+                       subject="mx.mx-greeting-refused.test:25"),),
+    ),
 )
