@@ -286,7 +286,9 @@ class Lab:
             for host in scenario_info.hosts.values():
                 addresses += [host.ipv4, host.ipv6]
         netns.add_addresses(addresses, server=server_ns, client=client_ns)
-        netns.apply_filters(self._filters(plan), server=server_ns)
+        netns.apply_filters(
+            self._filters(plan), server=server_ns, silent_names=_silent_names(plan)
+        )
 
         # Imported here, not at the top: `python -m analyzer.lab.latency` (and .emulator) must
         # not find their module already imported by the package (runpy warns, rightly).
@@ -398,6 +400,15 @@ class Lab:
             filename = f"{scenario.domain}.zone"
             zones.write_zone(zone, dns_dir / "zones" / filename)
             zone_files.append((scenario.domain, filename))
+            for label in scenario.servfail:
+                # A zone NSD cannot load: it answers SERVFAIL for everything in it.
+                origin = f"{label}.{scenario.domain}"
+                (dns_dir / "zones" / f"{origin}.zone").write_text(
+                    "; deliberately broken by rca lab: NSD cannot load this zone\n"
+                    "this is not a zone file\n",
+                    encoding="ascii",
+                )
+                zone_files.append((origin, f"{origin}.zone"))
             with_ptr = [h for role, h in info.hosts.items() if role not in scenario.no_ptr]
             ptr += [(h.ipv4, h.name) for h in with_ptr]
             ptr += [(h.ipv6, h.name) for h in with_ptr]
@@ -621,6 +632,17 @@ class Lab:
                 env={"PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"},
             ),
         ]  # fmt: skip
+
+
+def _silent_names(plan: _Plan) -> list[bytes]:
+    """The wire-format names the lab's DNS must not answer (``Scenario.dns_silent``)."""
+    import dns.name  # noqa: PLC0415
+
+    return [
+        dns.name.from_text(f"{label}.{scenario.domain}").to_wire() or b""
+        for scenario in plan.scenarios
+        for label in scenario.dns_silent
+    ]
 
 
 def _late_greeters(plan: _Plan) -> set[tuple[str, int]]:

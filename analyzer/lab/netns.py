@@ -245,11 +245,19 @@ class FilterSpec:
     action: str  # "reject" | "drop"
 
 
-def apply_filters(rules: Sequence[FilterSpec], *, server: str = SERVER_NETNS) -> None:
+def apply_filters(
+    rules: Sequence[FilterSpec],
+    *,
+    server: str = SERVER_NETNS,
+    silent_names: Sequence[bytes] = (),
+) -> None:
     """Load the lab's nftables table into the server namespace (replacing an older one).
 
     Rules match only packets arriving on the veth (``iifname``), so the lab's own readiness
     probes, which connect over loopback inside the namespace, are never filtered.
+    ``silent_names``: DNS questions (wire-format names) dropped over UDP: the name's first
+    16 bytes (nftables compares at most 128 bits at once) are matched right after the
+    8-byte UDP header and the 12-byte DNS header.
     """
     lines = [
         f"table inet {NFT_TABLE} {{",
@@ -262,6 +270,12 @@ def apply_filters(rules: Sequence[FilterSpec], *, server: str = SERVER_NETNS) ->
         verdict = "reject with tcp reset" if rule.action == "reject" else "drop"
         lines.append(
             f'    iifname "{SERVER_IF}" {family} daddr {rule.address} {port} {verdict}'
+        )
+    for name in silent_names:
+        prefix = name[:16]
+        lines.append(
+            f'    iifname "{SERVER_IF}" udp dport 53 @th,160,{len(prefix) * 8} '
+            f"0x{prefix.hex()} drop"
         )
     lines += ["  }", "}"]
     run(["ip", "netns", "exec", server, "nft", "-f", "-"], stdin="\n".join(lines) + "\n")

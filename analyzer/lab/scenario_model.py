@@ -128,6 +128,12 @@ class Scenario:
     signature_days: tuple[float, float] | None = None
     #: Roles whose addresses get no PTR record (reverse DNS missing).
     no_ptr: tuple[str, ...] = ()
+    #: Names under the domain (``"mx"``) served as zones of their own whose file does not
+    #: load: the lab's DNS answers SERVFAIL for them, as for a broken delegation.
+    servfail: tuple[str, ...] = ()
+    #: Names under the domain (``"mx"``) whose queries (over UDP) the lab's DNS never
+    #: answers: they time out, as behind a dead authoritative server.
+    dns_silent: tuple[str, ...] = ()
     expect: tuple[Expect, ...] = ()
 
     @property

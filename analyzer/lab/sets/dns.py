@@ -127,4 +127,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         no_ptr=("mx",),
         expect=(Expect(code="dns.ptr.missing", status="warn"),),
     ),
+    Scenario(
+        name="dns-servfail",
+        description="The MX host's name fails with SERVFAIL (its zone is broken)",
+        servfail=("mx",),
+        expect=(Expect(code="dns.servfail", status="fail", subject="dns-servfail.test"),),
+    ),
+    Scenario(
+        name="dns-timeout",
+        description="Queries for the MX host's name are never answered (a dead server)",
+        dns_silent=("mx",),
+        expect=(Expect(code="dns.timeout", status="inconclusive", subject="dns-timeout.test"),),
+    ),
 )
