@@ -318,12 +318,17 @@ def report_failure(
     return True
 
 
-async def resolve_recorded(ctx: ProbeContext, step: StepRecorder, host: str) -> HostAddresses:
-    """A and AAAA of ``host`` (concurrently), recorded as child steps of ``step``."""
+async def resolve_recorded(
+    ctx: ProbeContext, step: StepRecorder, host: str
+) -> tuple[HostAddresses, frozenset[str]]:
+    """A and AAAA of ``host`` (concurrently), recorded as child steps of ``step``; with the
+    record types whose look-up failed (SERVFAIL, timeout...): for those, nothing may be
+    concluded about the records, so no caller may say "there is none"."""
     families = ctx.options.families
     wanted = [t for t, f in (("A", 4), ("AAAA", 6)) if f in families]
     answers = await asyncio.gather(*(lookup(ctx.run, host, t) for t in wanted))
     got: dict[str, tuple[str, ...]] = {"A": (), "AAAA": ()}
+    failed: set[str] = set()
     for rdtype, found in zip(wanted, answers, strict=True):
         with step.step(f"Look up {rdtype} records of {host}") as sub:
             sub.note(f"{found.nameserver or 'resolver'}: {found.outcome} in {found.elapsed_ms} ms")
@@ -335,7 +340,9 @@ async def resolve_recorded(ctx: ProbeContext, step: StepRecorder, host: str) -> 
                 sub.note(f"{host} has no {rdtype} record")
             else:
                 report_failure(sub, found)
-    return HostAddresses(host=host, ipv4=got["A"], ipv6=got["AAAA"])
+                if not found.definitive:
+                    failed.add(rdtype)
+    return HostAddresses(host=host, ipv4=got["A"], ipv6=got["AAAA"]), frozenset(failed)
 
 
 def _applies(target: Target) -> str | None:
@@ -368,10 +375,10 @@ async def run(ctx: ProbeContext, target: Target) -> None:
     domain = target.domain
     if target.kind in ("host", "url"):
         with ctx.result(domain) as res, res.step(f"Look up the addresses of {domain}") as step:
-            own = await resolve_recorded(ctx, step, domain)
+            own, failed = await resolve_recorded(ctx, step, domain)
             if own.addresses:
                 step.add(ADDRESS_FOUND(evidence={"ipv4": list(own.ipv4), "ipv6": list(own.ipv6)}))
-            else:
+            elif not failed:
                 step.add(NXDOMAIN(title="The host name has no address", detail=domain))
             res.publish(DOMAIN_ADDRESSES, own)
         return
@@ -379,7 +386,7 @@ async def run(ctx: ProbeContext, target: Target) -> None:
         mx_task = asyncio.create_task(lookup(ctx.run, domain, "MX"))
         srv_task = asyncio.create_task(_check_srv(ctx, res, domain))
         with res.step(f"Look up the addresses of {domain}") as step:
-            own = await resolve_recorded(ctx, step, domain)
+            own, _ = await resolve_recorded(ctx, step, domain)
             if own.addresses:
                 step.add(ADDRESS_FOUND(evidence={"ipv4": list(own.ipv4), "ipv6": list(own.ipv6)}))
         res.publish(DOMAIN_ADDRESSES, own)
@@ -538,7 +545,7 @@ async def _resolve_mx(ctx: ProbeContext, parent: StepRecorder, host: str) -> Hos
         if _is_ip(host):
             step.add(MX_IP_LITERAL(detail=f"the MX target is {host}"))
             return HostAddresses(host=host)
-        addresses = await resolve_recorded(ctx, step, host)
+        addresses, failed = await resolve_recorded(ctx, step, host)
         cname = await lookup(ctx.run, host, "CNAME")
         if cname.ok:
             step.add(
@@ -546,9 +553,10 @@ async def _resolve_mx(ctx: ProbeContext, parent: StepRecorder, host: str) -> Hos
                     detail=f"{host} is an alias: {cname.texts()[0]}", evidence=cname.evidence()
                 )
             )
-        if not addresses.addresses:
+        # A failed look-up already has its finding; it says nothing about the records.
+        if not addresses.addresses and not failed:
             step.add(MX_NO_ADDRESS(detail=f"{host} has neither A nor AAAA records"))
-        elif not addresses.ipv6 and 6 in ctx.options.families:
+        elif not addresses.ipv6 and 6 in ctx.options.families and "AAAA" not in failed:
             step.add(ADDRESS_NO_IPV6(detail=f"{host} has IPv4 addresses only"))
         return addresses
 

@@ -112,3 +112,18 @@ def test_healthy_scenario_passes(lab: LabInfo) -> None:
                       if f.status not in (Status.PASS, Status.SKIP))
     assert not problems, "\n".join(problems)
     assert exit_code(report) == 0
+
+
+@pytest.mark.parametrize("scenario", ["dns-servfail", "dns-timeout"])
+def test_a_failed_lookup_is_never_reported_as_a_missing_record(
+    lab: LabInfo, scenario: str
+) -> None:
+    # Given an MX host whose A/AAAA look-ups fail (SERVFAIL) or time out
+    report = full_check(lab, scenario)
+    found = {f.code: f.status for _, f in report.findings()}
+    # Then the failure is reported as such, and nothing claims the records are missing
+    assert found.get("dns.servfail") == Status.FAIL or found.get("dns.timeout") == (
+        Status.INCONCLUSIVE
+    )
+    assert "dns.mx.no_address" not in found
+    assert "dns.address.no_ipv6" not in found
