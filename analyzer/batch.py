@@ -926,7 +926,7 @@ async def _check_share(plan: _Plan, done: Callable[[int, TargetSummary], None]) 
 
     available = list(plan.probes) if plan.probes is not None else load_probes()
     limits = HostLimits(plan.per_host)
-    shared = SharedResults() if plan.share else None
+    shared = SharedResults(checks=plan.share)
     gate = asyncio.Semaphore(plan.concurrency)
     # Finished reports waiting for a writer hold a check slot: checks wait rather than
     # pile reports up in memory when writing is the slower side.

@@ -441,7 +441,14 @@ class RunContext:
         :func:`analyzer.tlsprobe.inspection_context`, for looking at broken chains.
         """
         if self._ssl is None:
-            self._ssl = _verifying_context(self.trust_files())
+            files = self.trust_files()
+            batch = self.shared_results
+            self._ssl = (
+                _verifying_context(files)
+                if batch is None
+                # In a batch, built once for all its runs (loading certifi costs ~15 ms).
+                else batch.resource(("ssl", files_key(files)), lambda: _verifying_context(files))
+            )
         return self._ssl
 
     def trust_files(self) -> tuple[Path, ...]:
@@ -479,19 +486,8 @@ def files_key(paths: Iterable[Path]) -> FilesKey:
     return tuple(key)
 
 
-#: Verifying contexts already built in this process, by the identity of their trust
-#: files: loading certifi costs about 15 ms of CPU, once per batch rather than per target.
-_CONTEXTS: dict[FilesKey, ssl.SSLContext] = {}
-
-
 def _verifying_context(files: tuple[Path, ...]) -> ssl.SSLContext:
-    key = files_key(files)
-    found = _CONTEXTS.get(key)
-    if found is None:
-        found = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
-        for cafile in files:
-            found.load_verify_locations(cafile=str(cafile))
-        if len(_CONTEXTS) >= 8:
-            _CONTEXTS.pop(next(iter(_CONTEXTS)))
-        _CONTEXTS[key] = found
-    return found
+    context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+    for cafile in files:
+        context.load_verify_locations(cafile=str(cafile))
+    return context

@@ -330,7 +330,7 @@ class ProbeContext:
         checks for itself.
         """
         memo = self.run.shared_results
-        if memo is None:
+        if memo is None or not memo.checks:
             return await work()
         key = (self.probe.id, key)
         while (pending := memo.entries.get(key)) is not None:
@@ -427,10 +427,23 @@ class SharedResults:
     run: each endpoint is checked once and every target's report gets a copy.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, checks: bool = True) -> None:
+        #: Whether endpoint checks are shared (``--no-share`` turns it off; the resources
+        #: below are shared either way: they are derived from local files, not observed).
+        self.checks = checks
         self.entries: dict[Hashable, asyncio.Future[_Shared | None]] = {}
         #: How many times a run reused another's check (for the batch's own metrics).
         self.reused = 0
+        self._resources: dict[Hashable, Any] = {}
+
+    def resource(self, key: Hashable, make: Callable[[], T]) -> T:
+        """Something every run of the batch derives from the same local files (the parsed
+        trust store, a verifying SSL context), made once. ``key`` must identify the files
+        as they are now (:func:`analyzer.context.files_key`), so that a file changed during
+        the batch is read again."""
+        if key not in self._resources:
+            self._resources[key] = make()
+        return self._resources[key]  # type: ignore[no-any-return]
 
 
 def _shifted(step: Step, shift_ms: float) -> Step:

@@ -59,7 +59,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from analyzer.context import FilesKey, files_key
+from analyzer.context import files_key
 from analyzer.findings import FindingSpec
 from analyzer.model import Finding, Json, Status, worst
 
@@ -96,7 +96,6 @@ __all__ = [
     "CertSource",
     "ChainDiagnosis",
     "diagnose",
-    "cached_trust_store",
     "load_trust_store",
     "trust_store_paths",
 ]
@@ -520,28 +519,15 @@ async def run_roots(run: RunContext) -> tuple[x509.Certificate, ...]:
     """
 
     async def load() -> tuple[x509.Certificate, ...]:
-        return cached_trust_store(trust_store_paths(run.options.ca_file))
+        paths = trust_store_paths(run.options.ca_file)
+        batch = run.shared_results
+        if batch is None:
+            return load_trust_store(paths)
+        # In a batch, parsed once for all its runs (certifi alone costs about 25 ms of CPU);
+        # files_key raises OSError for a file that is gone, as load_trust_store does.
+        return batch.resource(("trust-store", files_key(paths)), lambda: load_trust_store(paths))
 
     return await run.shared("trust-store", load)
-
-
-#: Trust stores already parsed in this process, by the identity of their files (path,
-#: inode, size, modification time): a batch of 1,000 targets parses certifi once, not
-#: 1,000 times (about 25 ms of CPU each), and a file that changes is read again.
-_STORES: dict[FilesKey, tuple[x509.Certificate, ...]] = {}
-_STORES_KEPT: Final = 8
-
-
-def cached_trust_store(paths: Sequence[Path]) -> tuple[x509.Certificate, ...]:
-    """:func:`load_trust_store` of ``paths``, reusing an earlier parse of the same files."""
-    key = files_key(paths)  # OSError for a file that is gone, as load_trust_store
-    found = _STORES.get(key)
-    if found is None:
-        found = load_trust_store(paths)
-        if len(_STORES) >= _STORES_KEPT:
-            _STORES.pop(next(iter(_STORES)))
-        _STORES[key] = found
-    return found
 
 
 def load_trust_store(paths: Iterable[str | PathLike[str]]) -> tuple[x509.Certificate, ...]:

@@ -31,9 +31,9 @@ from probes.tlschain import (
     MAX_NAMES,
     MAX_TEXT,
     ChainDiagnosis,
-    cached_trust_store,
     diagnose,
     load_trust_store,
+    run_roots,
 )
 
 # A fixed clock: nothing below depends on when the tests run.
@@ -1070,24 +1070,34 @@ def test_trust_store_refuses_a_missing_file(tmp_path: Path) -> None:
         load_trust_store([tmp_path / "gone.pem"])
 
 
-def test_a_trust_store_is_parsed_once_until_its_file_changes(
+async def test_a_batch_parses_its_trust_store_once_until_the_file_changes(
     pki: LabPKI, tmp_path: Path
 ) -> None:
-    # Given a --ca-file loaded once (as the first target of a batch does)
+    from analyzer.context import RunContext, RunOptions
+    from analyzer.probe import SharedResults
+
+    # Given a --ca-file and the runs of one batch
     bundle = tmp_path / "ca.pem"
     bundle.write_bytes(_pem(pki.root_cert))
-    first = cached_trust_store([bundle])
-    # When it is asked for again, then it is the same parse
-    assert cached_trust_store([bundle]) is first
-    # When the file is replaced, then the new contents are read
+    batch = SharedResults()
+
+    async def roots() -> tuple[x509.Certificate, ...]:
+        async with RunContext(RunOptions(ca_file=bundle), shared_results=batch) as run:
+            return await run_roots(run)
+
+    # When two runs load it, then the second gets the first one's parse
+    first = await roots()
+    assert await roots() is first
+    assert pki.root_cert in first
+    # When the file is replaced, then the next run reads the new contents
     replacement = tmp_path / "new.pem"
     replacement.write_bytes(_pem(pki.root_cert) + _pem(pki.untrusted_root_cert))
     replacement.replace(bundle)
-    assert cached_trust_store([bundle]) == (pki.root_cert, pki.untrusted_root_cert)
-    # And when it is gone, the error is raised as without the cache
+    assert pki.untrusted_root_cert in await roots()
+    # And when it is gone, the error is raised as without a batch
     bundle.unlink()
     with pytest.raises(OSError):
-        cached_trust_store([bundle])
+        await roots()
 
 
 def test_certifi_store_loads_without_warnings() -> None:
