@@ -336,7 +336,6 @@ class ProbeContext:
         while (pending := memo.entries.get(key)) is not None:
             entry = await asyncio.shield(pending)
             if entry is not None:
-                memo.reused += 1
                 self._adopt(entry)
                 return entry.value  # type: ignore[no-any-return]
         future: asyncio.Future[_Shared | None] = asyncio.get_running_loop().create_future()
@@ -432,8 +431,6 @@ class SharedResults:
         #: below are shared either way: they are derived from local files, not observed).
         self.checks = checks
         self.entries: dict[Hashable, asyncio.Future[_Shared | None]] = {}
-        #: How many times a run reused another's check (for the batch's own metrics).
-        self.reused = 0
         self._resources: dict[Hashable, Any] = {}
 
     def resource(self, key: Hashable, make: Callable[[], T]) -> T:
