@@ -437,8 +437,9 @@ class RunContext:
     def ssl_context(self) -> ssl.SSLContext:
         """A verifying client SSL context trusting certifi + the system store + ``--ca-file``.
 
-        The one context that skips verification is
-        :func:`analyzer.tlsprobe.inspection_context`, for looking at broken chains.
+        Verification is off only in :func:`analyzer.tlsprobe.inspection_context` (the
+        certificate inspections, which report every problem) and, with ``--insecure``,
+        :func:`analyzer.tlsprobe.insecure_context`.
         """
         if self._ssl is None:
             files = self.trust_files()

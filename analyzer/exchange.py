@@ -50,7 +50,7 @@ from analyzer.httpauth import (
 )
 from analyzer.login import is_certificate_error
 from analyzer.model import Finding, Json, Status
-from analyzer.tlsprobe import inspection_context
+from analyzer.tlsprobe import insecure_context
 
 if TYPE_CHECKING:
     import httpx
@@ -406,8 +406,8 @@ async def open_session(
     ctx: ProbeContext, verify: bool = True
 ) -> AsyncIterator[HttpSession]:
     """An HTTP session verifying with the run's trust (``verify=False``: the inspection
-    context, for the steps that send no secret after a certificate was rejected)."""
-    context: ssl.SSLContext = ctx.run.ssl_context() if verify else inspection_context()
+    context, only after a certificate was rejected and the user gave ``--insecure``)."""
+    context: ssl.SSLContext = ctx.run.ssl_context() if verify else insecure_context()
     creds = ctx.options.credentials
     redacting = _RedactingFilter(creds)
     loggers = [logging.getLogger(name) for name in _HTTP_LOGGERS] if creds.has_secret else []
@@ -556,8 +556,16 @@ async def _anonymous_step(
         if reason is None:
             step.add(net_finding(f, exc, url))
             return None, session
-        step.note(f"certificate rejected ({reason}); asking again without verification to "
-                  "see the methods (no credentials will be sent)")
+        if not ctx.options.insecure:
+            # The certificate is the TLS check's to diagnose; nothing is asked over a
+            # connection whose certificate failed.
+            step.add(f.tls_untrusted(
+                detail=f"certificate verification failed: {reason}; nothing more was tested "
+                "at this URL", evidence={"url": url.url},
+            ))  # fmt: skip
+            return None, session
+        step.note(f"certificate rejected ({reason}); --insecure: asking again without "
+                  "verification")
         session = await stack.enter_async_context(open_session(ctx, verify=False))
         session.reason = f"certificate verification failed: {reason}"
         try:
@@ -595,7 +603,7 @@ def _gate(
         return None
     session = prepared.session
     if not session.verified:
-        if not ctx.options.insecure:
+        if not ctx.options.insecure:  # a second guard: only --insecure opens one
             step.add(f.tls_untrusted(detail=session.reason))
             return None
         step.add(f.tls_insecure(detail=session.reason))

@@ -48,7 +48,7 @@ from analyzer.mailclient import (
 )
 from analyzer.model import Finding, Json, Status
 from analyzer.net import Connection, connect
-from analyzer.tlsprobe import inspection_context
+from analyzer.tlsprobe import insecure_context
 
 if TYPE_CHECKING:
     from analyzer.net import TranscriptSink
@@ -527,17 +527,18 @@ async def connect_plain(
 async def connect_tls(
     ctx: ProbeContext, ep: LoginEndpoint, choice: TlsChoice, *, transcript: TranscriptSink
 ) -> tuple[Connection, TlsChoice]:
-    """Implicit TLS with ``choice``; when the certificate is rejected, connect again without
-    verification (for the steps that send no secret) and say why in the returned choice."""
+    """Implicit TLS with ``choice``. A rejected certificate ends the attempt (the caller
+    records it), unless the user gave ``--insecure``: then connect again without
+    verification and say why in the returned choice."""
     try:
         return await connect_plain(ctx, ep, transcript=transcript, tls=choice.context), choice
     except TlsFailure as exc:
         reason = is_certificate_error(exc)
-        if reason is None or not choice.verified:
+        if reason is None or not choice.verified or not ctx.options.insecure:
             raise
-    transcript.note(f"certificate rejected ({reason}); connecting again without verification "
-                    "to test the steps that send no password")
-    unverified = TlsChoice(context=inspection_context(), verified=False,
+    transcript.note(f"certificate rejected ({reason}); --insecure: connecting again without "
+                    "verification")
+    unverified = TlsChoice(context=insecure_context(), verified=False,
                            reason=f"certificate verification failed: {reason}")
     return await connect_plain(ctx, ep, transcript=transcript, tls=unverified.context), unverified
 
@@ -574,6 +575,15 @@ def login_precheck(
 def net_error_finding(f: SessionFindings, exc: NetError) -> Finding:
     """The finding for a network failure in the middle of a session."""
     evidence = {"phase": exc.phase}
+    reason = is_certificate_error(exc)
+    if reason is not None:
+        # The certificate is the TLS check's to diagnose; here it ends the session: nothing
+        # is tested over a connection whose certificate failed (--insecure continues).
+        return f.tls_untrusted(
+            detail=f"certificate verification failed: {reason}; nothing more was tested "
+            "over this connection",
+            evidence=evidence,
+        )
     if isinstance(exc, ProtocolViolation):
         return f.protocol_error(detail=str(exc), evidence=evidence)
     if isinstance(exc, NetTimeout):
@@ -697,9 +707,9 @@ async def open_session(
     upgrade; every move is a step of ``res``. Raises :class:`SessionOver` once a step has
     recorded why the session cannot go on (the connection is closed by then).
 
-    A certificate the run's trust rejects ends that attempt; the session is opened again
-    without verification so the steps that send no secret still run, and the returned
-    ``choice`` says why the login must be withheld (:func:`may_send_credentials`).
+    A certificate the run's trust rejects ends the session (``tls.untrusted``). Only with
+    ``--insecure`` is it opened again without verification; the returned ``choice`` then
+    says why, and the login carries a loud warning (:func:`may_send_credentials`).
     """
     choice = tls_context(ctx, ep)
     mode = f"{dialect.name} over TLS" if ep.tls == "implicit" else f"{dialect.name}, then STARTTLS"
@@ -726,8 +736,8 @@ async def open_session(
         before = await _upgrade(ctx, ep, res, f, dialect, session, choice)
     except _CertificateRejected as rejected:
         await conn.close()
-        retry = TlsChoice(context=inspection_context(), verified=False, reason=rejected.reason)
-        with res.step("Connect again without certificate verification (no password sent)") as s:
+        retry = TlsChoice(context=insecure_context(), verified=False, reason=rejected.reason)
+        with res.step("Connect again without certificate verification (--insecure)") as s:
             try:
                 conn = await connect_plain(ctx, ep, transcript=s)
             except NetError as exc:
@@ -825,9 +835,7 @@ async def _upgrade(
             raise SessionOver(str(exc)) from None
         except NetError as exc:
             reason = is_certificate_error(exc)
-            if reason is not None and choice.verified:
-                # The certificate is the TLS check's to diagnose; here it only means that
-                # the password stays home (the login step says so).
+            if reason is not None and choice.verified and ctx.options.insecure:
                 step.note(f"certificate rejected: {reason}")
                 raise _CertificateRejected(
                     f"certificate verification failed: {reason}", before

@@ -45,9 +45,10 @@ class TlsSession:
 def inspection_context() -> ssl.SSLContext:
     """A client context that accepts any chain, so the chain can be captured and judged.
 
-    This is the only place in rca where verification is off: what it captures is
-    validated by the chain diagnosis, and every problem is reported. Credentials are
-    never sent over a connection opened with it.
+    Only the certificate inspections use it (the TLS probe, the Autodiscover host block):
+    what it captures is validated by the chain diagnosis, and every problem is reported.
+    Nothing else is sent over a connection opened with it; ``--insecure`` logins use
+    :func:`insecure_context`.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -56,6 +57,18 @@ def inspection_context() -> ssl.SSLContext:
     # Old protocol versions too: a server that speaks only TLS 1.0 still has a chain to judge.
     ctx.set_ciphers("ALL:@SECLEVEL=0")
     ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    return ctx
+
+
+def insecure_context() -> ssl.SSLContext:
+    """``--insecure`` only: the default client context without certificate verification.
+
+    The user asked to log in past a certificate that failed (the report says so loudly);
+    the rest of TLS stays as strict as usual (TLS 1.2+, no weak or anonymous ciphers).
+    """
+    ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 

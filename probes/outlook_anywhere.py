@@ -41,7 +41,7 @@ from analyzer.model import Finding, Json, Status
 from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
 from analyzer.rawhttp import ChannelRefused, Head, RawHttp, open_channel
 from analyzer.rts import MAX_FRAGMENT, RtsError, conn_a1, conn_b1, fragment_length, parse_pdu
-from analyzer.tlsprobe import inspection_context
+from analyzer.tlsprobe import insecure_context
 
 if TYPE_CHECKING:
     from analyzer.targets import Target
@@ -217,7 +217,7 @@ async def _ping(
         if not addresses:
             step.add(F.unreachable(detail=f"{host} has no address"))
             return
-        context = ctx.run.ssl_context() if prepared.session.verified else inspection_context()
+        context = ctx.run.ssl_context() if prepared.session.verified else insecure_context()
         vc, out_cookie, in_cookie, group = (os.urandom(16) for _ in range(4))
         channels: list[RawHttp] = []
         try:

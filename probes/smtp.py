@@ -55,6 +55,7 @@ from analyzer.login import (
     endpoint_closed,
     guard,
     imap_login,
+    is_certificate_error,
     login_endpoints,
     login_name,
     login_precheck,
@@ -74,7 +75,6 @@ from analyzer.mailproto import EHLO_NAME
 from analyzer.model import Finding, Json, Status
 from analyzer.net import Connection, Reply, connect
 from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
-from analyzer.tlsprobe import inspection_context
 
 if TYPE_CHECKING:
     from analyzer.targets import Target
@@ -171,6 +171,15 @@ IN_STARTTLS_FAILED = _inbound(
     "Check the certificate and key the MX is configured with, and its TLS log.",
     "https://www.rfc-editor.org/rfc/rfc3207",
 )
+IN_STARTTLS_UNTRUSTED = _inbound(
+    "starttls_untrusted", Status.WARN, "The MX's certificate is not trusted",
+    "STARTTLS works, but the certificate fails verification (the TLS check says why). Most "
+    "senders still deliver, encrypted to a server they cannot authenticate; senders that "
+    "verify (MTA-STS in enforce mode, DANE, several large providers) defer the mail. rca "
+    "ends that session and checks the recipient over a plain one, as senders fall back.",
+    "Install a certificate for the MX's name from a public CA, with its intermediates.",
+    "https://www.rfc-editor.org/rfc/rfc7435",
+)
 IN_SENDER_REFUSED = _inbound(
     "sender_refused", Status.FAIL, "The MX refuses the null sender",
     "MAIL FROM:<> was refused. RFC 5321 4.5.5 requires accepting the null reverse-path: it "
@@ -233,7 +242,8 @@ IN_CONNECTION_LOST = _inbound(
 )
 INBOUND_FINDINGS = (
     IN_NOT_TESTED, IN_UNREACHABLE, IN_BANNER, IN_BANNER_REFUSED, IN_EHLO_REFUSED,
-    IN_STARTTLS_OK, IN_STARTTLS_MISSING, IN_STARTTLS_FAILED, IN_SENDER_REFUSED,
+    IN_STARTTLS_OK, IN_STARTTLS_MISSING, IN_STARTTLS_FAILED, IN_STARTTLS_UNTRUSTED,
+    IN_SENDER_REFUSED,
     IN_RCPT_ACCEPTED, IN_RCPT_DEFERRED, IN_RCPT_REJECTED, IN_RELAY_REFUSED, IN_OPEN_RELAY,
     IN_RELAY_INCONCLUSIVE, IN_PROTOCOL_ERROR, IN_TIMEOUT, IN_CONNECTION_LOST,
 )  # fmt: skip
@@ -504,14 +514,19 @@ async def _mx_opening(
                                          evidence={"ehlo": list(reply.lines)}))  # fmt: skip
             return False
         try:
-            # Opportunistic TLS (RFC 7435): a sender accepts any certificate; the TLS check
-            # judges the chain. No secret is ever sent to an MX.
-            await session.starttls(inspection_context(), server_hostname=mx.host)
+            # Verified like every connection outside the TLS check, which diagnoses the
+            # chain; a rejected certificate ends this session (below).
+            await session.starttls(ctx.run.ssl_context(), server_hostname=mx.host)
         except CommandRejected as exc:
             step.add(IN_STARTTLS_FAILED(title="STARTTLS is announced but refused",
                                         detail=exc.text[:500]))  # fmt: skip
             return False
         except (TlsFailure, ProtocolViolation, NetTimeout) as exc:
+            reason = is_certificate_error(exc)
+            if reason is not None:
+                step.add(IN_STARTTLS_UNTRUSTED(detail=f"certificate verification failed: "
+                                               f"{reason}", evidence={"phase": exc.phase}))
+                return None
             step.add(IN_STARTTLS_FAILED(detail=str(exc), evidence={"phase": exc.phase}))
             return None
         except NetError as exc:

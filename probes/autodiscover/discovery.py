@@ -45,7 +45,7 @@ from analyzer.httpauth import (
 from analyzer.model import Json, Status
 from analyzer.net import probe_connect
 from analyzer.resolve import lookup
-from analyzer.tlsprobe import inspection_context, open_tls
+from analyzer.tlsprobe import insecure_context, inspection_context, open_tls
 from probes import tlschain
 from probes.autodiscover import findings as F
 from probes.autodiscover.pox import (
@@ -166,7 +166,7 @@ class Discovery:
         if key not in self._clients:
             from analyzer.http import make_client  # noqa: PLC0415
 
-            verify = inspection_context() if insecure else True
+            verify = insecure_context() if insecure else True
             self._clients[key] = await self.stack.enter_async_context(
                 make_client(self.ctx.run, verify=verify)
             )

@@ -44,6 +44,12 @@ SCENARIOS: tuple[Scenario, ...] = (
                    subject="mx.cert-self-signed.test:25"),
             Expect(code="tls.cert.self_signed", status="fail",
                    subject="mail.cert-self-signed.test:587"),
+            # Inbound delivery: verified like every connection outside the TLS check, so
+            # the untrusted certificate ends that session and a plain one checks the RCPT.
+            Expect(code="smtp.inbound.starttls_untrusted", status="warn",
+                   subject="mx.cert-self-signed.test:25"),
+            Expect(code="smtp.inbound.rcpt_accepted", status="pass",
+                   subject="mx.cert-self-signed.test:25"),
         ),
     ),
     Scenario(
