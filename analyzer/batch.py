@@ -416,6 +416,18 @@ def _safe_name(raw: str) -> str:
     return text[:120]
 
 
+def _has_userinfo(raw: str) -> bool:
+    """Whether ``raw`` is a URL carrying ``user[:password]@``."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    if "://" not in raw:
+        return False
+    try:
+        return "@" in urlsplit(raw.strip()).netloc
+    except ValueError:
+        return False
+
+
 def parse_batch(data: Mapping[str, Any], *, base: Path, source: str) -> BatchConfig:
     """A :class:`BatchConfig` from parsed TOML (see the module docstring for the keys)."""
     refuse_inline_secrets(data, "", source)
@@ -472,6 +484,12 @@ def parse_batch(data: Mapping[str, Any], *, base: Path, source: str) -> BatchCon
         raw = item.get("target")
         if not isinstance(raw, str):
             raise BatchFileError(f'{source}: {where}: missing target = "..."')
+        if _has_userinfo(raw):
+            # Never repeated: the target would name files, fill reports and the index.
+            raise BatchFileError(
+                f"{source}: {where}: the URL contains credentials (user:password@); remove "
+                "them and use password_env or password_file"
+            )
         name = item.get("name")
         if name is not None:
             if not isinstance(name, str) or not _FILE_NAME.fullmatch(name):

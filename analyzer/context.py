@@ -56,7 +56,7 @@ class Credentials:
     any text (plain, base64 and URL-encoded forms) before it is stored in a transcript.
     """
 
-    __slots__ = ("__password", "__token", "username")
+    __slots__ = ("__forms", "__password", "__token", "username")
 
     def __init__(
         self, username: str | None, *, password: str | None = None, token: str | None = None
@@ -64,6 +64,7 @@ class Credentials:
         self.username = username
         self.__password = password or None
         self.__token = token or None
+        self.__forms: tuple[str, ...] | None = None
 
     def password(self) -> str | None:
         """The password (never log or store the value)."""
@@ -84,7 +85,13 @@ class Credentials:
         return {"username": self.username, "secret": kind}
 
     def secret_forms(self) -> tuple[str, ...]:
-        """Every form in which a secret could appear on the wire (for redaction)."""
+        """Every form in which a secret could appear on the wire (for redaction), longest
+        first; computed once (the secrets never change)."""
+        if self.__forms is None:
+            self.__forms = self._forms()
+        return self.__forms
+
+    def _forms(self) -> tuple[str, ...]:
         import base64  # noqa: PLC0415
         from urllib.parse import quote  # noqa: PLC0415
 
@@ -92,12 +99,23 @@ class Credentials:
         for secret in (self.__password, self.__token):
             if not secret:
                 continue
+            raw = secret.encode()
             forms.append(secret)
             forms.append(quote(secret, safe=""))
-            forms.append(base64.b64encode(secret.encode()).decode())
+            # IMAP quoted string (RFC 9051 4.3): backslash and double quote escaped.
+            forms.append(secret.replace("\\", "\\\\").replace('"', '\\"'))
+            forms.append(base64.b64encode(raw).decode())
             if self.username:
                 for pair in (f"{self.username}:{secret}", f"\0{self.username}\0{secret}"):
                     forms.append(base64.b64encode(pair.encode()).decode())
+            # Inside any larger base64 blob (XOAUTH2, OAUTHBEARER, NTLM...) the secret
+            # starts at one of three bit alignments: keep the characters that encode
+            # only its own bits, for each.
+            for shift in (0, 1, 2):
+                encoded = base64.b64encode(b"\0" * shift + raw).decode()
+                core = encoded[-(-8 * shift // 6) : 8 * (shift + len(raw)) // 6]
+                if len(core) >= 6:
+                    forms.append(core)
         return tuple(sorted({f for f in forms if len(f) >= 3}, key=len, reverse=True))
 
     def redact(self, text: str) -> str:

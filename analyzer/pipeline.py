@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from analyzer.findings import FindingSpec
 from analyzer.model import Finding, ProbeResult, Report, Status, Step, to_json, worst
-from analyzer.probe import PROBE_DEADLINE, Probe, ProbeContext, exception_finding
+from analyzer.probe import (
+    PROBE_DEADLINE,
+    Probe,
+    ProbeContext,
+    exception_finding,
+    redact_finding,
+)
 
 if TYPE_CHECKING:
     from analyzer.context import RunContext
@@ -250,6 +256,8 @@ def _empty_probe_finding(probe: Probe) -> Finding:
 
 
 def _single(probe: Probe, target: Target, run: RunContext, finding: Finding) -> ProbeResult:
+    # An exception's words may quote what a server echoed: redact like every step.
+    finding = redact_finding(run.options.credentials, finding)
     return ProbeResult(
         probe=probe.id,
         subject=target.display,

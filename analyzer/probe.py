@@ -43,7 +43,7 @@ from analyzer.model import (
 )
 
 if TYPE_CHECKING:
-    from analyzer.context import RunContext
+    from analyzer.context import Credentials, RunContext
     from analyzer.targets import Target
 
 __all__ = [
@@ -132,13 +132,15 @@ class StepRecorder:
         if len(self.transcript) >= MAX_TRANSCRIPT_LINES:
             self._dropped += 1
             return
+        # Redact before cutting: a secret straddling the cut would keep its first part.
+        text = self._owner.ctx.redact(text)
         if len(text) > MAX_TRANSCRIPT_LINE:
             text = text[:MAX_TRANSCRIPT_LINE] + f"… [{len(text) - MAX_TRANSCRIPT_LINE} more chars]"
         self.transcript.append(
             TranscriptLine(
                 at_ms=round((time.monotonic() - self._t0) * 1000, 1),
                 direction=direction,
-                text=self._owner.ctx.redact(text),
+                text=text,
             )
         )
 
@@ -234,6 +236,7 @@ class ResultRecorder:
             self.open_steps[-1].close(extra=reason)
             reason = None  # the reason belongs to the innermost step only
         if reason is not None:
+            reason = self.ctx.redact_finding(reason)
             self.steps.append(
                 Step(
                     title=reason.title,
@@ -379,18 +382,7 @@ class ProbeContext:
 
     def redact_finding(self, finding: Finding) -> Finding:
         """A copy of ``finding`` with secrets removed from every string in it."""
-        creds = self.run.options.credentials
-        if not creds.has_secret:
-            return finding
-        return Finding(
-            code=finding.code,
-            status=finding.status,
-            title=creds.redact(finding.title),
-            detail=creds.redact(finding.detail),
-            remediation=finding.remediation,
-            evidence=_redact_json(finding.evidence, creds.redact),
-            reference=finding.reference,
-        )
+        return redact_finding(self.run.options.credentials, finding)
 
     def op_timeout(self) -> float:
         """Timeout for one network operation: the option, bounded by the time left."""
@@ -498,6 +490,21 @@ def _unrecorded(exc: BaseException) -> Finding | None:
     if getattr(exc, "__rca_recorded__", False):
         return None
     return exception_finding(exc)
+
+
+def redact_finding(creds: Credentials, finding: Finding) -> Finding:
+    """A copy of ``finding`` with ``creds``' secrets removed from every string in it."""
+    if not creds.has_secret:
+        return finding
+    return Finding(
+        code=finding.code,
+        status=finding.status,
+        title=creds.redact(finding.title),
+        detail=creds.redact(finding.detail),
+        remediation=finding.remediation,
+        evidence=_redact_json(finding.evidence, creds.redact),
+        reference=finding.reference,
+    )
 
 
 def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:

@@ -688,7 +688,9 @@ def _handler(server: ExporterServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
             if server.log:
-                sys.stderr.write(f"rca serve: {self.address_string()} {format % args}\n")
+                # The request line without its query: a target may carry what it should not.
+                line = (format % args).replace(self.path, urlsplit(self.path).path)
+                sys.stderr.write(f"rca serve: {self.address_string()} {line}\n")
 
         def _send(self, status: int, body: str, content_type: str) -> None:
             data = body.encode("utf-8")

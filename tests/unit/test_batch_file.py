@@ -164,3 +164,14 @@ def test_an_unreadable_file_is_one_line(tmp_path: Path) -> None:
         load_batch(tmp_path / "nope.toml")
     with pytest.raises(BatchFileError, match="not valid TOML"):
         load_batch(tmp_path / "bad.toml")
+
+
+def test_a_target_url_with_credentials_is_refused_without_repeating_it() -> None:
+    # Given a target URL that carries a password
+    text = '[[targets]]\ntarget = "https://alice:S3cret-pw@mail.x.test/autodiscover"\n'
+    # When the file is parsed
+    with pytest.raises(BatchFileError) as caught:
+        parse_batch(tomllib.loads(text), base=Path("."), source="b.toml")
+    # Then it is refused, naming the target's place, never its text
+    assert "targets[0]" in str(caught.value) and "credentials" in str(caught.value)
+    assert "S3cret" not in str(caught.value) and "alice" not in str(caught.value)

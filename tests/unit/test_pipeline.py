@@ -234,3 +234,26 @@ async def test_secrets_never_reach_the_report() -> None:
     for text in (dumps(report), render(report), repr(creds), str(report)):
         assert password not in text
         assert "czNjcmV0" not in text  # base64 of the start of the password
+
+
+
+async def test_secrets_in_an_exception_never_reach_the_report() -> None:
+    # Given probes that raise with the password in the message (a server echoed it), one
+    # inside a result but outside any step, one before opening any result
+    password = "s3cret-Pa55word!"  # noqa: S105 - test data
+    creds = Credentials("alice@example.test", password=password)
+
+    async def in_result(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("x"):
+            raise RuntimeError(f"server said: bad password {password}")
+
+    async def at_once(ctx: ProbeContext, target: Target) -> None:
+        raise RuntimeError(f"server said: bad password {password}")
+
+    report = await check(TARGET, RunOptions(timeout=5, credentials=creds),
+                         probes=[probe("a", in_result), probe("b", at_once)])
+    from reports.json import dumps
+
+    # Then both crashes are reported, without the password
+    assert codes(report, "a") == {"probe.crashed"} and codes(report, "b") == {"probe.crashed"}
+    assert password not in dumps(report)
