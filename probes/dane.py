@@ -87,6 +87,8 @@ INDETERMINATE = FindingSpec(
     status=Status.INCONCLUSIVE,
     title="DANE could not be judged",
     meaning="The TLSA look-up failed, or the zone's DNSSEC state is unknown.",
+    remediation="Run again; if it persists, check the MX host's zone and its DNSSEC chain "
+    "(the DNSSEC findings say where it breaks).",
 )
 
 FINDINGS = (MATCH, MISMATCH, NONE, UNSIGNED, UNUSABLE, NO_CHAIN, INDETERMINATE)

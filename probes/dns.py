@@ -114,6 +114,7 @@ NODATA = FindingSpec(
     status=Status.WARN,
     title="The name exists but has no record of this type",
     meaning="The DNS answered without records of the requested type (NODATA).",
+    remediation="Publish the record if the service is meant to be offered under this name.",
 )
 SERVFAIL = FindingSpec(
     code="dns.servfail",
@@ -277,6 +278,11 @@ FINDINGS = (
     PTR_MISMATCH,
     CAA_FOUND,
     CAA_NONE,
+    SRV_FOUND,
+    SRV_NOT_OFFERED,
+    SRV_NONE,
+    SRV_NO_ADDRESS,
+    SRV_DOT_MIXED,
 )
 
 

@@ -71,6 +71,8 @@ FAILED = FindingSpec(
     status=Status.INCONCLUSIVE,
     title="The block list could not be asked",
     meaning="The look-up timed out or failed, so the listing status is unknown.",
+    remediation="Run again later; some lists refuse queries from public resolvers, so use "
+    "--resolver with your own resolver.",
 )
 
 FINDINGS = (NOT_LISTED, LISTED, REFUSED, FAILED)

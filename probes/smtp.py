@@ -222,6 +222,8 @@ IN_OPEN_RELAY = _inbound(
 IN_RELAY_INCONCLUSIVE = _inbound(
     "relay_inconclusive", Status.INCONCLUSIVE, "The open-relay test could not be judged",
     "The outside recipient got a temporary answer, so whether it would be relayed is unknown.",
+    "Run the relay test again later; a lasting 4xx for outside recipients is worth checking "
+    "in the MX's log.",
 )
 IN_PROTOCOL_ERROR = _inbound(
     "protocol_error", Status.FAIL, "The MX broke the SMTP protocol",

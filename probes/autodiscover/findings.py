@@ -427,6 +427,7 @@ SRV_FAILED = FindingSpec(
     title="The Autodiscover SRV record could not be looked up",
     meaning="The DNS query failed (SERVFAIL, timeout); whether the domain publishes one is "
     "unknown.",
+    remediation="Run again; if it persists, check the domain's DNS servers and delegation.",
 )
 SRV_OUTSIDE_DOMAIN = FindingSpec(
     code="autodiscover.srv.outside_domain",

@@ -19,7 +19,7 @@ from analyzer.context import Credentials, Nameserver, RunOptions
 from analyzer.lab import LabInfo
 from analyzer.lab.scenarios import SCENARIOS
 from analyzer.model import Report, Status, report_from_json, to_json
-from analyzer.registry import load_probes
+from analyzer.registry import all_finding_specs, load_probes
 from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
@@ -103,6 +103,9 @@ def test_scenario_reports_render_and_round_trip(lab: LabInfo, scenario: str) -> 
     # No probe may crash on a scenario: "could not judge" is a bug, not a finding.
     crashed = [(r.probe, f.detail) for r, f in report.findings() if f.code == "probe.crashed"]
     assert not crashed
+    # Every code a report carries is in the catalogue (rca findings, docs/findings.md)
+    catalogued = {spec.code for spec in all_finding_specs()}
+    assert not {f.code for _, f in report.findings()} - catalogued
 
 
 def test_healthy_scenario_passes(lab: LabInfo) -> None:
