@@ -453,8 +453,7 @@ class _Renderer:
     def render(self) -> str:
         report = self.report
         env = _environment()
-        css = env.get_template("report.css").render()
-        names = set(env.list_templates())
+        css, csp_hash, names = _page_parts()
         sections = []
         for index, result in enumerate(ordered_results(report)):
             # Flat names: the package data glob (templates/*) ships no subfolder.
@@ -468,7 +467,7 @@ class _Renderer:
             env.get_template("report.html.j2").render(
                 report=report,
                 css=css,
-                csp_hash=base64.b64encode(hashlib.sha256(css.encode()).digest()).decode(),
+                csp_hash=csp_hash,
                 sections=sections,
                 counts=counts(report),
                 verdict=verdict_status,
@@ -519,6 +518,16 @@ def _finalize(value: Any) -> Any:
     if isinstance(value, str) and not isinstance(value, Markup):
         return clean_text(value)
     return value
+
+
+@functools.cache
+def _page_parts() -> tuple[str, str, frozenset[str]]:
+    """What every page shares: the CSS, its CSP hash, and the template names (listing
+    them reads the package folder), computed once with the environment."""
+    env = _environment()
+    css = str(env.get_template("report.css").render())
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    return css, digest, frozenset(env.list_templates())
 
 
 @functools.cache
