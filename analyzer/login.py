@@ -171,7 +171,7 @@ async def login_endpoints(
         if known is not None:
             # Named by client settings; the reachability check reports it only if published.
             found[(ep.host, ep.port)] = dataclasses.replace(
-                known, reachability_checked=ep.expected
+                known, reachability_checked=known.reachability_checked or ep.expected
             )
             continue
         found[(ep.host, ep.port)] = LoginEndpoint(

@@ -111,6 +111,13 @@ async def _check(ctx: ProbeContext, zone: str, addresses: list[tuple[str, str]])
                 codes = [r.to_text() for r in found.records]
                 for code in codes:
                     step.recv(f"{found.name} A {code}")
+                if not all(c.startswith("127.") for c in codes):
+                    # RFC 5782 2.1: listings are in 127.0.0.0/8; anything else is a
+                    # resolver rewriting NXDOMAIN (an ad page), not the list's answer.
+                    step.add(FAILED(detail=f"the answer {', '.join(codes)} is not a list "
+                                    "code (outside 127.0.0.0/8): the resolver rewrites "
+                                    "answers", evidence=found.evidence()))  # fmt: skip
+                    continue
                 if any(c.startswith("127.255.255.") for c in codes):
                     step.add(REFUSED(detail=", ".join(f"{c}: {RETURN_CODES.get(c, '?')}"
                                                       for c in codes)))

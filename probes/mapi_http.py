@@ -161,7 +161,7 @@ async def run(ctx: ProbeContext, target: Target) -> None:
             with ctx.result(target.domain) as res, res.step(f"Find the {name} URL") as step:
                 step.add(F.not_offered(detail="Autodiscover gave no MAPI/HTTP URL and no "
                                        "conventional host exists"))  # fmt: skip
-            return
+            continue
         legacy_dn = settings.legacy_dn if settings is not None else ""
         with ctx.result(url.url) as res:
             await _endpoint(ctx, res, url, name, client, legacy_dn)

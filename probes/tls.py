@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from analyzer.endpoints import Endpoint, plan_endpoints
 from analyzer.errors import (
@@ -407,26 +407,34 @@ async def _versions(ctx: ProbeContext, res: ResultRecorder, ep: Endpoint, addres
     shown = f"[{address}]" if ":" in address else address
     with res.step(f"TLS versions accepted on {shown}:{ep.port}") as step:
         testable = [v for v in TLS_VERSIONS if can_offer(v)]
-        untestable = [v for v in TLS_VERSIONS if v not in testable]
+        untestable: list[str] = [v for v in TLS_VERSIONS if v not in testable]
         accepted = await asyncio.gather(*(_accepts(ctx, ep, address, v) for v in testable))
-        result: dict[str, Json] = {v: a for v, a in zip(testable, accepted, strict=True)}
-        step.note(", ".join(f"{v}: {'accepted' if a else 'refused'}" for v, a in result.items()))
-        legacy = [v for v in ("TLSv1", "TLSv1.1") if result.get(v) is True]
-        modern = [v for v in ("TLSv1.2", "TLSv1.3") if result.get(v) is True]
-        evidence: dict[str, Json] = {"accepted": result, "untestable": list(untestable)}
-        if untestable:
-            step.add(VERSION_UNTESTABLE(detail=", ".join(untestable), evidence=evidence))
-        if not modern:
-            step.add(VERSIONS_NONE_MODERN(evidence=evidence))
-        elif legacy:
+        found: dict[str, bool | None] = dict(zip(testable, accepted, strict=True))
+        words = {True: "accepted", False: "refused", None: "no answer in time"}
+        step.note(", ".join(f"{v}: {words[a]}" for v, a in found.items()))
+        legacy = [v for v in ("TLSv1", "TLSv1.1") if found.get(v) is True]
+        modern = [v for v in ("TLSv1.2", "TLSv1.3") if found.get(v) is True]
+        silent = [v for v, a in found.items() if a is None]
+        result: dict[str, Json] = dict(found)
+        evidence: dict[str, Json] = {"accepted": result, "untestable": untestable + silent}
+        if untestable or silent:
+            detail = ", ".join(untestable + [f"{v} (no answer in time)" for v in silent])
+            step.add(VERSION_UNTESTABLE(detail=detail, evidence=evidence))
+        if modern and legacy:
             step.add(
                 VERSIONS_LEGACY(detail=f"accepted: {', '.join(legacy + modern)}", evidence=evidence)
             )
-        else:
+        elif modern:
             step.add(VERSIONS_OK(detail=f"accepted: {', '.join(modern)}", evidence=evidence))
+        elif not {"TLSv1.2", "TLSv1.3"} & set(silent):
+            # Only refusals say "no modern version"; a version that did not answer in
+            # time was not judged (VERSION_UNTESTABLE says so).
+            step.add(VERSIONS_NONE_MODERN(evidence=evidence))
 
 
-async def _accepts(ctx: ProbeContext, ep: Endpoint, address: str, version: TlsVersionName) -> Any:
+async def _accepts(
+    ctx: ProbeContext, ep: Endpoint, address: str, version: TlsVersionName
+) -> bool | None:
     context = version_context(version)
     if context is None:
         return None
@@ -441,9 +449,9 @@ async def _accepts(ctx: ProbeContext, ep: Endpoint, address: str, version: TlsVe
             context=context,
             timeout=ctx.op_timeout(),
         )
-    except (NetError, Refusal):
-        return False
     except NetTimeout:
+        return None  # no answer in time: neither accepted nor refused
+    except (NetError, Refusal):
         return False
     return True
 

@@ -60,3 +60,16 @@ async def test_dnsbl_is_off_by_default() -> None:
                              tests=("dns",), timeout=20, op_timeout=2)
         report = await check(parse_target("listed.test"), options)
     assert not [r for r in report.results if r.probe == "dnsbl"]
+
+
+async def test_an_answer_outside_127_is_not_a_listing() -> None:
+    # Given a "list" whose resolver rewrites NXDOMAIN to an ad server's address
+    rewritten = LIST.replace("127.0.0.2", "192.0.2.80")
+    with dns_server({"listed.test.": ZONE, "bl.test.": rewritten}) as server:
+        options = RunOptions(nameservers=(Nameserver(server.address, server.port),),
+                             tests=("dns",), dnsbl=("bl.test",), timeout=20, op_timeout=2)
+        report = await check(parse_target("listed.test"), options)
+    found = {(f.code, f.status) for r, f in report.findings() if r.probe == "dnsbl"}
+    # Then it is inconclusive, never "listed"
+    assert ("dnsbl.lookup_failed", Status.INCONCLUSIVE) in found
+    assert not any(code == "dnsbl.listed" for code, _ in found)
