@@ -151,7 +151,8 @@ class _Walk:
     anchors: dict[str, list[Any]]
     now: datetime
     zone_keys: dict[str, asyncio.Future[tuple[ZoneState, Any, str]]] = field(default_factory=dict)
-    expiries: list[tuple[str, datetime]] = field(default_factory=list)
+    #: Every RRSIG expiry seen: (the zone whose chain it is part of, what, when).
+    expiries: list[tuple[Any, str, datetime]] = field(default_factory=list)
 
 
 def load_trust_anchors(path: Path | None) -> dict[str, list[Any]]:
@@ -217,14 +218,21 @@ async def _signed(
     return found, rrset, sig
 
 
-def _verify(walk: _Walk, rrset: Any, sig: Any, zone: Any, keys: Any, what: str) -> None:
+def _verify(
+    walk: _Walk, rrset: Any, sig: Any, zone: Any, keys: Any, what: str, *, owner: Any = None
+) -> None:
+    """Validate ``rrset`` with ``zone``'s ``keys``; record its expiries under ``owner``
+    (whose chain it belongs to: the signer by default, the child zone for a DS, the
+    name for the records asked about)."""
     import dns.dnssec  # noqa: PLC0415
     import dns.exception  # noqa: PLC0415
 
     if sig is None:
         raise _Invalid(f"{what}: no RRSIG in the answer")
     for rd in sig:
-        walk.expiries.append((what, datetime.fromtimestamp(rd.expiration, UTC)))
+        walk.expiries.append(
+            (zone if owner is None else owner, what, datetime.fromtimestamp(rd.expiration, UTC))
+        )
     try:
         dns.dnssec.validate(rrset, sig, {zone: keys}, now=walk.now.timestamp())
     except dns.exception.ValidationFailure as exc:
@@ -322,7 +330,7 @@ async def _zone_keys(walk: _Walk, zone: Any, depth: int) -> tuple[ZoneState, Any
     if state != "secure":
         return state, None, f"parent {signer.to_text()}: {why}"
     try:
-        _verify(walk, ds, ds_sig, signer, parent_keys, f"DS {name}")
+        _verify(walk, ds, ds_sig, signer, parent_keys, f"DS {name}", owner=zone)
     except _Invalid as exc:
         return "bogus", None, str(exc)
     vouched = [k for k in dnskeys for d in ds if _ds_matches(zone, k, d, dns.dnssec)]
@@ -385,7 +393,6 @@ async def _check_name(ctx: ProbeContext, walk: _Walk, name: Any, rdtype: str) ->
             step.note(f"zone apex: {zone.to_text()}")
         zname = zone.to_text().rstrip(".") or "."
         with res.step(f"Validate the chain of trust of {zname}") as step:
-            start = len(walk.expiries)
             state, keys, why = await zone_keys(walk, zone)
             step.note(why)
             _judge(step, state, why, zname)
@@ -395,12 +402,13 @@ async def _check_name(ctx: ProbeContext, walk: _Walk, name: Any, rdtype: str) ->
                     _ad_finding(sub, found)
                     if rrset is not None:
                         try:
-                            _verify(walk, rrset, sig, zone, keys, f"{rdtype} {name.to_text()}")
+                            _verify(walk, rrset, sig, zone, keys, f"{rdtype} {name.to_text()}",
+                                    owner=name)
                             sub.note(f"{rdtype} {name.to_text()}: signature valid")
                         except _Invalid as exc:
                             sub.add(BOGUS(detail=str(exc)))
                             state = "bogus"
-            _expiry_findings(step, walk, start)
+            _expiry_findings(step, walk, zone, name)
             if any(f.code == SIG_EXPIRED.code for f in step.findings):
                 state = "bogus"
         return state
@@ -436,8 +444,12 @@ def _ad_finding(step: StepRecorder, found: Lookup) -> None:
         )
 
 
-def _expiry_findings(step: StepRecorder, walk: _Walk, start: int) -> None:
-    seen = walk.expiries[start:] or walk.expiries
+def _expiry_findings(step: StepRecorder, walk: _Walk, zone: Any, name: Any) -> None:
+    # Only the signatures of this name's own chain (its records, its zone and the zones
+    # above): names are checked concurrently and share the walk, and zone keys are cached.
+    seen = [
+        (w, t) for owner, w, t in walk.expiries if owner == name or zone.is_subdomain(owner)
+    ]
     expired = [(w, t) for w, t in seen if t <= walk.now]
     soon = [(w, t) for w, t in seen if walk.now < t <= walk.now + EXPIRY_WARN]
     if expired:

@@ -120,3 +120,35 @@ def test_unreadable_trust_anchor_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         load_trust_anchors(bad)
     _ = dns.rdatatype
+
+
+def test_an_expired_signature_is_reported_only_on_the_names_whose_chain_holds_it() -> None:
+    # Given signatures seen while several names were validated together: an expired one
+    # in the MX host's own zone, a valid one at the root
+    from probes.dnssec import _expiry_findings, _Walk
+
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    name = dns.name.from_text
+    walk = _Walk(ctx=None, anchors={}, now=now)  # type: ignore[arg-type]
+    walk.expiries += [
+        (name("."), "DNSKEY .", now + timedelta(days=20)),
+        (name("mx-zone.test."), "DNSKEY mx-zone.test.", now - timedelta(days=1)),
+        (name("example.test."), "MX example.test.", now + timedelta(days=20)),
+    ]
+
+    class Step:
+        def __init__(self) -> None:
+            self.findings: list[object] = []
+
+        def add(self, finding: object) -> None:
+            self.findings.append(finding)
+
+    # When the domain's findings are made, then the other zone's expiry is not among them
+    domain = Step()
+    _expiry_findings(domain, walk, name("example.test."), name("example.test."))  # type: ignore[arg-type]
+    expired = "dns.dnssec.signature_expired"
+    assert not any(getattr(f, "code", "") == expired for f in domain.findings)
+    # And the MX host's name, whose zone it is, gets it
+    mx = Step()
+    _expiry_findings(mx, walk, name("mx-zone.test."), name("mx.mx-zone.test."))  # type: ignore[arg-type]
+    assert any(getattr(f, "code", "") == expired for f in mx.findings)
