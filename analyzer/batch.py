@@ -267,20 +267,6 @@ def parse_settings(table: Mapping[str, Any], *, where: str, source: str) -> dict
     return out
 
 
-def _read_secret(path: Path, key: str) -> str:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            line = fh.readline()
-    except OSError as exc:
-        raise UsageError(f"{key} {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{key} {path}: not UTF-8 text") from None
-    secret = line.rstrip("\r\n")
-    if not secret:
-        raise UsageError(f"{key} {path}: the first line is empty")
-    return secret
-
-
 def _secret(
     settings: Mapping[str, Any], kind: str, base: Path, env: Mapping[str, str]
 ) -> str | None:
@@ -291,7 +277,9 @@ def _secret(
             raise UsageError(f"{kind}_env: the environment variable {var} is not set or empty")
         return value
     if file is not None:
-        return _read_secret(base / file, f"{kind}_file")
+        from analyzer.context import read_secret_file  # noqa: PLC0415
+
+        return read_secret_file(base / file, f"{kind}_file")
     return None
 
 

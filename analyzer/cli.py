@@ -386,19 +386,9 @@ def _https_url(url: str | None, flag: str) -> str | None:
 
 
 def _read_secret_file(path: Path | None, flag: str) -> str | None:
-    if path is None:
-        return None
-    try:
-        with path.open(encoding="utf-8") as fh:
-            line = fh.readline()
-    except OSError as exc:
-        raise UsageError(f"{flag} {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{flag} {path}: not UTF-8 text") from None
-    secret = line.rstrip("\r\n")
-    if not secret:
-        raise UsageError(f"{flag} {path}: the first line is empty")
-    return secret
+    from analyzer.context import read_secret_file  # noqa: PLC0415
+
+    return None if path is None else read_secret_file(path, flag)
 
 
 def _read_password(args: argparse.Namespace, needs_secret: bool) -> str | None:

@@ -39,6 +39,7 @@ __all__ = [
     "parse_connect_override",
     "parse_host_port",
     "parse_nameserver",
+    "read_secret_file",
 ]
 
 Family = Literal[4, 6]
@@ -136,6 +137,22 @@ class Credentials:
         return self is other
 
     __hash__ = object.__hash__
+
+
+def read_secret_file(path: Path, label: str) -> str:
+    """The secret on the first line of ``path`` (a password or token file); a one-line
+    :class:`UsageError` naming ``label`` and the path, never the contents, otherwise."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            line = fh.readline()
+    except OSError as exc:
+        raise UsageError(f"{label} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{label} {path}: not UTF-8 text") from None
+    secret = line.rstrip("\r\n")
+    if not secret:
+        raise UsageError(f"{label} {path}: the first line is empty")
+    return secret
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,13 @@ once per run (:meth:`analyzer.context.RunContext.shared`), honouring ``--connect
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, SRV_RECORDS, HostAddresses, MxHost, SrvRecord
 from analyzer.resolve import lookup
+from analyzer.targets import is_ip
 
 if TYPE_CHECKING:
     from analyzer.context import RunContext
@@ -125,7 +125,7 @@ async def resolve_host(run: RunContext, host: str) -> HostAddresses:
     """A and AAAA of ``host`` (``--connect`` wins; an IP is itself), once per run."""
     host = host.lower().rstrip(".")
     forced = run.connect_addresses(host)
-    if not forced and _is_ip(host):
+    if not forced and is_ip(host):
         forced = (host,)
     if forced:
         return HostAddresses(
@@ -230,7 +230,7 @@ async def _resolve_all(
     endpoints = []
     for host, port, name, source, expected in wanted:
         addrs = known.get(host) or HostAddresses(host=host)
-        if ctx.run.connect_addresses(host) or _is_ip(host):
+        if ctx.run.connect_addresses(host) or is_ip(host):
             addrs = await host_addresses(ctx, host)
         if not addrs.addresses and source in ("standard", "guess"):
             continue  # a name that does not exist is not an endpoint
@@ -254,9 +254,3 @@ async def _resolve_all(
     return tuple(endpoints)
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -82,6 +82,7 @@ from analyzer.batch import (
     refuse_inline_secrets,
 )
 from analyzer.errors import UsageError
+from analyzer.targets import is_ip
 
 if TYPE_CHECKING:
     from analyzer.model import Report
@@ -143,7 +144,7 @@ class Allowlist:
                 raise BatchFileError(f"{where}: allow entries are non-empty strings")
             text = entry.strip()
             try:
-                if "/" in text or _is_ip(text):
+                if "/" in text or is_ip(text.strip("[]")):
                     networks.append(ipaddress.ip_network(text, strict=False))
                 elif text.startswith("*."):
                     patterns.append(to_ascii_domain(text[2:])[0])
@@ -172,12 +173,6 @@ class Allowlist:
                    for p in self.patterns)
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def _exact_key(text: str) -> str:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from analyzer.errors import UsageError
 
-__all__ = ["Target", "TargetKind", "parse_target", "to_ascii_domain"]
+__all__ = ["Target", "TargetKind", "is_ip", "parse_target", "to_ascii_domain"]
 
 TargetKind = Literal["address", "domain", "host", "url"]
 
@@ -50,7 +50,7 @@ class Target:
     @property
     def is_ip(self) -> bool:
         """True when the target is a bare IP address (it has no DNS records of its own)."""
-        return _is_ip(self.domain)
+        return is_ip(self.domain)
 
     @property
     def display(self) -> str:
@@ -208,18 +208,19 @@ def _parse_host(text: str) -> Target:
         host, port_text = text.split(":")
         port = _parse_port(port_text, text)
     ascii_host, unicode_host = _host_forms(host)
-    is_ip = _is_ip(ascii_host)
+    literal = is_ip(ascii_host)
     return Target(
         raw=text,
-        kind="host" if (port is not None or is_ip) else "domain",
+        kind="host" if (port is not None or literal) else "domain",
         domain=ascii_host,
         domain_unicode=unicode_host,
-        host=ascii_host if (port is not None or is_ip) else None,
+        host=ascii_host if (port is not None or literal) else None,
         port=port,
     )
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
+    """Whether ``text`` is an IPv4 or IPv6 address (no brackets, no port)."""
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from analyzer.mailproto import Refusal, StartTlsResult, starttls
 from analyzer.net import Connection, TlsInfo, TranscriptSink, connect
+from analyzer.targets import is_ip
 
 if TYPE_CHECKING:
     from analyzer.context import RunContext
@@ -115,7 +116,7 @@ async def open_tls(
     Raises :class:`~analyzer.mailproto.Refusal` (STARTTLS not offered or refused) and
     :class:`~analyzer.errors.NetError` subclasses (connect, handshake, protocol).
     """
-    sni = None if _is_ip(host) else host
+    sni = None if is_ip(host) else host
     conn: Connection
     if mode == "implicit":
         conn = await connect(run, host, address, port, timeout=timeout, tls=context,
@@ -135,14 +136,6 @@ async def open_tls(
         await conn.close()
 
 
-def _is_ip(text: str) -> bool:
-    import ipaddress  # noqa: PLC0415
-
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 __all__ += ["Refusal", "can_offer"]

@@ -18,6 +18,7 @@ from analyzer.findings import FindingSpec
 from analyzer.model import Status
 from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
 from analyzer.resolve import Lookup, lookup
+from analyzer.targets import is_ip
 from probes.srv import order_srv
 
 if TYPE_CHECKING:
@@ -364,12 +365,6 @@ def _same_ip(a: str, b: str) -> bool:
         return False
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 async def run(ctx: ProbeContext, target: Target) -> None:
@@ -548,7 +543,7 @@ async def _judge_mx(
 
 async def _resolve_mx(ctx: ProbeContext, parent: StepRecorder, host: str) -> HostAddresses:
     with parent.step(f"Resolve MX host {host}") as step:
-        if _is_ip(host):
+        if is_ip(host):
             step.add(MX_IP_LITERAL(detail=f"the MX target is {host}"))
             return HostAddresses(host=host)
         addresses, failed = await resolve_recorded(ctx, step, host)
