@@ -20,7 +20,7 @@ from analyzer.errors import RcaError, UsageError
 
 __all__ = ["build_parser", "main"]
 
-EXIT_OK, EXIT_WARN, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 2, 3
+EXIT_OK, EXIT_UNKNOWN = 0, 3  # the others come from api.exit_code (1 warn, 2 fail)
 
 
 class _Parser(argparse.ArgumentParser):

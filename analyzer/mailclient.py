@@ -26,7 +26,6 @@ import ssl
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from analyzer.errors import ConnectionReset, NetTimeout, ProtocolViolation, map_exception
 from analyzer.mailproto import EHLO_NAME
@@ -179,7 +178,6 @@ async def _upgrade(
 
 _LITERAL = re.compile(r"\{(\d{1,20})\+?\}$")
 _CODE = re.compile(r"^\[([A-Za-z0-9.-]+)(?: ([^\]]*))?\]\s*(.*)$", re.DOTALL)
-ImapStatus = Literal["OK", "NO", "BAD", "BYE", "PREAUTH"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,7 +14,6 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -382,9 +381,3 @@ async def probe_connect(
 def _ms(t0: float) -> float:
     return round((time.monotonic() - t0) * 1000, 1)
 
-
-def addresses_for(
-    families: Sequence[int], ipv4: Sequence[str], ipv6: Sequence[str]
-) -> tuple[str, ...]:
-    """The addresses to test, by the run's IP families (IPv4 first)."""
-    return (tuple(ipv4) if 4 in families else ()) + (tuple(ipv6) if 6 in families else ())

@@ -147,7 +147,6 @@ class _Scheduler:
         self.probes = probes
         self.progress = progress
         self.facts: dict[str, Any] = {}
-        self.fact_origin: dict[str, str] = {}
         self.outcome: dict[str, Status] = {}
         self.results: dict[str, list[ProbeResult]] = {}
         self.providers: dict[str, list[str]] = {}
@@ -200,7 +199,6 @@ class _Scheduler:
                 results = await self._execute(probe, ctx)
                 for name, value in ctx.published.items():
                     self.facts[name] = value
-                    self.fact_origin[name] = probe.id
             status = worst((r.status for r in results), default=Status.SKIP)
             self.outcome[probe.id] = status
             self.results[probe.id] = results

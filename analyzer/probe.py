@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -387,12 +387,6 @@ class ProbeContext:
     def op_timeout(self) -> float:
         """Timeout for one network operation: the option, bounded by the time left."""
         return max(0.05, min(self.run.options.op_timeout, self.run.remaining()))
-
-    @contextlib.contextmanager
-    def timer(self) -> Iterator[Callable[[], float]]:
-        """Elapsed milliseconds of a block, for per-phase timings in evidence."""
-        t0 = time.monotonic()
-        yield lambda: round((time.monotonic() - t0) * 1000, 1)
 
 
 #: Where :meth:`ProbeContext.result` also lists the recorders it makes, while a shared
