@@ -354,6 +354,7 @@ class RunContext:
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._ssl: ssl.SSLContext | None = None
+        self._system_dns: dns.asyncresolver.Resolver | None = None
         self._shared: dict[str, asyncio.Future[Any]] = {}
 
     # --- time ---------------------------------------------------------------------------------
@@ -453,12 +454,18 @@ class RunContext:
             res.port = ports.pop() if len(ports) == 1 else 53
             res.nameserver_ports = {n.address: n.port for n in self.options.nameservers}
         else:
-            try:
-                res = dns.asyncresolver.Resolver()
-            except Exception as exc:  # no /etc/resolv.conf, or an unreadable one
-                raise UsageError(
-                    f"no system DNS resolver could be configured ({exc}); use --resolver IP"
-                ) from None
+            if self._system_dns is None:  # /etc/resolv.conf read once per run, not per query
+                try:
+                    self._system_dns = dns.asyncresolver.Resolver()
+                except Exception as exc:  # no /etc/resolv.conf, or an unreadable one
+                    raise UsageError(
+                        f"no system DNS resolver could be configured ({exc}); use --resolver IP"
+                    ) from None
+            system = self._system_dns
+            res = dns.asyncresolver.Resolver(configure=False)
+            res.nameservers = list(system.nameservers)
+            res.port = system.port
+            res.nameserver_ports = dict(system.nameserver_ports)
         res.cache = None  # a diagnostic looks afresh every time
         op = self.options.op_timeout if timeout is None else timeout
         res.timeout = max(0.05, min(op / 2, self.remaining()))
