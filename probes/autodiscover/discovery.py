@@ -711,7 +711,7 @@ class Discovery:
             if valid:
                 return _Host("ok")
             if self.ctx.options.insecure:
-                step.note("--insecure: continuing past the certificate failure")
+                step.add(F.TLS_INSECURE(detail=f"{host}: the certificate is not valid"))
                 return _Host("ok", valid_certificate=False)
             step.add(
                 F.CREDENTIALS_WITHHELD(

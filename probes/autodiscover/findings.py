@@ -69,6 +69,15 @@ CREDENTIALS_WITHHELD = FindingSpec(
     "trusted, inside the e-mail domain or a domain trusted with --trust-redirect; the reason "
     "is in the detail (run with --insecure to continue past certificate failures).",
 )
+TLS_INSECURE = FindingSpec(
+    code="autodiscover.tls.insecure",
+    status=Status.WARN,
+    title="--insecure: continuing past a certificate that failed",
+    meaning="The certificate of this host failed (the findings above say why), and the user "
+    "asked to go on with --insecure: the requests, credentials included, go over TLS that "
+    "proves nothing about who answers. Outlook would show a certificate warning here.",
+    remediation="Fix the certificate; run without --insecure to see what clients see.",
+)
 NO_CREDENTIALS = FindingSpec(
     code="autodiscover.credentials.missing",
     status=Status.SKIP,
@@ -522,6 +531,7 @@ FINDINGS = (
     UNREACHABLE,
     TLS_FAILED,
     CREDENTIALS_WITHHELD,
+    TLS_INSECURE,
     NO_CREDENTIALS,
     AUTH_OFFERED,
     AUTH_NONE_USABLE,

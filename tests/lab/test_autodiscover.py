@@ -326,6 +326,16 @@ def test_certificate_mismatch_on_the_autodiscover_host(lab: LabInfo) -> None:
     assert not any(s.title.startswith("Send") or s.title.startswith("Ask") for s in steps(bad))
 
 
+def test_insecure_continues_past_the_certificate_and_says_so(lab: LabInfo) -> None:
+    # Given the same wrong-name certificate, and --insecure
+    report = run(lab, "ad-cert-mismatch", all_methods=True, insecure=True)
+    bad = result(report, f"https://autodiscover.ad-cert-mismatch.test{XML}")
+    # Then the certificate still fails, the request is made, with a loud warning
+    assert ("tls.cert.name_mismatch", Status.FAIL) in codes(bad)
+    assert ("autodiscover.tls.insecure", Status.WARN) in codes(bad)
+    assert ("autodiscover.credentials.withheld", Status.SKIP) not in codes(bad)
+
+
 def test_settings_round_trip_as_a_fact(lab: LabInfo) -> None:
     # Given the healthy domain / When Autodiscover runs
     report = run(lab, "healthy")
