@@ -11,7 +11,10 @@ Heavy modules are imported lazily so that ``rca --version`` stays fast.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
+
+from cryptography.utils import CryptographyDeprecationWarning
 
 __version__ = "0.1.0"
 
@@ -30,6 +33,27 @@ if TYPE_CHECKING:
     from analyzer.context import Credentials, RunOptions
     from analyzer.model import Report, Status
     from analyzer.targets import parse_target
+
+#: Known deprecation warnings that third-party libraries raise at import time, about their own
+#: code, which a user can do nothing about: (message prefix, category, module that warns).
+#: Each is ignored for that one module only, so rca's own warnings (and any new ones from a
+#: library) still show. dnspython defines its DSA key classes at import (dns.dnssecalgs.dsa);
+#: cryptography 51 deprecated DSA, and every `rca check` with DNSSEC printed four warnings.
+KNOWN_LIBRARY_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
+    ("DSA is deprecated", CryptographyDeprecationWarning, r"dns\.dnssecalgs\.dsa"),
+)
+
+
+def quiet_known_library_warnings() -> None:
+    """Ignore :data:`KNOWN_LIBRARY_WARNINGS`, each for its own module only.
+
+    Runs when ``analyzer`` is imported, before any of rca's modules imports dnspython.
+    """
+    for message, category, module in KNOWN_LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+quiet_known_library_warnings()
 
 _LAZY = {
     "check": "analyzer.api",
