@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 #: library) still show. dnspython defines its DSA key classes at import (dns.dnssecalgs.dsa);
 #: cryptography 51 deprecated DSA, and every `rca check` with DNSSEC printed four warnings.
 KNOWN_LIBRARY_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
-    ("DSA is deprecated", CryptographyDeprecationWarning, r"dns\.dnssecalgs\.dsa"),
+    ("DSA is deprecated", CryptographyDeprecationWarning, r"dns\.dnssecalgs\.dsa\Z"),
 )
 
 
