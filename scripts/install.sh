@@ -32,15 +32,32 @@ else
   log "not root (or no apt-get): skipping Debian packages; the lab needs: $(grep -v '^\s*#' scripts/debian-packages.txt | tr '\n' ' ')"
 fi
 
+# Python packages: exactly the versions in requirements/dev.lock (hashes checked), in a virtual
+# environment of the project's own (.venv; or the one already active), so nothing else that
+# happens to be installed on the machine takes part. Refresh the lock with scripts/lock.sh.
 PY=${PYTHON:-python3}
-# Debian's own Python refuses pip installs (PEP 668): use a virtual environment there.
-if "$PY" -c 'import sys, sysconfig, os; sys.exit(0 if sys.prefix == sys.base_prefix and os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
-  if [ ! -x .venv/bin/python ]; then
-    log "creating .venv (the system Python is externally managed)"
-    "$PY" -m venv .venv
+LOCK=${RCA_LOCK:-requirements/dev.lock}
+if [ -n "${VIRTUAL_ENV:-}" ]; then
+  PY=$VIRTUAL_ENV/bin/python
+else
+  VENV=${RCA_VENV:-.venv}
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV"
+    "$PY" -m venv "$VENV"
   fi
-  PY=.venv/bin/python
+  PY=$VENV/bin/python
 fi
-log "Python packages into $("$PY" -c 'import sys; print(sys.prefix)')"
-"$PY" -m pip install -q --disable-pip-version-check -e '.[test]' >&2
+log "Python packages from $LOCK into $("$PY" -c 'import sys; print(sys.prefix)')"
+pipq=(-m pip --disable-pip-version-check -q)
+"$PY" "${pipq[@]}" install --require-hashes --no-deps -r "$LOCK" >&2
+# rca itself, editable, built with the locked setuptools (no unpinned build environment).
+"$PY" "${pipq[@]}" install --no-deps --no-build-isolation -e . >&2
+# Exactly the lock: remove what an older lock installed and this one no longer has.
+stale=$("$PY" scripts/lockdiff.py --extra "$LOCK")
+if [ -n "$stale" ]; then
+  log "removing packages the lock no longer has: $stale"
+  # shellcheck disable=SC2086
+  "$PY" "${pipq[@]}" uninstall -y $stale >&2
+fi
+"$PY" scripts/lockdiff.py --check "$LOCK" >&2
 echo "$PY"
