@@ -8,7 +8,9 @@ a 2 GB allocation), smtplib accepts any number of reply lines, and a thread stuc
 read cannot be cancelled when the probe's deadline expires. Here every line is bounded
 (:data:`analyzer.net.MAX_LINE`), every reply has a line budget, an IMAP literal has a
 size limit, every read a timeout, and the whole dialogue is an asyncio task the pipeline
-can cancel. Connections go to the address rca resolved (``--resolver``/``--connect``)
+can cancel. What imapclient does well without touching the socket, it still does here: its
+response parser reads LIST answers (quoting, NIL, modified UTF-7 names) once our reader
+has bounded the lines. Connections go to the address rca resolved (``--resolver``/``--connect``)
 with the host name as SNI and for certificate checks, and every line lands in the
 step's transcript, secrets replaced (``shown=``).
 
@@ -451,6 +453,57 @@ def mailbox_status(response: ImapResponse) -> dict[str, int]:
         if code in ("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ", "UNSEEN") and args.isdigit():
             found[code] = int(args)
     return found
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mailbox:
+    """One mailbox of a LIST answer (RFC 9051 7.3.1)."""
+
+    name: str  # decoded from modified UTF-7 (RFC 3501 5.1.3) where it is that
+    flags: tuple[str, ...]  # as sent: \\HasNoChildren, \\Sent (RFC 6154)...
+    delimiter: str | None  # None: NIL, a flat namespace
+
+
+#: The special-use attributes of RFC 6154 2 (clients map their folders by these).
+SPECIAL_USE: tuple[str, ...] = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk",
+                                "\\Sent", "\\Trash")
+
+
+def list_mailboxes(response: ImapResponse) -> tuple[Mailbox, ...]:
+    """The mailboxes of a LIST answer, parsed by imapclient's response parser.
+
+    Our line reader has already bounded every line and inlined every literal as a quoted
+    string, so imapclient sees only whole, bounded lines. An untagged line it cannot parse
+    is skipped (a broken server's line does not hide the others).
+    """
+    from imapclient import imap_utf7  # noqa: PLC0415  (only a login that lists needs it)
+    from imapclient.exceptions import ProtocolError  # noqa: PLC0415
+    from imapclient.response_parser import parse_response  # noqa: PLC0415
+
+    found = []
+    for line in response.untagged:
+        keyword, _, rest = line[2:].partition(" ")
+        if keyword.upper() != "LIST":
+            continue
+        try:
+            parsed = parse_response([rest.encode("utf-8", "surrogateescape")])
+        except (ProtocolError, ValueError):
+            continue
+        if len(parsed) != 3 or not isinstance(parsed[0], tuple):
+            continue
+        flags = tuple(_text(f) for f in parsed[0])
+        raw_name = parsed[2] if isinstance(parsed[2], bytes) else str(parsed[2]).encode()
+        try:
+            name = imap_utf7.decode(raw_name)
+        except (UnicodeError, ValueError):
+            name = raw_name.decode("utf-8", "replace")
+        delimiter = None if parsed[1] is None else _text(parsed[1])
+        found.append(Mailbox(name=name, flags=flags, delimiter=delimiter))
+    return tuple(found)
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _quotable(text: str) -> bool:

@@ -39,8 +39,10 @@ from analyzer.login import (
     session_findings,
 )
 from analyzer.mailclient import (
+    SPECIAL_USE,
     CommandRejected,
     ImapSession,
+    list_mailboxes,
     mailbox_status,
 )
 from analyzer.model import Json, Status
@@ -207,12 +209,18 @@ async def _mailbox(ctx: ProbeContext, res: ResultRecorder, session: ImapSession)
         if not listing.ok:
             step.add(FOLDERS_FAILED(detail=listing.line[:500]))
             return
-        names = [line for line in listing.untagged if line[2:].upper().startswith("LIST ")]
-        special = sorted({flag for line in names for flag in
-                          ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All")
-                          if flag.lower() in line.lower()})  # fmt: skip
+        mailboxes = list_mailboxes(listing)
+        # RFC 6154: the attribute, not the name, tells a client which folder is Sent.
+        special: dict[str, Json] = {}
+        for box in mailboxes:
+            for flag in box.flags:
+                use = next((u for u in SPECIAL_USE if u.lower() == flag.lower()), None)
+                if use is not None and use not in special:
+                    special[use] = box.name
         step.add(FOLDERS(
-            detail=f"{len(names)} folders", evidence={"count": len(names), "special_use": special}
+            detail=f"{len(mailboxes)} folders",
+            evidence={"count": len(mailboxes), "special_use": sorted(special),
+                      "special_use_folders": special},
         ))  # fmt: skip
 
 

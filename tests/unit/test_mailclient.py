@@ -15,6 +15,7 @@ from analyzer.mailclient import (
     _quote,
     b64,
     decode_challenge,
+    list_mailboxes,
     mailbox_status,
     oauthbearer,
     parse_status_text,
@@ -135,3 +136,41 @@ def test_non_ascii_passwords_are_not_quotable() -> None:
     # A quoted string cannot carry CR, LF or 8-bit text: such a password goes as a literal
     assert not _quotable("pässword")
     assert not _quotable("a\r\nb")
+
+
+# --- LIST answers (imapclient's response parser) ------------------------------------------------
+
+
+def _listing(*lines: str) -> ImapResponse:
+    return ImapResponse(status="OK", untagged=lines, line="a3 OK LIST completed")
+
+
+def test_list_mailboxes_reads_flags_delimiter_and_modified_utf7_names() -> None:
+    # Given a LIST answer with a special-use folder, a NIL delimiter and a French folder name
+    response = _listing(
+        '* LIST (\\HasNoChildren) "/" INBOX',
+        '* LIST (\\HasNoChildren \\Sent) "/" "&AMk-l&AOk-ments envoy&AOk-s"',
+        "* LIST (\\Noselect) NIL Public",
+        "* OK [ALERT] not a LIST line",
+    )
+    # When it is parsed
+    boxes = list_mailboxes(response)
+    # Then every mailbox is there, its name decoded, its flags and delimiter as sent
+    assert [(b.name, b.flags, b.delimiter) for b in boxes] == [
+        ("INBOX", ("\\HasNoChildren",), "/"),
+        ("Éléments envoyés", ("\\HasNoChildren", "\\Sent"), "/"),
+        ("Public", ("\\Noselect",), None),
+    ]
+
+
+def test_a_folder_named_like_a_flag_is_not_special_use() -> None:
+    # Given a folder whose *name* contains "\Sent" but which has no special-use attribute
+    boxes = list_mailboxes(_listing('* LIST (\\HasNoChildren) "/" "Old \\\\Sent mail"'))
+    # Then its name is read whole and it carries no \Sent attribute
+    assert boxes[0].name == "Old \\Sent mail"
+    assert boxes[0].flags == ("\\HasNoChildren",)
+
+
+def test_an_unparseable_list_line_is_skipped_not_fatal() -> None:
+    boxes = list_mailboxes(_listing('* LIST (\\HasNoChildren "/" broken', '* LIST () "." Drafts'))
+    assert [b.name for b in boxes] == ["Drafts"]
