@@ -1,5 +1,5 @@
-# Developer shortcuts; the README's two commands need no make.
-PY ?= python3
+# Developer shortcuts (after scripts/install.sh made .venv); the README's two commands need no make.
+PY ?= .venv/bin/python
 
 .PHONY: install test lint typecheck check schema docs bench-startup bench demo
 
