@@ -276,7 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # A root in certifi has a negative serial number: cryptography warns on every parse of
     # it. Set once, before any thread starts (warning filters are process-wide).
-    warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
+    from cryptography.utils import CryptographyDeprecationWarning  # noqa: PLC0415
+
+    warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive",
+                            category=CryptographyDeprecationWarning)
     try:
         if args.command == "check":
             return _cmd_check(args)
