@@ -56,7 +56,7 @@ def main() -> int:
         print(" ".join(sorted(set(have) - set(locked) - _ALWAYS)))
         return 0
     if args.newer:
-        for name in sorted(locked):
+        for name in sorted(set(locked) - _ALWAYS):  # the build tools are not rca's dependencies
             if name in have and have[name] != locked[name]:
                 print(f"{name} {have[name]} (lock: {locked[name]})")
         return 0
