@@ -1360,7 +1360,13 @@ class _Diagnosis:
 
     def _check_validity(self, path: Sequence[_Node], anchored: bool) -> None:
         """RFC 5280 4.1.2.5 for every certificate of the path (the verifier checks the trust
-        anchor's dates too)."""
+        anchor's dates too).
+
+        The dates are encoded to the second and notAfter is inclusive, so the clock is read
+        to the second too, as the verifier reads it: a certificate is still valid during
+        the second of its notAfter.
+        """
+        now = self.now.replace(microsecond=0)
         for index, node in enumerate(path):
             cert = node.cert
             before, after = cert.not_valid_before_utc, cert.not_valid_after_utc
@@ -1370,8 +1376,8 @@ class _Diagnosis:
                 "not_before": node.info.not_before,
                 "not_after": node.info.not_after,
             }
-            if self.now > after:
-                days = _days(self.now - after)
+            if now > after:
+                days = _days(now - after)
                 self.findings.append(
                     CERT_EXPIRED(
                         title=f"{role.capitalize()} expired",
@@ -1381,8 +1387,8 @@ class _Diagnosis:
                         remediation=_expiry_remediation(role),
                     )
                 )
-            elif self.now < before:
-                days = _days(before - self.now)
+            elif now < before:
+                days = _days(before - now)
                 self.findings.append(
                     CERT_NOT_YET_VALID(
                         title=f"{role.capitalize()} not yet valid",
@@ -1392,7 +1398,7 @@ class _Diagnosis:
                     )
                 )
             else:
-                left = after - self.now
+                left = after - now
                 if left <= timedelta(days=self.warn_days):
                     critical = left <= timedelta(days=self.fail_days)
                     days = _days(left)

@@ -495,17 +495,21 @@ def _parse_term(text: str, position: int) -> Term:
     return _parse_ip(base, rest, rest_at)
 
 
+#: The longest tail of an "a"/"mx" argument that can be a dual-cidr-length (RFC 7208 5.6),
+#: loosely (digits of any length) so that a malformed length is reported as such.
+_CIDR_TAIL = re.compile(r"(?:/[0-9]*)?(?://[0-9]*)?\Z")
+
+
 def _split_cidr(arg: str) -> tuple[str, str]:
-    """Split ``domain-spec`` from a trailing ``/cidr`` at the first "/" outside a macro."""
-    depth = 0
-    for index, char in enumerate(arg):
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth = max(0, depth - 1)
-        elif char == "/" and depth == 0:
-            return arg[:index], arg[index:]
-    return arg, ""
+    """Split ``domain-spec`` from a trailing ``/N``, ``//N`` or ``/N//M`` (RFC 7208 5.3, 5.4).
+
+    Only the tail is a CIDR length: a domain-spec may hold any visible character but "%"
+    (RFC 7208 7.1), "/" included, as in ``a:foo:bar/baz.example.com``.
+    """
+    for start in range(len(arg) + 1):
+        if _CIDR_TAIL.match(arg, start):
+            return arg[:start], arg[start:]
+    return arg, ""  # not reached: the pattern matches the empty tail
 
 
 def _parse_a_mx(base: Mechanism, rest: str, rest_at: int) -> Mechanism:
@@ -653,6 +657,8 @@ class _MacroValues:
     domain: str
     ip: Address | None
     helo: str | None
+    #: The validated name of ``ip`` chosen for %{p}; None when there is none (RFC 7208 7.3).
+    ptr_name: str | None = None
 
 
 class _Unresolved(Exception):
@@ -685,10 +691,13 @@ def _expand(spec: str, values: _MacroValues) -> str:
 
 def _macro_value(letter: str, values: _MacroValues) -> str:
     local, _, sender_domain = values.sender.rpartition("@")
+    # RFC 7208 4.3: a sender without a local-part is read as "postmaster" at its domain,
+    # for %{s} as for %{l}.
+    local = local or "postmaster"
     if letter == "s":
-        return values.sender
+        return f"{local}@{sender_domain}"
     if letter == "l":
-        return local or "postmaster"
+        return local
     if letter == "o":
         return sender_domain
     if letter == "d":
@@ -707,9 +716,28 @@ def _macro_value(letter: str, values: _MacroValues) -> str:
     if letter == "v":
         return "ip6" if isinstance(values.ip, ipaddress.IPv6Address) else "in-addr"
     if letter == "p":
-        # RFC 7208 7.3: validating %{p} is discouraged; "unknown" is an allowed value.
-        return "unknown"
+        # RFC 7208 7.3: "unknown" only when no name is validated or the DNS failed.
+        return values.ptr_name or "unknown"
     return str(values.ip)  # "c" (only in exp text, never reached for terms)
+
+
+def _uses_p_macro(spec: str) -> bool:
+    """True when ``spec`` expands %{p} (which costs reverse and forward look-ups)."""
+    return any((m.group(1) or "") in ("p", "P") for m in _EXPAND.finditer(spec))
+
+
+def _preferred_name(validated: tuple[str, ...], domain: str) -> str | None:
+    """RFC 7208 7.3: the validated name for %{p}: ``domain`` itself, else a subdomain of
+    it, else any validated name; None when there is none."""
+    for wanted in (
+        lambda n: n == domain,
+        lambda n: n.endswith("." + domain),
+        lambda _n: True,
+    ):
+        found = next((n for n in validated if wanted(n)), None)
+        if found is not None:
+            return found
+    return None
 
 
 def _target_name(expanded: str) -> str | None:
@@ -738,6 +766,8 @@ NodeState = Literal[
     "ignored",
 ]
 _ERRORS = (SpfResult.PERMERROR, SpfResult.TEMPERROR)
+_OVER_LOOKUPS = f"more than {DNS_TERM_LIMIT} DNS-querying terms (RFC 7208 4.6.4)"
+_OVER_VOIDS = f"more than {VOID_LOOKUP_LIMIT} void look-ups (RFC 7208 4.6.4)"
 _NOT_EVALUATED = "not evaluated: the diagnostic's work bound was reached"
 
 
@@ -786,7 +816,11 @@ class HostCheck:
     ip: str
     domain: str
     result: SpfResult
+    #: The term that decided (for an include, the chain down to the matching term); empty
+    #: when the record as a whole decided (no record, a syntax error, a failed look-up).
     decided_by: str = ""
+    #: For permerror and temperror: what went wrong, in words.
+    reason: str = ""
     detail: str = ""
     lookups: int = 0
     void_lookups: int = 0
@@ -847,6 +881,9 @@ class _Outcome:
     default: str | None = ""
     #: The TXT look-up of the record's domain was void (NXDOMAIN / NODATA).
     void: bool = False
+    #: Why an error result was reached, beyond the deciding term: the record-level cause
+    #: (a syntax error, two records, a failed TXT look-up) or the failing term's problem.
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -858,6 +895,8 @@ class _TermOutcome:
     #: include / redirect: the target record's result and effective default.
     sub_result: SpfResult | None = None
     default: str | None = ""
+    #: Why the term gave ``error`` (see :attr:`_Outcome.reason`).
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1020,9 +1059,15 @@ class _Evaluator:
                 self.parsed[data] = exc
         return self.parsed[data]
 
-    def expand(self, spec: str, domain: str) -> str | _Unresolved | None:
+    async def expand(self, spec: str, domain: str) -> str | _Unresolved | None:
         """The term's target name; _Unresolved when it needs what we lack; None if invalid."""
-        values = _MacroValues(sender=self.sender, domain=domain, ip=self.ip, helo=self.helo)
+        ptr_name: str | None = None
+        if self.ip is not None and _uses_p_macro(spec):
+            got = await self.validated_names()
+            ptr_name = _preferred_name(got.validated, domain)
+        values = _MacroValues(
+            sender=self.sender, domain=domain, ip=self.ip, helo=self.helo, ptr_name=ptr_name
+        )
         try:
             return _target_name(_expand(spec, values))
         except _Unresolved as exc:
@@ -1044,7 +1089,8 @@ class _Evaluator:
                 note=chosen.detail,
                 result="temperror",
             )
-            return _Outcome(node=node, result=SpfResult.TEMPERROR)
+            reason = f"TXT look-up of {domain} failed: {chosen.detail}"
+            return _Outcome(node=node, result=SpfResult.TEMPERROR, reason=reason)
         if chosen.state == "none":
             node = self.node(
                 kind="record",
@@ -1055,7 +1101,8 @@ class _Evaluator:
                 result="none",
             )
             void = found.outcome in ("nxdomain", "nodata") or not found.records
-            return _Outcome(node=node, result=SpfResult.NONE, void=void)
+            reason = f"{domain} has no SPF record"
+            return _Outcome(node=node, result=SpfResult.NONE, void=void, reason=reason)
         if chosen.state == "multiple":
             texts = tuple(show(r) for r in chosen.records)
             self.issue(
@@ -1070,7 +1117,8 @@ class _Evaluator:
                 answers=texts,
                 result="permerror",
             )
-            return _Outcome(node=node, result=SpfResult.PERMERROR)
+            reason = f"{domain} has {len(texts)} SPF records (RFC 7208 4.5)"
+            return _Outcome(node=node, result=SpfResult.PERMERROR, reason=reason)
         text = show(chosen.record)
         parsed = self.parse(chosen.record)
         if isinstance(parsed, SpfParseError):
@@ -1084,7 +1132,8 @@ class _Evaluator:
                 note=str(parsed),
                 result="permerror",
             )
-            return _Outcome(node=node, result=SpfResult.PERMERROR)
+            reason = f"syntax error in the SPF record of {domain}: {parsed}"
+            return _Outcome(node=node, result=SpfResult.PERMERROR, reason=reason)
         return await self.terms(domain, parsed, depth=depth, path=path)
 
     async def terms(
@@ -1093,7 +1142,7 @@ class _Evaluator:
         """Evaluate the mechanisms left to right, then the redirect (RFC 7208 4.6.2, 6.1)."""
         children: list[SpfNode] = []
         result: SpfResult | None = None
-        decided_by = ""
+        decided_by = reason = ""
         all_mech = record.all
         mechanisms = record.mechanisms
         for index, term in enumerate(mechanisms):
@@ -1132,6 +1181,7 @@ class _Evaluator:
             children.append(outcome.node)
             if result is None and outcome.error is not None:
                 result, decided_by = outcome.error, outcome.decided_by or term.text
+                reason = outcome.reason
             elif result is None and outcome.matched:
                 result = QUALIFIER_RESULT[term.qualifier]
                 decided_by = outcome.decided_by or term.text
@@ -1178,6 +1228,7 @@ class _Evaluator:
                 if result is None:
                     result = sub.error or sub.sub_result or SpfResult.NEUTRAL
                     decided_by = sub.decided_by or redirect.text
+                    reason = sub.reason
         for extra in record.terms:
             if isinstance(extra, Modifier) and extra.name != "redirect":
                 explanation = extra.name == "exp"
@@ -1204,7 +1255,9 @@ class _Evaluator:
             children=tuple(children),
             counts=_Counts(lookups=self.lookups, voids=self.voids),
         )
-        return _Outcome(node=node, result=result, decided_by=decided_by, default=default)
+        return _Outcome(
+            node=node, result=result, decided_by=decided_by, default=default, reason=reason
+        )
 
     # -- terms --
 
@@ -1238,7 +1291,7 @@ class _Evaluator:
         node = self.node(
             kind=kind, term=term_text, domain=domain, state="permerror", note=note, counts=counts
         )
-        return _TermOutcome(node=node, error=SpfResult.PERMERROR, decided_by=term_text)
+        return _TermOutcome(node=node, error=SpfResult.PERMERROR, decided_by=term_text, reason=note)
 
     async def follow(
         self,
@@ -1253,8 +1306,8 @@ class _Evaluator:
         """include (RFC 7208 5.2) and redirect (6.1): evaluate another domain's record."""
         counts = self.count_lookup(term_text, domain)
         if not self.full and counts.past_limit:
-            return self.failed(kind, term_text, domain, counts, "lookup limit exceeded")
-        target = self.expand(spec, domain)
+            return self.failed(kind, term_text, domain, counts, _OVER_LOOKUPS)
+        target = await self.expand(spec, domain)
         if isinstance(target, _Unresolved):
             node = self.node(
                 kind=kind,
@@ -1279,15 +1332,18 @@ class _Evaluator:
             return self.failed(kind, term_text, target, counts, f"loop: {chain}")
         if depth + 1 > MAX_DEPTH:
             self.truncated = True
+            note = f"not evaluated: nested deeper than {MAX_DEPTH}"
             node = self.node(
                 kind=kind,
                 term=term_text,
                 domain=target,
                 state="not_evaluated",
-                note=f"not evaluated: nested deeper than {MAX_DEPTH}",
+                note=note,
                 counts=counts,
             )
-            return _TermOutcome(node=node, error=SpfResult.PERMERROR, decided_by=term_text)
+            return _TermOutcome(
+                node=node, error=SpfResult.PERMERROR, decided_by=term_text, reason=note
+            )
         sub = await self.record(target, depth=depth + 1, path=(*path, target))
         stop = self.count_void(counts, term_text, domain) if sub.void else False
         if sub.result is SpfResult.NONE:
@@ -1309,8 +1365,9 @@ class _Evaluator:
         decided = f"{term_text} → {sub.decided_by}" if sub.decided_by else term_text
         matched: bool | None = None
         error: SpfResult | None = None
+        reason = sub.reason
         if stop:
-            error, decided = SpfResult.PERMERROR, f"{term_text}: void look-up limit"
+            error, decided, reason = SpfResult.PERMERROR, term_text, _OVER_VOIDS
         elif sub.result in _ERRORS:
             error = sub.result
         elif sub.result is SpfResult.NONE:
@@ -1335,14 +1392,15 @@ class _Evaluator:
             decided_by=decided if error is not None or matched or kind == "redirect" else "",
             sub_result=sub.result,
             default=sub.default,
+            reason=reason if error is not None else "",
         )
 
     async def lookup_term(self, term: Mechanism, domain: str) -> _TermOutcome:
         """a, mx, ptr and exists (RFC 7208 5.3-5.7)."""
         counts = self.count_lookup(term.text, domain)
         if not self.full and counts.past_limit:
-            return self.failed(term.name, term.text, domain, counts, "lookup limit exceeded")
-        target = self.expand(term.domain_spec, domain) if term.domain_spec else domain
+            return self.failed(term.name, term.text, domain, counts, _OVER_LOOKUPS)
+        target = await self.expand(term.domain_spec, domain) if term.domain_spec else domain
         if isinstance(target, _Unresolved) or (term.name == "ptr" and self.ip is None):
             note = (
                 str(target) if isinstance(target, _Unresolved) else "needs the connecting address"
@@ -1391,18 +1449,23 @@ class _Evaluator:
             counts=counts,
         )
         if got.error is not None:
-            return _TermOutcome(node=node, error=got.error, decided_by=term.text)
+            return _TermOutcome(node=node, error=got.error, decided_by=term.text, reason=got.note)
         if stop:
-            decided = f"{term.text}: void look-up limit"
-            return _TermOutcome(node=node, error=SpfResult.PERMERROR, decided_by=decided)
+            return _TermOutcome(
+                node=node, error=SpfResult.PERMERROR, decided_by=term.text, reason=_OVER_VOIDS
+            )
         return _TermOutcome(node=node, matched=matched)
 
-    async def query(self, name: str, rdtype: str) -> tuple[Lookup, SpfResult | None]:
-        """One look-up; a DNS failure (not NXDOMAIN/NODATA) is a temperror (RFC 7208 5)."""
+    async def query(
+        self, name: str, rdtype: str, *, quiet: bool = False
+    ) -> tuple[Lookup, SpfResult | None]:
+        """One look-up; a DNS failure (not NXDOMAIN/NODATA) is a temperror (RFC 7208 5),
+        reported as a finding unless ``quiet`` (the caller skips the failure)."""
         found = await self.ask(name, rdtype)
-        if found.outcome not in ("answer", "nxdomain", "nodata"):
-            why = found.detail or found.outcome
-            self.issue(TEMPERROR, name, f"{rdtype} look-up of {name}: {why}")
+        if not found.definitive:
+            if not quiet:
+                why = found.detail or found.outcome
+                self.issue(TEMPERROR, name, f"{rdtype} look-up of {name}: {why}")
             return found, SpfResult.TEMPERROR
         return found, None
 
@@ -1412,10 +1475,10 @@ class _Evaluator:
             return ("A", "AAAA")
         return ("AAAA",) if isinstance(self.ip, ipaddress.IPv6Address) else ("A",)
 
-    async def addresses(self, name: str) -> _Got:
+    async def addresses(self, name: str, *, quiet: bool = False) -> _Got:
         found_any: list[str] = []
         for rdtype in self.families():
-            found, error = await self.query(name, rdtype)
+            found, error = await self.query(name, rdtype, quiet=quiet)
             if error is not None:
                 why = found.detail or found.outcome
                 return _Got(error=error, note=f"{rdtype} look-up of {name} failed: {why}")
@@ -1432,11 +1495,14 @@ class _Evaluator:
         exchanges = sorted(hosts - {""})  # a null MX ("0 .") names no host (RFC 7505)
         if not exchanges:
             return _Got(void=True, note="no MX records")
-        if len(exchanges) > MX_LIMIT:
+        # RFC 7208 4.6.4: the limit is on the MX records of the answer, not on the distinct
+        # host names they give (11 records naming 2 hosts are still too many).
+        count = len(found.records)
+        if count > MX_LIMIT:
             self.issue(
                 MX_TOO_MANY,
                 domain,
-                f'"{term.text}": {name} has {len(exchanges)} MX records (limit {MX_LIMIT})',
+                f'"{term.text}": {name} has {count} MX records (limit {MX_LIMIT})',
                 term=term.text,
             )
             note = f"more than {MX_LIMIT} MX records (RFC 7208 4.6.4)"
@@ -1460,23 +1526,34 @@ class _Evaluator:
         return _Got(answers=texts, void=not texts, exists=bool(texts))
 
     async def ptr(self, target: str) -> _Got:
-        if self.ip is None:  # the caller checks; kept for the type checker
+        """RFC 7208 5.5: the validated names, to be matched against ``target``."""
+        got = await self.validated_names()
+        return dataclasses.replace(got, ptr_target=target)
+
+    async def validated_names(self) -> _Got:
+        """The client's validated domain names (RFC 7208 5.5, used by "ptr" and %{p}).
+
+        At most 10 PTR names are checked, each kept when its forward look-up gives the
+        client's address. A DNS failure is no error here: a failed PTR look-up means no
+        name ("ptr" fails to match, %{p} is "unknown"), a failed forward look-up skips
+        that name.
+        """
+        if self.ip is None:  # callers check; kept for the type checker
             return _Got(note="needs the connecting address")
-        found, error = await self.query(self.ip.reverse_pointer, "PTR")
-        if error is not None:
-            return _Got(error=error, note=f"PTR look-up failed: {found.detail or found.outcome}")
+        found = await self.ask(self.ip.reverse_pointer, "PTR")
+        if not found.definitive:
+            why = found.detail or found.outcome
+            return _Got(note=f"PTR look-up failed ({why}): no validated name (RFC 7208 5.5)")
         names = [str(getattr(r, "target", "")).rstrip(".").lower() for r in found.records]
-        names = [n for n in names if n]
+        names = [n for n in names if n][:PTR_LIMIT]
         if not names:
             return _Got(void=True, note="no PTR records")
         validated: list[str] = []
-        # RFC 7208 5.5: at most 10 PTR names are checked; a failed forward look-up is
-        # skipped, not an error.
-        for name in names[:PTR_LIMIT]:
-            forward = await self.addresses(name)
+        for name in names:
+            forward = await self.addresses(name, quiet=True)
             if forward.error is None and str(self.ip) in forward.addresses:
                 validated.append(name)
-        return _Got(answers=tuple(names[:PTR_LIMIT]), validated=tuple(validated), ptr_target=target)
+        return _Got(answers=tuple(names), validated=tuple(validated))
 
 
 def _cidr(term: Mechanism, ip: Address) -> int:
@@ -1529,10 +1606,11 @@ async def _check(
         memo, full=False, ip=address, sender=sender or f"postmaster@{name}", helo=helo
     )
     outcome = await evaluator.record(name, depth=0, path=(name,))
+    said = ": ".join(part for part in (outcome.decided_by, outcome.reason) if part)
     if outcome.result is SpfResult.NONE:
         detail = "no SPF record"
-    elif outcome.decided_by:
-        detail = f"{outcome.result.value}: {outcome.decided_by}"
+    elif said:
+        detail = f"{outcome.result.value}: {said}"
     else:
         detail = f"{outcome.result.value}: no term matched (RFC 7208 4.7)"
     return HostCheck(
@@ -1540,6 +1618,7 @@ async def _check(
         domain=name,
         result=outcome.result,
         decided_by=outcome.decided_by,
+        reason=outcome.reason if outcome.result in _ERRORS else "",
         detail=detail,
         lookups=evaluator.lookups,
         void_lookups=evaluator.voids,
@@ -1718,6 +1797,7 @@ def address_finding(check: HostCheck, *, host: str = "") -> Finding:
             "domain": check.domain,
             "result": check.result.value,
             "decided_by": check.decided_by,
+            "reason": check.reason,
             "lookups": check.lookups,
             "void_lookups": check.void_lookups,
         },

@@ -70,6 +70,19 @@ def by_code(findings: object, code: str) -> object:
         ("v=spf1 ptr:example.com", [("+", "ptr", "example.com", None, None, None)]),
         ("v=spf1 exists:%{i}._spf.%{d}", [("+", "exists", "%{i}._spf.%{d}", None, None, None)]),
         ("v=spf1   -all   ", [("-", "all", None, None, None, None)]),
+        # RFC 7208 5.3, 5.4, 12: only a trailing "/N", "//N" or "/N//M" is a CIDR length;
+        # a "/" elsewhere is part of the domain-spec (which may hold any visible character).
+        (
+            "v=spf1 a:foo:bar/baz.example.com",
+            [("+", "a", "foo:bar/baz.example.com", None, None, None)],
+        ),
+        (
+            "v=spf1 mx:foo:bar/baz.example.com",
+            [("+", "mx", "foo:bar/baz.example.com", None, None, None)],
+        ),
+        ("v=spf1 a:x/y.example.com/24", [("+", "a", "x/y.example.com", None, 24, None)]),
+        ("v=spf1 mx:x/y.example.com//64", [("+", "mx", "x/y.example.com", None, None, 64)]),
+        ("v=spf1 a:%{l/}.example.com/0//0", [("+", "a", "%{l/}.example.com", None, 0, 0)]),
     ],
 )
 def test_parse_gives_mechanisms(record: str, expected: list[tuple[object, ...]]) -> None:
@@ -809,6 +822,174 @@ async def test_check_host_ptr_needs_a_validated_name(
     # When check_host() runs
     check = await check_host("192.0.2.1", D, FakeDns(zone))  # type: ignore[arg-type]
     # Then only a forward-confirmed name in the domain matches (RFC 7208 5.5)
+    assert check.result is result
+
+
+@pytest.mark.parametrize(
+    ("ip", "result", "decided_by"),
+    [
+        ("192.0.2.1", SpfResult.PASS, "a:foo:bar/baz.example.com"),
+        ("192.0.2.2", SpfResult.PASS, "mx:x/y.example.com"),
+        ("192.0.2.3", SpfResult.FAIL, "-all"),
+    ],
+)
+async def test_check_host_a_and_mx_domain_may_contain_a_slash(
+    ip: str, result: SpfResult, decided_by: str
+) -> None:
+    # Given "a" and "mx" terms whose target names contain "/" (RFC 7208 7.1 allows any
+    # visible character but "%" in a domain-spec)
+    dns = FakeDns(
+        {
+            (D, "TXT"): ["v=spf1 a:foo:bar/baz.example.com mx:x/y.example.com -all"],
+            ("foo:bar/baz.example.com", "A"): ["192.0.2.1"],
+            ("x/y.example.com", "MX"): ["10 mail.example.com."],
+            ("mail.example.com", "A"): ["192.0.2.2"],
+        }
+    )
+    # When check_host() runs
+    check = await check_host(ip, D, dns)
+    # Then the names are looked up whole (not read as a CIDR length), first match winning
+    assert (check.result, check.decided_by) == (result, decided_by)
+
+
+@pytest.mark.parametrize(
+    ("ptr_names", "expected"),
+    [
+        # RFC 7208 7.3: the domain itself first, then a subdomain of it, then any validated
+        # name; "unknown" when no name is validated.
+        (["other.example.net.", "example.com.", "mx.example.com."], "example.com"),
+        (["other.example.net.", "mx.example.com."], "mx.example.com"),
+        (["other.example.net."], "other.example.net"),
+        (["unvalidated.example.org."], "unknown"),
+        ([], "unknown"),
+    ],
+)
+async def test_check_host_p_macro_is_the_validated_name(
+    ptr_names: list[str], expected: str
+) -> None:
+    # Given a record asking about %{p}, and the client's reverse and forward DNS
+    zone: dict[tuple[str, str], object] = {
+        (D, "TXT"): ["v=spf1 exists:%{p}.allow.example.net -all"],
+        (f"{expected}.allow.example.net", "A"): ["127.0.0.2"],
+        ("unvalidated.example.org", "A"): ["198.51.100.1"],
+    }
+    if ptr_names:
+        zone[("1.2.0.192.in-addr.arpa", "PTR")] = ptr_names
+    for name in ptr_names:
+        zone.setdefault((name.rstrip("."), "A"), ["192.0.2.1"])
+    # When check_host() runs for 192.0.2.1
+    check = await check_host("192.0.2.1", D, FakeDns(zone))  # type: ignore[arg-type]
+    # Then %{p} expanded to the preferred validated name (the exists term matched)
+    assert check.result is SpfResult.PASS, check.detail
+
+
+async def test_check_host_p_macro_after_a_dns_error_is_unknown() -> None:
+    # Given %{p} and a reverse look-up that fails
+    dns = FakeDns(
+        {
+            (D, "TXT"): ["v=spf1 exists:%{p}.allow.example.net -all"],
+            ("1.2.0.192.in-addr.arpa", "PTR"): "servfail",
+            ("unknown.allow.example.net", "A"): ["127.0.0.2"],
+        }
+    )
+    # When check_host() runs
+    check = await check_host("192.0.2.1", D, dns)
+    # Then %{p} is "unknown" (RFC 7208 7.3), not a temperror of the whole check
+    assert check.result is SpfResult.PASS, check.detail
+
+
+async def test_check_host_mx_limit_counts_records_not_hosts() -> None:
+    # Given "mx" on a domain with 11 MX records naming only 2 hosts
+    exchanges = ["mail.example.com." if n % 2 else "mx.example.com." for n in range(11)]
+    dns = FakeDns(
+        {
+            (D, "TXT"): ["v=spf1 mx"],
+            (D, "MX"): [f"{n} {host}" for n, host in enumerate(exchanges)],
+            ("mail.example.com", "A"): ["192.0.2.1"],
+            ("mx.example.com", "A"): ["192.0.2.2"],
+        }
+    )
+    # When check_host() runs for one of those hosts
+    check = await check_host("192.0.2.1", D, dns)
+    # Then the "mx" term is a permerror: more than 10 MX records (RFC 7208 4.6.4)
+    assert check.result is SpfResult.PERMERROR
+    assert "more than 10 MX records" in check.detail
+
+
+@pytest.mark.parametrize(
+    ("sender", "name"),
+    [
+        ("@example.com", "postmaster@example.com"),
+        ("Jo.Smith@example.com", "jo.smith@example.com"),
+    ],
+)
+async def test_check_host_s_macro_supplies_postmaster(sender: str, name: str) -> None:
+    # Given a record asking about %{s} and a sender with or without a local-part
+    dns = FakeDns(
+        {
+            (D, "TXT"): ["v=spf1 exists:%{s}.allow.example.net -all"],
+            (f"{name}.allow.example.net", "A"): ["127.0.0.2"],
+        }
+    )
+    # When check_host() runs
+    check = await check_host("192.0.2.1", D, dns, sender=sender)
+    # Then an empty local-part reads "postmaster" in %{s}, as in %{l} (RFC 7208 4.3)
+    assert check.result is SpfResult.PASS, check.detail
+
+
+@pytest.mark.parametrize(
+    ("zone", "result", "said"),
+    [
+        (
+            {(D, "TXT"): ["v=spf1 ip4:1.2.3.4 -all moo"]},
+            SpfResult.PERMERROR,
+            "syntax error in the SPF record of example.com",
+        ),
+        (
+            {(D, "TXT"): ["v=spf1 -all", "v=spf1 ~all"]},
+            SpfResult.PERMERROR,
+            "example.com has 2 SPF records",
+        ),
+        ({(D, "TXT"): "timeout"}, SpfResult.TEMPERROR, "TXT look-up of example.com failed"),
+        (
+            {
+                (D, "TXT"): ["v=spf1 include:bad.example.net -all"],
+                ("bad.example.net", "TXT"): ["v=spf1 moo"],
+            },
+            SpfResult.PERMERROR,
+            "include:bad.example.net: syntax error in the SPF record of bad.example.net",
+        ),
+        (
+            {(D, "TXT"): ["v=spf1 include:none.example.net -all"]},
+            SpfResult.PERMERROR,
+            "include:none.example.net: none.example.net has no SPF record",
+        ),
+    ],
+)
+async def test_check_host_says_what_decided_a_record_level_error(
+    zone: dict[tuple[str, str], object], result: SpfResult, said: str
+) -> None:
+    # Given a record (or an included one) that is wrong as a whole, or cannot be fetched
+    dns = FakeDns(zone)  # type: ignore[arg-type]
+    # When check_host() runs
+    check = await check_host("192.0.2.1", D, dns)
+    # Then the detail names the record-level cause, not "no term matched"
+    assert check.result is result
+    assert said in check.detail
+    assert "no term matched" not in check.detail
+
+
+@pytest.mark.parametrize(
+    ("record", "result"), [("v=spf1 ptr -all", SpfResult.FAIL), ("v=spf1 ptr", SpfResult.NEUTRAL)]
+)
+async def test_check_host_ptr_after_a_failed_reverse_look_up_does_not_match(
+    record: str, result: SpfResult
+) -> None:
+    # Given "ptr" and a reverse look-up of the client that fails
+    dns = FakeDns({(D, "TXT"): [record], ("1.2.0.192.in-addr.arpa", "PTR"): "servfail"})
+    # When check_host() runs
+    check = await check_host("192.0.2.1", D, dns)
+    # Then the mechanism fails to match (RFC 7208 5.5), the evaluation goes on
     assert check.result is result
 
 

@@ -384,6 +384,29 @@ def test_expired_intermediate_is_named(pki: LabPKI) -> None:
     assert diagnosis.codes == {EXPIRED}
 
 
+@pytest.mark.parametrize(
+    ("after_end", "expired"),
+    [(timedelta(0), False), (timedelta(milliseconds=5), False), (timedelta(seconds=1), True)],
+)
+def test_expiry_is_judged_to_the_second(pki: LabPKI, after_end: timedelta, expired: bool) -> None:
+    # Given a valid chain, judged at (or just after) the leaf's notAfter, which RFC 5280
+    # 4.1.2.5 encodes to the second and includes in the validity period
+    issued = _issue(pki, "good", tag=f"notafter{after_end.total_seconds()}")
+    when = issued.leaf.not_valid_after_utc + after_end
+
+    # When it is diagnosed then (no expiry-soon thresholds)
+    diagnosis = diagnose(
+        _sent(*issued.chain), HOST, roots=[pki.root_cert], now=when, warn_days=0, fail_days=0
+    )
+
+    # Then the leaf is expired only from the next second on, as the verifier judges it
+    # (x509-limbo rfc5280::validity::notafter-exact and notafter-fractional)
+    leaf_expired = any(
+        f.code == EXPIRED and f.title.startswith("Server certificate") for f in diagnosis.findings
+    )
+    assert (leaf_expired, diagnosis.valid) == (expired, not expired)
+
+
 def test_several_faults_are_all_reported(pki: LabPKI) -> None:
     # Given an expired certificate, checked for a name it does not hold
     issued = _issue(pki, "expired", tag="several")
