@@ -271,7 +271,7 @@ async def run(ctx: ProbeContext, target: Target) -> None:
         return
     availability, oof = mailbox_urls(autodiscover(ctx), url)
     address = mailbox_address(ctx, target)
-    elsewhere: list[tuple[MailboxUrl, Operation, str]] = []
+    elsewhere: dict[str, list[tuple[MailboxUrl, Operation]]] = {}
     with ctx.result(url.url) as res:
         async with prepare(ctx, res, F, url, "EWS", method="POST", headers=HEADERS,
                            content=GETFOLDER_INBOX) as prepared:  # fmt: skip
@@ -281,7 +281,9 @@ async def run(ctx: ProbeContext, target: Target) -> None:
             with res.step(f"GetFolder (Inbox) as {user} ({prepared.scheme})") as step:
                 answer = await _ask(ctx, step, prepared, url, GETFOLDER_INBOX, "GetFolder")
                 if answer is None:
-                    return  # the login itself failed: the other requests would too
+                    # No EWS answer at all (login refused, an HTTP error, not SOAP): the
+                    # other requests would fare no better.
+                    return
                 step.add(judge_getfolder(answer))
             if address is None:
                 with res.step("Free/busy and out-of-office") as step:
@@ -298,29 +300,24 @@ async def run(ctx: ProbeContext, target: Target) -> None:
                 if where.url.url == url.url:
                     await _mailbox_step(ctx, res, prepared, where, operation, address)
                 else:
-                    elsewhere.append((where, operation, address))
-    for where, operation, mailbox in elsewhere:
-        await _elsewhere(ctx, where, operation, mailbox)
+                    elsewhere.setdefault(where.url.url, []).append((where, operation))
+    for asked in elsewhere.values():
+        await _elsewhere(ctx, asked, address)
 
 
 async def _elsewhere(
-    ctx: ProbeContext, where: MailboxUrl, operation: Operation, address: str
+    ctx: ProbeContext, asked: list[tuple[MailboxUrl, Operation]], address: str
 ) -> None:
-    """A mailbox request at a URL other than the EWS URL: its own result and login."""
-    body = _body(ctx, operation, address)
+    """Mailbox requests at a URL other than the EWS URL: a result and a login of their own."""
+    where, first = asked[0]
+    name = "Availability service" if first == "GetUserAvailability" else "OOF service"
     with ctx.result(where.url.url) as res:
-        async with prepare(ctx, res, F, where.url, _NAMES[operation], method="POST",
-                           headers=HEADERS, content=body) as prepared:  # fmt: skip
+        async with prepare(ctx, res, F, where.url, name, method="POST", headers=HEADERS,
+                           content=_body(ctx, first, address)) as prepared:  # fmt: skip
             if prepared is None or prepared.scheme is None:
                 return
-            await _mailbox_step(ctx, res, prepared, where, operation, address)
-
-
-_NAMES: dict[Operation, str] = {
-    "GetFolder": "EWS",
-    "GetUserAvailability": "Availability service",
-    "GetUserOofSettings": "OOF",
-}
+            for each, operation in asked:
+                await _mailbox_step(ctx, res, prepared, each, operation, address)
 
 
 def _window(ctx: ProbeContext) -> tuple[datetime, datetime]:
