@@ -205,7 +205,7 @@ def test_free_busy_and_oof_of_the_own_mailbox(lab: LabInfo) -> None:
     # And the OOF settings, at the OOF URL Autodiscover published
     oof = codes["ews.oof.ok"]
     assert (oof.evidence["oof_state"], oof.evidence["url_from"]) == ("Disabled", "OOFUrl")
-    # And all three requests went to one EWS result, logged in once per request
+    # And all three requests are steps of the one EWS result (one URL, one session)
     assert {r.subject for r in report.results if r.probe == "ews"} == {
         "https://mail.healthy.test/EWS/Exchange.asmx"
     }
