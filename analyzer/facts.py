@@ -129,6 +129,8 @@ class AutodiscoverSettings:
     mailbox_server_dn: str = ""
     ews_url: str = ""
     eas_url: str = ""
+    #: ``ASUrl``: the Availability service (free/busy), an EWS URL (not ActiveSync's).
+    availability_url: str = ""
     oab_url: str = ""
     oof_url: str = ""
     mapi_mailstore_url: str = ""

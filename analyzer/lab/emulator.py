@@ -176,9 +176,14 @@ def not_emulated(request: EmulatorRequest) -> EmulatorResponse:
 
 def _routes() -> dict[str, Handler]:
     # Each area of Exchange lives in its own module, which exports ROUTES of its own.
-    from analyzer.lab import emulator_autodiscover, emulator_exchange  # noqa: PLC0415
+    from analyzer.lab import (  # noqa: PLC0415
+        emulator_autodiscover,
+        emulator_autodiscover_soap,
+        emulator_exchange,
+    )
 
-    return {"/health": health, **emulator_autodiscover.ROUTES, **emulator_exchange.ROUTES}
+    return {"/health": health, **emulator_autodiscover.ROUTES,
+            **emulator_autodiscover_soap.ROUTES, **emulator_exchange.ROUTES}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@ Each handler authenticates like IIS in front of Exchange (:mod:`analyzer.lab.emu
 and then answers the few requests the login probes make, on the wire as Exchange does:
 
 - ``/EWS/Exchange.asmx``: SOAP ``GetFolder`` of a distinguished folder → ``NoError`` with the
-  folder's counts and ``ServerVersionInfo``.
+  folder's counts and ``ServerVersionInfo``; ``GetUserAvailability`` of a mailbox → its
+  (empty) free/busy view and working hours, ``ErrorMailRecipientNotFound`` for an address
+  that is no mailbox here; ``GetUserOofSettings`` of the caller's own mailbox → OOF
+  disabled, another user's → the "User is not mailbox owner" fault. Faults come as EWS sends
+  them: HTTP 500 with the ResponseCode in the fault's detail.
 - ``/Microsoft-Server-ActiveSync``: ``OPTIONS`` (``MS-ASProtocolVersions``/``Commands``),
   ``FolderSync`` and ``Provision`` in WBXML (:mod:`analyzer.wbxml`).
 - ``/rpc/rpcproxy.dll?<server>:<port>``: the RPC over HTTP v2 virtual connection
@@ -21,6 +25,10 @@ What a scenario can change, in ``Scenario.emulator`` (every key optional):
     holding another password would.
 ``ews``
     ``{"blocked_users": [...]}``: 401 on EWS only (Set-CASMailbox -EwsEnabled $false).
+``availability`` / ``oof``
+    ``{"response_code": "ErrorFreeBusyGenerationFailed", "message": "..."}``: GetUserAvailability
+    (GetUserOofSettings) answers that error response; ``{"fault": "ErrorServerBusy"}``: that
+    SOAP fault instead (ErrorServerBusy with a BackOffMilliseconds of 30 s).
 ``activesync``
     ``{"provision": true}``: 449 until the device has provisioned; ``{"status": 503}``: that
     status for every authenticated request; ``{"redirect": URL}``: 451 with X-MS-Location.
@@ -38,7 +46,6 @@ What a scenario can change, in ``Scenario.emulator`` (every key optional):
 
 from __future__ import annotations
 
-import re
 import struct
 import threading
 import time
@@ -96,14 +103,15 @@ def _login(request: EmulatorRequest, allowed: tuple[str, ...] = _PASSWORD_METHOD
 _SOAP: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 _TYPES: Final = "http://schemas.microsoft.com/exchange/services/2006/types"
 _MESSAGES: Final = "http://schemas.microsoft.com/exchange/services/2006/messages"
+_ERRORS: Final = "http://schemas.microsoft.com/exchange/services/2006/errors"
 _FOLDERS: Final = {
     "inbox": "Inbox", "drafts": "Drafts", "sentitems": "Sent Items",
     "deleteditems": "Deleted Items", "calendar": "Calendar", "contacts": "Contacts",
-    "msgfolderroot": "Top of Information Store",
+    "msgfolderroot": "Top of Information Store", "root": "",
 }  # fmt: skip
 
 
-def _soap(body: str) -> EmulatorResponse:
+def _soap(body: str, status: int = 200) -> EmulatorResponse:
     major, minor, build, revision = SERVER_VERSION
     xml = (
         '<?xml version="1.0" encoding="utf-8"?>\n'
@@ -114,45 +122,121 @@ def _soap(body: str) -> EmulatorResponse:
         f"<s:Body>{body}</s:Body></s:Envelope>"
     )
     return EmulatorResponse(
-        status=200,
+        status=status,
         headers=(("Content-Type", "text/xml; charset=utf-8"), ("X-FEServer", "MAIL"),
                  ("request-id", str(uuid.uuid4()))),  # fmt: skip
         body=xml.encode(),
     )
 
 
+#: Fault texts, as EWS words them.
+_FAULT_TEXT: Final = {
+    "ErrorServerBusy": "The server cannot service this request right now. Try again later.",
+    "ErrorInvalidRequest": "The request is invalid.",
+    "ErrorSchemaValidation": "The request failed schema validation.",
+    "ErrorInternalServerError": "An internal server error occurred. The operation failed.",
+    "ErrorAccessDenied": "Access is denied. Check credentials and try again.",
+}
+
+
+def _fault(code: str, text: str = "", back_off_ms: int | None = None) -> EmulatorResponse:
+    """A SOAP fault as EWS sends it: HTTP 500, the ResponseCode in the fault's detail (and
+    for ErrorServerBusy the BackOffMilliseconds a client must wait)."""
+    text = text or _FAULT_TEXT.get(code, code)
+    extra = ""
+    if back_off_ms is not None:
+        extra = (f'<t:MessageXml xmlns:t="{_TYPES}"><t:Value Name="BackOffMilliseconds">'
+                 f"{back_off_ms}</t:Value></t:MessageXml>")  # fmt: skip
+    return _soap(
+        f'<s:Fault><faultcode xmlns:a="{_TYPES}">a:{escape(code)}</faultcode>'
+        f'<faultstring xml:lang="en-US">{escape(text)}</faultstring><detail>'
+        f'<e:ResponseCode xmlns:e="{_ERRORS}">{escape(code)}</e:ResponseCode>'
+        f'<e:Message xmlns:e="{_ERRORS}">{escape(text)}</e:Message>{extra}</detail></s:Fault>',
+        status=500,
+    )
+
+
+def _configured_failure(behaviour: Mapping[str, Any]) -> EmulatorResponse | None:
+    """The scenario's ``{"fault": code}`` for an operation, as a SOAP fault."""
+    code = behaviour.get("fault")
+    if not code:
+        return None
+    back_off = 30000 if code == "ErrorServerBusy" else None
+    return _fault(str(code), str(behaviour.get("message", "")), back_off)
+
+
+def _body_operation(body: bytes) -> Any | None:
+    """The first element of the SOAP body (the operation), or None when unreadable."""
+    import defusedxml.ElementTree as DET  # noqa: N814, PLC0415
+
+    if len(body) > 512 * 1024:  # EWS: ErrorRequestStreamTooBig above 400 KB
+        return None
+    try:
+        root = DET.fromstring(body, forbid_dtd=True)
+    except Exception:  # noqa: BLE001 - any unreadable body is a schema error, as from EWS
+        return None
+    soap_body = root.find(f"{{{_SOAP}}}Body")
+    if root.tag != f"{{{_SOAP}}}Envelope" or soap_body is None or len(soap_body) == 0:
+        return None
+    return soap_body[0]
+
+
 def ews(request: EmulatorRequest) -> EmulatorResponse:
-    """EWS: GetFolder of a distinguished folder, after authentication."""
+    """EWS: GetFolder, GetUserAvailability and GetUserOofSettings, after authentication."""
     auth = _login(request)
     if auth.response is not None:
         return auth.response
-    blocked = {str(a).lower() for a in _behaviour(request, "ews").get("blocked_users", [])}
+    behaviour = _behaviour(request, "ews")
+    blocked = {str(a).lower() for a in behaviour.get("blocked_users", [])}
     if auth.user is not None and auth.user.lower() in blocked:
         # Set-CASMailbox -EwsEnabled $false: the server refuses the (valid) login for EWS.
         return EmulatorResponse(status=401, headers=(("Content-Type", "text/html"),),
                                 body=b"401 - Unauthorized: EWS is disabled for this mailbox")
     if request.method != "POST":
         return EmulatorResponse.text(200, "You have created a service.\n")
-    text = request.body[:65536].decode("utf-8", "replace")
-    match = re.search(r"DistinguishedFolderId[^>]*\bId=\"([A-Za-z]+)\"", text)
-    if "GetFolder" not in text or match is None:
-        return _soap(
-            f'<m:GetFolderResponse xmlns:m="{_MESSAGES}"><m:ResponseMessages>'
-            '<m:GetFolderResponseMessage ResponseClass="Error"><m:MessageText>The request '
-            "is invalid.</m:MessageText><m:ResponseCode>ErrorInvalidRequest</m:ResponseCode>"
-            "</m:GetFolderResponseMessage></m:ResponseMessages></m:GetFolderResponse>"
-        )
-    folder = match.group(1).lower()
+    operation = _body_operation(request.body)
+    if operation is None:
+        return _fault("ErrorSchemaValidation")
+    name = str(operation.tag)
+    user = auth.user or ""
+    if name == f"{{{_MESSAGES}}}GetFolder":
+        return _get_folder(request, operation, user)
+    if name == f"{{{_MESSAGES}}}GetUserAvailabilityRequest":
+        return (_configured_failure(_behaviour(request, "availability"))
+                or _availability(request, operation))  # fmt: skip
+    if name == f"{{{_MESSAGES}}}GetUserOofSettingsRequest":
+        return _configured_failure(_behaviour(request, "oof")) or _oof(request, operation, user)
+    return _fault("ErrorInvalidRequest")
+
+
+def _get_folder_error(code: str, text: str) -> EmulatorResponse:
+    return _soap(
+        f'<m:GetFolderResponse xmlns:m="{_MESSAGES}"><m:ResponseMessages>'
+        f'<m:GetFolderResponseMessage ResponseClass="Error"><m:MessageText>{escape(text)}'
+        f"</m:MessageText><m:ResponseCode>{code}</m:ResponseCode><m:DescriptiveLinkKey>0"
+        "</m:DescriptiveLinkKey><m:Folders/></m:GetFolderResponseMessage></m:ResponseMessages>"
+        "</m:GetFolderResponse>"
+    )
+
+
+def _get_folder(request: EmulatorRequest, operation: Any, user: str) -> EmulatorResponse:
+    """GetFolder of a distinguished folder of the caller's mailbox (another mailbox named in
+    the request: ErrorAccessDenied, or ErrorNonExistentMailbox when there is none)."""
+    ids = operation.find(f"{{{_MESSAGES}}}FolderIds")
+    wanted = None if ids is None else ids.find(f"{{{_TYPES}}}DistinguishedFolderId")
+    if wanted is None:
+        return _get_folder_error("ErrorInvalidRequest", "The request is invalid.")
+    owner = str(wanted.findtext(f"{{{_TYPES}}}Mailbox/{{{_TYPES}}}EmailAddress") or "").strip()
+    if owner and owner.lower() != user.lower():
+        if _is_mailbox(request, owner):
+            return _get_folder_error("ErrorAccessDenied", _FAULT_TEXT["ErrorAccessDenied"])
+        return _get_folder_error("ErrorNonExistentMailbox", "No mailbox with such guid.")
+    folder = str(wanted.get("Id", "")).lower()
     name = _FOLDERS.get(folder)
     if name is None:
-        return _soap(
-            f'<m:GetFolderResponse xmlns:m="{_MESSAGES}"><m:ResponseMessages>'
-            '<m:GetFolderResponseMessage ResponseClass="Error"><m:MessageText>The specified '
-            "folder could not be found in the store.</m:MessageText><m:ResponseCode>"
-            "ErrorFolderNotFound</m:ResponseCode></m:GetFolderResponseMessage>"
-            "</m:ResponseMessages></m:GetFolderResponse>"
-        )
-    folder_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{auth.user}/{folder}").hex
+        return _get_folder_error("ErrorFolderNotFound",
+                                 "The specified folder could not be found in the store.")
+    folder_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{user}/{folder}").hex
     return _soap(
         f'<m:GetFolderResponse xmlns:m="{_MESSAGES}" xmlns:t="{_TYPES}"><m:ResponseMessages>'
         '<m:GetFolderResponseMessage ResponseClass="Success"><m:ResponseCode>NoError'
@@ -162,6 +246,128 @@ def ews(request: EmulatorRequest) -> EmulatorResponse:
         "<t:ChildFolderCount>0</t:ChildFolderCount><t:UnreadCount>0</t:UnreadCount>"
         "</t:Folder></m:Folders></m:GetFolderResponseMessage></m:ResponseMessages>"
         "</m:GetFolderResponse>"
+    )
+
+
+def _is_mailbox(request: EmulatorRequest, address: str) -> bool:
+    users = [*request.scenario_data.get("users", []), *request.behaviour.get("extra_users", [])]
+    return address.lower() in {str(a).lower() for a, _ in users}
+
+
+def _text_at(operation: Any, path: str) -> str:
+    """The text at ``path`` below ``operation``: ``/``-separated local names, in the types
+    namespace except ``MailboxDataArray`` (a messages-namespace container)."""
+    element = operation
+    for name in path.split("/"):
+        ns = _MESSAGES if name == "MailboxDataArray" else _TYPES
+        element = element.find(f"{{{ns}}}{name}") if element is not None else None
+    return "" if element is None else str(element.text or "").strip()
+
+
+def _minutes(start: str, end: str) -> float:
+    """Minutes from ``start`` to ``end`` (xs:dateTime; ValueError when unreadable)."""
+    from datetime import datetime  # noqa: PLC0415
+
+    def read(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+
+    return (read(end) - read(start)).total_seconds() / 60
+
+
+_TRANSITION: Final = (
+    "<Bias>0</Bias><Time>00:00:00</Time><DayOrder>1</DayOrder><Month>1</Month>"
+    "<DayOfWeek>Sunday</DayOfWeek>"
+)
+#: Monday to Friday, 08:00 to 17:00 UTC.
+_WORKING_HOURS: Final = (
+    f'<WorkingHours xmlns="{_TYPES}"><TimeZone><Bias>0</Bias><StandardTime>{_TRANSITION}'
+    f"</StandardTime><DaylightTime>{_TRANSITION}</DaylightTime></TimeZone><WorkingPeriodArray>"
+    "<WorkingPeriod><DayOfWeek>Monday Tuesday Wednesday Thursday Friday</DayOfWeek>"
+    "<StartTimeInMinutes>480</StartTimeInMinutes><EndTimeInMinutes>1020</EndTimeInMinutes>"
+    "</WorkingPeriod></WorkingPeriodArray></WorkingHours>"
+)
+
+
+def _availability(request: EmulatorRequest, operation: Any) -> EmulatorResponse:
+    """GetUserAvailability of one mailbox: an empty calendar (all free) and working hours;
+    ErrorMailRecipientNotFound for an address that is no mailbox here; the scenario's
+    ``{"response_code": ..., "message": ...}`` as the mailbox's error."""
+    address = _text_at(operation, "MailboxDataArray/MailboxData/Email/Address")
+    start = _text_at(operation, "FreeBusyViewOptions/TimeWindow/StartTime")
+    end = _text_at(operation, "FreeBusyViewOptions/TimeWindow/EndTime")
+    interval = _text_at(operation, "FreeBusyViewOptions/MergedFreeBusyIntervalInMinutes")
+    view = _text_at(operation, "FreeBusyViewOptions/RequestedView") or "FreeBusy"
+    interval = interval or "30"
+    if not address or not start or not end or not interval.isdigit() or int(interval) < 5:
+        return _fault("ErrorSchemaValidation")
+    try:
+        minutes = _minutes(start, end)
+    except ValueError:
+        return _fault("ErrorSchemaValidation")
+    if minutes <= 0 or minutes > 42 * 24 * 60:  # the default limit is 42 days
+        return _availability_message("Error", "ErrorTimeIntervalTooBig",
+                                     "The time window is larger than the allowed limit.")
+    configured = _behaviour(request, "availability")
+    if configured.get("response_code"):
+        code = str(configured["response_code"])
+        return _availability_message("Error", code, str(configured.get("message") or code))
+    if not _is_mailbox(request, address):
+        return _availability_message("Error", "ErrorMailRecipientNotFound",
+                                     "Mail recipient not found in the directory.")
+    merged = ""
+    if "Merged" in view:
+        merged = f'<MergedFreeBusy xmlns="{_TYPES}">{"0" * int(minutes // int(interval))}'
+        merged += "</MergedFreeBusy>"
+    return _availability_message("Success", "NoError", "", (
+        f'<FreeBusyView><FreeBusyViewType xmlns="{_TYPES}">{escape(view)}</FreeBusyViewType>'
+        f'{merged}<CalendarEventArray xmlns="{_TYPES}"/>{_WORKING_HOURS}</FreeBusyView>'
+    ))  # fmt: skip
+
+
+def _availability_message(
+    response_class: str, code: str, text: str, view: str = ""
+) -> EmulatorResponse:
+    message = f"<MessageText>{escape(text)}</MessageText>" if response_class != "Success" else ""
+    return _soap(
+        f'<GetUserAvailabilityResponse xmlns="{_MESSAGES}"><FreeBusyResponseArray>'
+        f'<FreeBusyResponse><ResponseMessage ResponseClass="{response_class}">{message}'
+        f"<ResponseCode>{escape(code)}</ResponseCode></ResponseMessage>{view}"
+        "</FreeBusyResponse></FreeBusyResponseArray></GetUserAvailabilityResponse>"
+    )
+
+
+def _oof(request: EmulatorRequest, operation: Any, user: str) -> EmulatorResponse:
+    """GetUserOofSettings of the caller's own mailbox (OOF disabled); another user's is the
+    "User is not mailbox owner" fault of the EWS reference."""
+    mailbox = operation.find(f"{{{_TYPES}}}Mailbox")
+    address = "" if mailbox is None else str(mailbox.findtext(f"{{{_TYPES}}}Address") or "")
+    configured = _behaviour(request, "oof").get("response_code")
+    if not address.strip():
+        return _fault("ErrorSchemaValidation")
+    if address.strip().lower() != user.lower():
+        return _soap(
+            "<s:Fault><faultcode>s:Client</faultcode><faultstring>Microsoft.Exchange.Data."
+            "Storage.AccessDeniedException: User is not mailbox owner.</faultstring>"
+            f'<detail><ErrorCode xmlns="{_MESSAGES}">-2146233088</ErrorCode></detail>'
+            "</s:Fault>",
+            status=500,
+        )
+    if configured:
+        text = str(_behaviour(request, "oof").get("message", "")) or str(configured)
+        return _soap(
+            f'<GetUserOofSettingsResponse xmlns="{_MESSAGES}"><ResponseMessage '
+            f'ResponseClass="Error"><MessageText>{escape(text)}</MessageText><ResponseCode>'
+            f"{escape(str(configured))}</ResponseCode></ResponseMessage>"
+            "</GetUserOofSettingsResponse>"
+        )
+    return _soap(
+        f'<GetUserOofSettingsResponse xmlns="{_MESSAGES}"><ResponseMessage '
+        'ResponseClass="Success"><ResponseCode>NoError</ResponseCode></ResponseMessage>'
+        f'<OofSettings xmlns="{_TYPES}"><OofState>Disabled</OofState><ExternalAudience>All'
+        "</ExternalAudience><Duration><StartTime>2026-01-01T00:00:00Z</StartTime><EndTime>"
+        "2026-01-02T00:00:00Z</EndTime></Duration><InternalReply><Message/></InternalReply>"
+        "<ExternalReply><Message/></ExternalReply></OofSettings>"
+        "<AllowExternalOof>All</AllowExternalOof></GetUserOofSettingsResponse>"
     )
 
 

@@ -428,6 +428,44 @@ def test_password_never_leaks_from_http_probes(
             assert leak not in text
 
 
+_EWS_FIXTURES = Path(__file__).parent.parent / "fixtures" / "ews"
+
+
+async def test_ews_free_busy_and_oof_answers_that_are_not_ews(
+    pki: LabPKI, tls_server_context: ssl.SSLContext
+) -> None:
+    # Given an EWS server (Basic) answering GetFolder with Microsoft's documented answer, but
+    # GetUserAvailability with an HTML error page (HTTP 500, no SOAP fault) and
+    # GetUserOofSettings with an entity-expansion bomb
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+            + b"".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">'.encode()
+                       for i in range(8))
+            + b"]><l>&i;</l>")  # fmt: skip
+
+    def handler(method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> tuple[int, list[tuple[str, str]], bytes]:  # fmt: skip
+        if "authorization" not in headers:
+            return 401, [("WWW-Authenticate", 'Basic realm="x"')], b""
+        xml = [("Content-Type", "text/xml; charset=utf-8")]
+        if b"GetUserAvailabilityRequest" in body:
+            return 500, [("Content-Type", "text/html")], b"<html><h1>Runtime Error</h1></html>"
+        if b"GetUserOofSettingsRequest" in body:
+            return 200, xml, bomb
+        return 200, xml, (_EWS_FIXTURES / "getfolder-inbox.xml").read_bytes()
+
+    with serve(tls_then(tls_server_context, http(handler))) as server:
+        url = f"https://{HOST}:{server.port}/EWS/Exchange.asmx"
+        t0 = time.monotonic()
+        report = await run_http(server.port, ("ews",), pki, ews_url=url)
+    # Then GetFolder passes, the error page is a server error and the bomb is not SOAP, quickly
+    assert time.monotonic() - t0 < 12
+    found = codes(report)
+    assert found["ews.getfolder.ok"] == Status.PASS
+    assert found["ews.server_error"] == Status.FAIL
+    assert found["ews.not_soap"] == Status.FAIL
+    assert "ews.availability.ok" not in found and "ews.oof.ok" not in found
+
+
 def _activesync(folder_sync: Callable[[str], tuple[int, list[tuple[str, str]], bytes]]
                 ) -> HttpHandler:  # fmt: skip
     """An ActiveSync server (Basic) whose FolderSync answers come from ``folder_sync(path)``."""

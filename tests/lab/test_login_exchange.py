@@ -189,3 +189,52 @@ def test_password_never_in_exchange_reports(lab: LabInfo) -> None:
         password = lab.scenario(scenario).users[0][1]
         for text in (dumps(report), render(report)):
             assert password not in text
+
+
+def test_free_busy_and_oof_of_the_own_mailbox(lab: LabInfo) -> None:
+    # Given the healthy domain (Autodiscover gives the EWS and OOF URLs)
+    report = run(lab, "healthy", ("ews",))
+    codes = found(report, "ews")
+    user = lab.scenario("healthy").users[0][0]
+    # Then the next day's free/busy of the user's own mailbox is read: 24 free hours
+    availability = codes["ews.availability.ok"]
+    assert availability.evidence["mailbox"] == user
+    assert availability.evidence["view_type"] == "FreeBusyMerged"
+    assert availability.evidence["merged_free_busy"] == "0" * 24
+    assert availability.evidence["url"] == "https://mail.healthy.test/EWS/Exchange.asmx"
+    # And the OOF settings, at the OOF URL Autodiscover published
+    oof = codes["ews.oof.ok"]
+    assert (oof.evidence["oof_state"], oof.evidence["url_from"]) == ("Disabled", "OOFUrl")
+    # And all three requests are steps of the one EWS result (one URL, one session)
+    assert {r.subject for r in report.results if r.probe == "ews"} == {
+        "https://mail.healthy.test/EWS/Exchange.asmx"
+    }
+
+
+def test_availability_error_names_the_response_code(lab: LabInfo) -> None:
+    # Given free/busy that the server cannot proxy to the mailbox's server
+    report = run(lab, "login-availability-proxy-failed", ("ews",))
+    codes = found(report, "ews")
+    # Then the check fails naming the EWS ResponseCode and the certificate on the internal URL
+    error = codes["ews.availability.error"]
+    assert error.status == Status.FAIL
+    assert error.evidence["response_code"] == "ErrorProxyRequestProcessingFailed"
+    assert "Could not establish trust relationship" in error.detail
+    assert "InternalUrl" in error.remediation and "certificate" in error.remediation
+    # And the mailbox and its OOF settings are still reported working
+    assert codes["ews.getfolder.ok"].status == Status.PASS
+    assert codes["ews.oof.ok"].status == Status.PASS
+
+
+def test_oof_refused_and_free_busy_throttled(lab: LabInfo) -> None:
+    report = run(lab, "login-oof-denied", ("ews",))
+    codes = found(report, "ews")
+    # Then OOF fails with ErrorAccessDenied and the EWS access settings to check
+    denied = codes["ews.oof.error"]
+    assert denied.evidence["response_code"] == "ErrorAccessDenied"
+    assert "EwsApplicationAccessPolicy" in denied.remediation
+    # And the throttled free/busy (a SOAP fault with HTTP 500) is inconclusive, not a failure
+    busy = codes["ews.server_busy"]
+    assert busy.status == Status.INCONCLUSIVE
+    assert busy.evidence["back_off_ms"] == 30000
+    assert "ews.availability.error" not in codes and "ews.server_error" not in codes

@@ -205,6 +205,36 @@ SCENARIOS: tuple[Scenario, ...] = (
                    subject="https://mail.login-no-autodiscover.test/EWS/Exchange.asmx"),
         ),
     ),
+    Scenario(
+        name="login-availability-proxy-failed",
+        description="Free/busy fails: the Availability service cannot proxy to the mailbox's "
+        "server, whose internal EWS URL has a certificate it does not trust "
+        "(ErrorProxyRequestProcessingFailed); the mailbox and OOF work",
+        emulator={"availability": {
+            "response_code": "ErrorProxyRequestProcessingFailed",
+            "message": "Proxy web request failed., inner exception: The underlying connection "
+            "was closed: Could not establish trust relationship for the SSL/TLS secure channel.",
+        }},  # fmt: skip
+        expect=(
+            Expect(code="ews.availability.error", status="fail",
+                   subject="https://mail.login-availability-proxy-failed.test/EWS/Exchange.asmx"),
+            Expect(code="ews.oof.ok", status="pass"),
+            Expect(code="ews.getfolder.ok", status="pass"),
+        ),
+    ),
+    Scenario(
+        name="login-oof-denied",
+        description="EWS throttles free/busy (ErrorServerBusy fault) and an EWS access policy "
+        "refuses the OOF settings (ErrorAccessDenied)",
+        emulator={"availability": {"fault": "ErrorServerBusy"},
+                  "oof": {"response_code": "ErrorAccessDenied",
+                          "message": "Access is denied. Check credentials and try again."}},
+        expect=(
+            Expect(code="ews.oof.error", status="fail",
+                   subject="https://mail.login-oof-denied.test/EWS/Exchange.asmx"),
+            Expect(code="ews.server_busy", status="inconclusive"),
+        ),
+    ),
 )
 
 _ = HttpRule
