@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -275,10 +276,15 @@ class Lab:
         plan = self._plan()
         now = datetime.now(UTC)
 
-        certs, pki = self._issue_certificates(plan, now)
-        trust_anchor_file = self._write_zones(plan, now)
-        configs = self._write_configs(plan, certs, pki)
-        sogo_config = self._write_sogo(plan, pki)
+        # SOGo's database takes a second or more to make (initdb): it is made meanwhile.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            database = pool.submit(self._make_sogo_database, plan)
+            certs, pki = self._issue_certificates(plan, now)
+            trust_anchor_file = self._write_zones(plan, now)
+            configs = self._write_configs(plan, certs, pki)
+            sogo_config = database.result()
+        if sogo_config is not None:
+            self._write_sogo(plan, sogo_config, pki)
 
         # The network.
         server_ns, client_ns = self.server_netns, self.client_netns
@@ -324,6 +330,7 @@ class Lab:
             timeout=READY_TIMEOUT_S,
             log_file=directory / "readiness.log",
         )
+        late_servers: list[Server] = []
         if sogo_config is not None:
             # sogod's worker makes its tables at start: the database must be up by then.
             sogod = spawn(
@@ -337,8 +344,7 @@ class Lab:
             )
             state.processes.append(sogod.record())
             state.save()
-            wait_ready([sogod], netns=server_ns, timeout=READY_TIMEOUT_S,
-                       log_file=directory / "readiness.log")  # fmt: skip
+            late_servers.append(sogod)
         latency.wait_ready(shapers, timeout=READY_TIMEOUT_S)
         # Postfix starts one smtpd per listener when the readiness check first connects; on a
         # busy machine hundreds of them take seconds to come up, and the first checks would
@@ -348,6 +354,9 @@ class Lab:
         greeters = [(a, p) for server in started_servers if server.name == "postfix"
                     for a, p in server.endpoints if p != 465 and (a, p) not in late]  # fmt: skip
         _wait_greetings(server_ns, greeters, READY_TIMEOUT_S)
+        if late_servers:
+            wait_ready(late_servers, netns=server_ns, timeout=READY_TIMEOUT_S,
+                       log_file=directory / "readiness.log")  # fmt: skip
 
         info = LabInfo(
             directory=directory,
@@ -589,19 +598,23 @@ class Lab:
             "nsd": d / "dns" / "nsd.conf",
         }
 
-    def _write_sogo(self, plan: _Plan, pki: LabPKI) -> sogo.SogoConfig | None:
-        """SOGo's database and configuration, when a scenario uses SOGo (at most one does)."""
+    def _make_sogo_database(self, plan: _Plan) -> sogo.SogoConfig | None:
+        """SOGo's database, when a scenario uses SOGo (at most one does)."""
         for scenario, info in zip(plan.scenarios, plan.infos, strict=True):
             if scenario.sogo:
-                return sogo.write_config(
+                return sogo.make_database(
                     self.directory / "sogo",
                     users=[sogo.SogoUser(address=u.address, password=u.password)
                            for u in info.users],
-                    imap_host=info.hosts["mail"].name,
-                    mail_domain=scenario.domain,
-                    ca_file=pki.ca_file,
                 )  # fmt: skip
         return None
+
+    def _write_sogo(self, plan: _Plan, config: sogo.SogoConfig, pki: LabPKI) -> None:
+        """sogod's configuration, for the scenario that uses SOGo."""
+        for scenario, info in zip(plan.scenarios, plan.infos, strict=True):
+            if scenario.sogo:
+                sogo.write_config(config, imap_host=info.hosts["mail"].name,
+                                  mail_domain=scenario.domain, ca_file=pki.ca_file)
 
     def _filters(self, plan: _Plan) -> list[netns.FilterSpec]:
         rules = []

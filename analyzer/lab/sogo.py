@@ -48,6 +48,7 @@ __all__ = [
     "SogoConfig",
     "SogoUser",
     "database_command",
+    "make_database",
     "memcached_command",
     "missing_packages",
     "sogod_command",
@@ -165,15 +166,9 @@ def _run(argv: Sequence[str], *, stdin: str = "", what: str) -> None:
         raise LabError(f"SOGo database: {what} failed (status {done.returncode}): {tail[:300]}")
 
 
-def write_config(
-    directory: Path, *, users: Sequence[SogoUser], imap_host: str, mail_domain: str,
-    ca_file: Path,
-) -> SogoConfig:  # fmt: skip
-    """Make the database and sogod's configuration under ``directory`` (emptied by the lab).
-
-    ``imap_host`` is the Dovecot host SOGo opens mailboxes on, its certificate checked against
-    ``ca_file`` (the lab's CA); ``mail_domain`` the domain SOGo gives addresses it builds.
-    """
+def make_database(directory: Path, *, users: Sequence[SogoUser]) -> SogoConfig:
+    """Make SOGo's database under ``directory`` (emptied by the lab), its user source holding
+    ``users``. Runs no server: ``initdb``, then single-user mode."""
     bin_dir = postgres_bin_dir()
     missing = missing_packages()
     if bin_dir is None or missing:  # check_prerequisites said so already; a second guard
@@ -209,6 +204,17 @@ def write_config(
          f"mail varchar(255));\n{rows}",
          what="the user table")  # fmt: skip
 
+    return config
+
+
+def write_config(config: SogoConfig, *, imap_host: str, mail_domain: str, ca_file: Path) -> None:
+    """Write sogod's configuration (see the module docstring).
+
+    ``imap_host`` is the Dovecot host SOGo opens mailboxes on, its certificate checked against
+    ``ca_file`` (the lab's CA); ``mail_domain`` the domain SOGo gives addresses it builds.
+    """
+    owner = pwd.getpwnam(SOGO_USER)
+    defaults_dir = config.directory / "defaults"
     db = f"postgresql://{SOGO_USER}:{SOGO_USER}@{DATABASE[0]}:{DATABASE[1]}/{_DB_NAME}"
     defaults = {
         "SOGoProfileURL": f"{db}/sogo_user_profile",
@@ -232,7 +238,7 @@ def write_config(
         "WOPort": f"{SOGOD[0]}:{SOGOD[1]}",
         "WOWorkersCount": "1",
         "WOLogFile": "-",
-        "WOPidFile": str(socket_dir / "sogod.pid"),
+        "WOPidFile": str(config.directory / "run" / "sogod.pid"),
         # Log every ActiveSync request and answer: the lab is for looking at them.
         "SOGoEASDebugEnabled": "YES",
     }
@@ -249,7 +255,6 @@ def write_config(
         os.chown(path, owner.pw_uid, owner.pw_gid)
         # GNUstep ignores configuration files others can write.
         path.chmod(0o600)
-    return config
 
 
 def database_command(config: SogoConfig) -> list[str]:
