@@ -23,7 +23,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit
 
 from analyzer.endpoints import resolve_host
@@ -326,6 +326,12 @@ def net_finding(f: HttpFindings, exc: NetError, url: ServiceUrl) -> Finding:
     return f.unreachable(detail=str(exc), evidence=evidence)
 
 
+#: Statuses saying the path does not take the protocol's method: nginx answers 405 and Apache
+#: 501 to a POST or RPC_IN_DATA on a path that is no application. On a guessed URL, no such
+#: service is there (as with 404); on a published one, something else answers.
+_METHOD_REFUSED: Final = (405, 501)
+
+
 def judge_status(f: HttpFindings, response: BoundedResponse, url: ServiceUrl) -> Finding | None:
     """The finding for an HTTP status that ends the check (None: 2xx, go on)."""
     status = response.status
@@ -342,9 +348,9 @@ def judge_status(f: HttpFindings, response: BoundedResponse, url: ServiceUrl) ->
                                f"{', '.join(offered) or 'nothing'}", evidence=evidence)  # fmt: skip
     if status == 403:
         return f.forbidden(detail=f"HTTP 403 {_snippet(response)}", evidence=evidence)
+    if url.guessed and (status == 404 or status in _METHOD_REFUSED):
+        return f.not_offered(detail=f"{url.url} answers {status}", evidence=evidence)
     if status == 404:
-        if url.guessed:
-            return f.not_offered(detail=f"{url.url} answers 404", evidence=evidence)
         return f.endpoint_missing(detail=f"{url.url} answers 404", evidence=evidence)
     if status in (429, 503):
         retry = response.header("retry-after")
@@ -585,8 +591,10 @@ async def _anonymous_step(
         ended = judge_status(f, response, url)
         # Some endpoints answer a bare request with 4xx/500 before asking for credentials;
         # only statuses that say "nothing to log in to here" end the check.
-        if ended is not None and response.status in (301, 302, 303, 307, 308, 403, 404, 429,
-                                                      502, 503, 504):  # fmt: skip
+        if ended is not None and (
+            response.status in (301, 302, 303, 307, 308, 403, 404, 429, 502, 503, 504)
+            or (url.guessed and response.status in _METHOD_REFUSED)
+        ):
             step.add(ended)
             return None, session
         step.note(f"HTTP {response.status} without credentials")

@@ -6,9 +6,10 @@ OPTIONS (the methods offered); OPTIONS with credentials (``MS-ASProtocolVersions
 ``MS-ASProtocolCommands``); then ``FolderSync`` with SyncKey 0 in WBXML, as a new device
 does. HTTP 449 (or FolderSync status 142-144) means the device must provision first: the
 two-step ``Provision`` exchange of [MS-ASPROV] is made and FolderSync sent again with the
-policy key. 451 is a redirect to another server (followed once, reported), 503 throttling
-(inconclusive), 401/403 refusals. The device id is derived from the user name, so repeated
-checks reuse one device partnership instead of adding one per run.
+policy key. A hierarchy without an Inbox fails (the device would sync no mail; SOGo answers
+so when its IMAP login fails). 451 is a redirect to another server (followed once,
+reported), 503 throttling (inconclusive), 401/403 refusals. The device id is derived from the
+user name, so repeated checks reuse one device partnership instead of adding one per run.
 """
 
 from __future__ import annotations
@@ -126,6 +127,19 @@ FOLDERSYNC_STATUS = FindingSpec(
     remediation="Look up the status; check the mailbox's health on the server.",
     reference=REFERENCE,
 )
+FOLDERSYNC_NO_INBOX = FindingSpec(
+    code="activesync.foldersync.no_inbox",
+    status=Status.FAIL,
+    title="FolderSync listed no Inbox",
+    meaning="The server answered FolderSync with status 1 but its folder hierarchy holds no "
+    "Inbox (folder type 2, [MS-ASCMD] 2.2.3.186.3): a device would sync what is listed "
+    "(calendars, contacts) and no mail. SOGo answers so when it cannot log in to its IMAP "
+    "server with the user's credentials.",
+    remediation="Check the server's access to the mail store: its IMAP server setting "
+    "(SOGo: SOGoIMAPServer, and the certificate that server presents), the IMAP server's log "
+    "for the user's login, and that the mailbox exists.",
+    reference=REFERENCE,
+)
 REDIRECT = FindingSpec(
     code="activesync.redirect",
     status=Status.WARN,
@@ -145,10 +159,13 @@ BAD_WBXML = FindingSpec(
 )
 FINDINGS = (
     *F.all(), OPTIONS_OK, OPTIONS_INCOMPLETE, NO_COMMON_VERSION, PROVISION_REQUIRED,
-    PROVISION_OK, PROVISION_FAILED, FOLDERSYNC_OK, FOLDERSYNC_STATUS, REDIRECT, BAD_WBXML,
+    PROVISION_OK, PROVISION_FAILED, FOLDERSYNC_OK, FOLDERSYNC_STATUS, FOLDERSYNC_NO_INBOX,
+    REDIRECT, BAD_WBXML,
 )  # fmt: skip
 
 _PROVISIONING_STATUS = {"142", "143", "144"}
+#: [MS-ASCMD] 2.2.3.186.3: the folder type of the default Inbox.
+_INBOX_TYPE = "2"
 
 
 async def run(ctx: ProbeContext, target: Target) -> None:
@@ -321,13 +338,20 @@ async def _foldersync(
 def _folders_finding(root: wbxml.Element) -> Finding:
     status = root.findtext("Status")
     changes = root.find("Changes")
-    names = [a.findtext("DisplayName")
-             for a in (changes.findall("Add") if changes is not None else ())]
+    adds = list(changes.findall("Add")) if changes is not None else []
+    names = [a.findtext("DisplayName") for a in adds]
     evidence: dict[str, Json] = {"status": status, "folders": names[:50],
                                  "count": root.findtext("Changes/Count")}  # fmt: skip
     if status != "1":
         return FOLDERSYNC_STATUS(detail=f"FolderSync status {status or '(none)'}",
                                  evidence=evidence)  # fmt: skip
+    if not any(a.findtext("Type") == _INBOX_TYPE for a in adds):
+        evidence["types"] = [a.findtext("Type") for a in adds][:50]
+        return FOLDERSYNC_NO_INBOX(
+            detail=f"{len(names)} folders, none of them an Inbox: "
+            + (", ".join(n for n in names[:8] if n) or "(none)"),
+            evidence=evidence,
+        )
     return FOLDERSYNC_OK(detail=f"{len(names)} folders: {', '.join(n for n in names[:8] if n)}",
                          evidence=evidence)  # fmt: skip
 

@@ -413,10 +413,12 @@ def activesync(request: EmulatorRequest) -> EmulatorResponse:
     if "status" in behaviour:
         return EmulatorResponse.text(int(behaviour["status"]), "Service Unavailable\n")
     if request.method == "OPTIONS":
+        # [MS-ASHTTP] 4.1's example, and SOGo alike: Allow and Public, kept private.
         return EmulatorResponse(
             status=200,
-            headers=(("MS-Server-ActiveSync", "15.1"), ("MS-ASProtocolVersions", AS_VERSIONS),
-                     ("MS-ASProtocolCommands", AS_COMMANDS), ("Allow", "OPTIONS,POST")),
+            headers=(("Cache-Control", "private"), ("Allow", "OPTIONS,POST"),
+                     ("MS-Server-ActiveSync", "15.1"), ("MS-ASProtocolVersions", AS_VERSIONS),
+                     ("MS-ASProtocolCommands", AS_COMMANDS), ("Public", "OPTIONS,POST")),
         )  # fmt: skip
     if behaviour.get("redirect"):
         return EmulatorResponse(status=451, headers=(("X-MS-Location",

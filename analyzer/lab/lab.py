@@ -3,8 +3,9 @@
 ``Lab(...).up()`` in order: check we can (root, binaries); tear down whatever an earlier lab
 left (by its state file, then by namespace name); issue certificates; build the zones; write
 every server's configuration; create the namespaces and addresses, packet filter and latency;
-start NSD, Dovecot, Postfix, nginx and the emulator; wait until each accepts connections on
-every address it serves; write ``info.json``. Any failure on the way tears down what was made
+start NSD, Dovecot, Postfix, nginx and the emulator (and, for a SOGo scenario, its database
+and memcached, then sogod once they listen); wait until each accepts connections on every
+address it serves; write ``info.json``. Any failure on the way tears down what was made
 and raises ``LabError``. ``Lab.down(directory)`` is idempotent.
 """
 
@@ -19,17 +20,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from analyzer.lab import dovecot, netns, nginx, nsd, postfix, zones
+from analyzer.lab import dovecot, netns, nginx, nsd, postfix, sogo, zones
 from analyzer.lab.errors import LabError
 from analyzer.lab.pki import CertSpec, IssuedCert, LabPKI, LabPKIError
 from analyzer.lab.process import Server, alive, spawn, stop, wait_ready
 from analyzer.lab.scenarios import (
     ROLES,
+    SCENARIOS,
     WEB_ROLES,
     HttpRule,
     Scenario,
@@ -64,7 +67,7 @@ _NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,29}")
 # Subdirectories rebuilt at every start; pki/ and dkim/ survive (the CA handed to users stays
 # valid, and RSA keys are slow to make).
 _REBUILT: Final = (
-    "dns", "dovecot", "postfix", "nginx", "www", "emulator", "mail", "latency", "users",
+    "dns", "dovecot", "postfix", "nginx", "www", "emulator", "mail", "latency", "users", "sogo",
 )  # fmt: skip
 
 # Binary -> Debian package(s) that provide it.
@@ -88,10 +91,13 @@ APT_PACKAGES: Final = (
 )
 
 
-def check_prerequisites(*, euid: int | None = None) -> None:
+def check_prerequisites(
+    *, euid: int | None = None, scenarios: Iterable[Scenario] | None = None
+) -> None:
     """``LabError`` (one line, naming the fix) unless we are root and every server is installed.
 
-    ``euid`` stands in for ``os.geteuid()`` (tests run as root, yet must see the message).
+    ``scenarios`` (default: all) decides whether SOGo is needed. ``euid`` stands in for
+    ``os.geteuid()`` (tests run as root, yet must see the message).
     """
     if (os.geteuid() if euid is None else euid) != 0:
         raise LabError(
@@ -105,6 +111,8 @@ def check_prerequisites(*, euid: int | None = None) -> None:
     for path, package in _REQUIRED_FILES.items():
         if not Path(path).exists():
             missing.append(package)
+    if any(s.sogo for s in (SCENARIOS if scenarios is None else scenarios)):
+        missing += sogo.missing_packages()
     if missing:
         packages = " ".join(dict.fromkeys(" ".join(missing).split()))
         raise LabError(
@@ -151,7 +159,7 @@ class Lab:
 
     def up(self) -> LabInfo:
         """Start the lab (or return the running one, if it is this same lab and healthy)."""
-        check_prerequisites()
+        check_prerequisites(scenarios=self.scenarios)
         started = time.monotonic()
         names = tuple(s.name for s in self.scenarios)
         current = LabState.load(self.directory)
@@ -268,9 +276,15 @@ class Lab:
         plan = self._plan()
         now = datetime.now(UTC)
 
-        certs, pki = self._issue_certificates(plan, now)
-        trust_anchor_file = self._write_zones(plan, now)
-        configs = self._write_configs(plan, certs, pki)
+        # SOGo's database takes a second or more to make (initdb): it is made meanwhile.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            database = pool.submit(self._make_sogo_database, plan)
+            certs, pki = self._issue_certificates(plan, now)
+            trust_anchor_file = self._write_zones(plan, now)
+            configs = self._write_configs(plan, certs, pki)
+            sogo_config = database.result()
+        if sogo_config is not None:
+            self._write_sogo(plan, sogo_config, pki)
 
         # The network.
         server_ns, client_ns = self.server_netns, self.client_netns
@@ -306,7 +320,7 @@ class Lab:
         state.save()
 
         # The servers, all at once; then wait for all of them.
-        started_servers = self._spawn_servers(plan, configs)
+        started_servers = self._spawn_servers(plan, configs, sogo_config)
         for server in started_servers:
             state.processes.append(server.record())
             state.save()
@@ -316,6 +330,21 @@ class Lab:
             timeout=READY_TIMEOUT_S,
             log_file=directory / "readiness.log",
         )
+        late_servers: list[Server] = []
+        if sogo_config is not None:
+            # sogod's worker makes its tables at start: the database must be up by then.
+            sogod = spawn(
+                "sogod",
+                sogo.sogod_command(),
+                netns=server_ns,
+                log_file=sogo_config.log_file,
+                endpoints=[sogo.SOGOD],
+                env=sogo.sogod_environment(sogo_config),
+                stop_signal=sogo.SOGOD_STOP_SIGNAL,
+            )
+            state.processes.append(sogod.record())
+            state.save()
+            late_servers.append(sogod)
         latency.wait_ready(shapers, timeout=READY_TIMEOUT_S)
         # Postfix starts one smtpd per listener when the readiness check first connects; on a
         # busy machine hundreds of them take seconds to come up, and the first checks would
@@ -325,6 +354,9 @@ class Lab:
         greeters = [(a, p) for server in started_servers if server.name == "postfix"
                     for a, p in server.endpoints if p != 465 and (a, p) not in late]  # fmt: skip
         _wait_greetings(server_ns, greeters, READY_TIMEOUT_S)
+        if late_servers:
+            wait_ready(late_servers, netns=server_ns, timeout=READY_TIMEOUT_S,
+                       log_file=directory / "readiness.log")  # fmt: skip
 
         info = LabInfo(
             directory=directory,
@@ -491,6 +523,7 @@ class Lab:
                             for rule in scenario.http
                             if not rule.roles or role in rule.roles
                         ),
+                        sogo=sogo.SOGOD if scenario.sogo else None,
                     )
                 )
                 entry = {"scenario": scenario.name, "role": role, "host": host.name}
@@ -565,6 +598,24 @@ class Lab:
             "nsd": d / "dns" / "nsd.conf",
         }
 
+    def _make_sogo_database(self, plan: _Plan) -> sogo.SogoConfig | None:
+        """SOGo's database, when a scenario uses SOGo (at most one does)."""
+        for scenario, info in zip(plan.scenarios, plan.infos, strict=True):
+            if scenario.sogo:
+                return sogo.make_database(
+                    self.directory / "sogo",
+                    users=[sogo.SogoUser(address=u.address, password=u.password)
+                           for u in info.users],
+                )  # fmt: skip
+        return None
+
+    def _write_sogo(self, plan: _Plan, config: sogo.SogoConfig, pki: LabPKI) -> None:
+        """sogod's configuration, for the scenario that uses SOGo."""
+        for scenario, info in zip(plan.scenarios, plan.infos, strict=True):
+            if scenario.sogo:
+                sogo.write_config(config, imap_host=info.hosts["mail"].name,
+                                  mail_domain=scenario.domain, ca_file=pki.ca_file)
+
     def _filters(self, plan: _Plan) -> list[netns.FilterSpec]:
         rules = []
         for scenario, info in zip(plan.scenarios, plan.infos, strict=True):
@@ -575,7 +626,10 @@ class Lab:
                     rules.append(netns.FilterSpec(address, rule.port, rule.action))
         return rules
 
-    def _spawn_servers(self, plan: _Plan, configs: Mapping[str, Path]) -> list[Server]:
+    def _spawn_servers(
+        self, plan: _Plan, configs: Mapping[str, Path], sogo_config: sogo.SogoConfig | None
+    ) -> list[Server]:
+        """Every server but sogod (which ``_start`` starts once its database is up)."""
         d = self.directory
         ns = self.server_netns
         mail_eps: list[tuple[str, int]] = []
@@ -594,7 +648,7 @@ class Lab:
         python_path = os.pathsep.join(
             p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p
         )
-        return [
+        servers = [
             spawn(
                 "nsd",
                 nsd.command(configs["nsd"]),
@@ -634,6 +688,16 @@ class Lab:
                 env={"PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"},
             ),
         ]  # fmt: skip
+        if sogo_config is not None:
+            servers += [
+                spawn("sogo database", sogo.database_command(sogo_config), netns=ns,
+                      log_file=sogo_config.directory / "postgres.log",
+                      endpoints=[sogo.DATABASE], stop_signal=sogo.DATABASE_STOP_SIGNAL),
+                spawn("memcached", sogo.memcached_command(), netns=ns,
+                      log_file=sogo_config.directory / "memcached.log",
+                      endpoints=[sogo.MEMCACHED]),
+            ]  # fmt: skip
+        return servers
 
 
 def _silent_names(plan: _Plan) -> list[bytes]:

@@ -5,8 +5,10 @@ Its own ``nginx.conf`` (``daemon off``, pid, logs and temp paths under the lab d
 serving the scenario's web root (autoconfig XML, the MTA-STS policy...) and passing the
 Exchange paths (``emulator.PROXIED_PATHS``) to the emulator on 127.0.0.1, with the address
 the client reached in ``X-Rca-Server-Addr`` so the emulator knows the scenario and host.
-Scenario ``HttpRule`` entries become ``return`` locations (redirects, error statuses); exact
-and ``^~`` locations win over the proxy's regex location, so a rule can shadow an Exchange path.
+A SOGo scenario's hosts pass ActiveSync to sogod instead (``WebSite.sogo``, see
+``analyzer.lab.sogo``) and no Exchange path to the emulator. Scenario ``HttpRule`` entries
+become ``return`` locations (redirects, error statuses); exact and ``^~`` locations win over
+the proxy's regex location, so a rule can shadow an Exchange path.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Final
 
 from analyzer.lab.errors import LabError
 from analyzer.lab.scenarios import HttpRule
+from analyzer.lab.sogo import SOGOD_PREFIX
 
 __all__ = ["WORKER_USER", "WebSite", "command", "write_config"]
 
@@ -48,6 +51,8 @@ class WebSite:
     root: Path
     rules: tuple[HttpRule, ...] = ()
     proxy: bool = True
+    #: sogod's address: ActiveSync goes to SOGo (and no other Exchange path to the emulator).
+    sogo: tuple[str, int] | None = None
 
 
 def _listen(address: str, port: int, tls: bool) -> str:
@@ -144,7 +149,9 @@ def write_config(
             for rule in site.rules:
                 if port in rule.ports:
                     conf += _rule_location(rule)
-            if site.proxy and proxied:
+            if site.sogo is not None:
+                conf += _sogo_location(site.sogo)
+            elif site.proxy and proxied:
                 conf += [
                     f"    location ~* ^/({proxied})(/|$) {{",
                     f"        proxy_pass {upstream};",
@@ -166,6 +173,23 @@ def write_config(
     path = directory / "nginx.conf"
     path.write_text("\n".join(conf) + "\n", encoding="utf-8")
     return path
+
+
+def _sogo_location(sogod: tuple[str, int]) -> list[str]:
+    """ActiveSync passed to sogod, as SOGo's installation guide has Apache do it: under its
+    application path, with the ``x-webobjects-*`` headers it builds its own URLs from."""
+    return [
+        "    location ~* ^/microsoft-server-activesync(/|$) {",
+        f"        proxy_pass http://{sogod[0]}:{sogod[1]}{SOGOD_PREFIX}$request_uri;",
+        "        proxy_set_header Host $host;",
+        "        proxy_set_header x-webobjects-server-protocol HTTP/1.0;",
+        "        proxy_set_header x-webobjects-remote-host $remote_addr;",
+        "        proxy_set_header x-webobjects-server-name $host;",
+        "        proxy_set_header x-webobjects-server-port $server_port;",
+        "        proxy_set_header x-webobjects-server-url $scheme://$host;",
+        '        proxy_set_header Connection "";',
+        "    }",
+    ]
 
 
 def _group_name(gid: int) -> str:

@@ -46,6 +46,7 @@ class Server:
     log_file: Path
     endpoints: tuple[tuple[str, int], ...]
     returncode: int | None = None
+    stop_signal: int = signal.SIGTERM
 
     def poll(self) -> int | None:
         """The exit status if the process has ended (reaping it), else ``None``."""
@@ -66,6 +67,7 @@ class Server:
             pid=self.pid,
             start_time=process_start_time(self.pid) or 0,
             log_file=str(self.log_file),
+            stop_signal=self.stop_signal,
         )
 
 
@@ -77,8 +79,12 @@ def spawn(
     log_file: Path,
     endpoints: Sequence[tuple[str, int]],
     env: Mapping[str, str] | None = None,
+    stop_signal: int = signal.SIGTERM,
 ) -> Server:
     """Start ``argv`` inside ``netns`` with stdout and stderr appended to ``log_file``.
+
+    ``stop_signal`` is what ``stop`` will send it first (a server whose SIGTERM waits for
+    its clients, or for a worker to finish, says otherwise).
 
     ``posix_spawn`` rather than ``Popen``: the servers outlive this call by design, and a
     ``Popen`` object dropped while its process runs is reported as a leak (ResourceWarning).
@@ -111,7 +117,8 @@ def spawn(
         raise LabError(f"cannot start {name} ({argv[0]}): {exc}") from exc
     finally:
         os.close(log_fd)
-    return Server(name=name, pid=pid, log_file=log_file, endpoints=tuple(endpoints))
+    return Server(name=name, pid=pid, log_file=log_file, endpoints=tuple(endpoints),
+                  stop_signal=stop_signal)
 
 
 # Runs inside the namespace, in a separate interpreter (-I: stdlib only, starts in ~20 ms):
@@ -229,14 +236,15 @@ def alive(record: ProcessRecord) -> bool:
 
 
 def stop(records: Sequence[ProcessRecord], *, grace: float = _TERM_GRACE_S) -> list[str]:
-    """SIGTERM each recorded process, wait up to ``grace`` seconds, SIGKILL what remains.
+    """Send each recorded process its stop signal (SIGTERM unless it was started with
+    another), wait up to ``grace`` seconds, SIGKILL what remains.
 
     Only processes whose PID *and* start time match are signalled, so a PID the kernel has
     handed to someone else since is left alone. Returns the names of those that needed SIGKILL.
     """
     running = [r for r in records if alive(r)]
     for record in running:
-        _signal(record.pid, signal.SIGTERM)
+        _signal(record.pid, signal.Signals(record.stop_signal))
     deadline = time.monotonic() + grace
     while running and time.monotonic() < deadline:
         running = [r for r in running if alive(r)]

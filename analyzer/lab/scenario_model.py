@@ -122,6 +122,9 @@ class Scenario:
     files: Mapping[str, str] = field(default_factory=dict)
     filters: tuple[FilterRule, ...] = ()
     emulator: Mapping[str, Any] = field(default_factory=dict)
+    #: ActiveSync is served by a real SOGo (``analyzer.lab.sogo``), not by the emulator; the
+    #: scenario's web hosts then pass no other Exchange path on.
+    sogo: bool = False
     signed: bool = False
     #: With ``signed``: RRSIG validity, as days relative to the lab's start
     #: (inception, expiration); the default is valid from an hour ago for 30 days.

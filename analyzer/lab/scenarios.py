@@ -24,7 +24,7 @@ from analyzer.lab.scenario_model import (
     Record,
     Scenario,
 )
-from analyzer.lab.sets import base, discovery, dns, login, tls
+from analyzer.lab.sets import base, discovery, dns, login, servers, tls
 
 __all__ = [
     "MAIL_PORTS",
@@ -45,6 +45,7 @@ __all__ = [
 
 SCENARIOS: Final[tuple[Scenario, ...]] = (
     base.SCENARIOS + dns.SCENARIOS + tls.SCENARIOS + discovery.SCENARIOS + login.SCENARIOS
+    + servers.SCENARIOS
 )
 
 
@@ -98,6 +99,9 @@ def _check(scenarios: tuple[Scenario, ...]) -> None:
         raise LabError(f"duplicate scenario names in {names}")
     if len(scenarios) > _MAX_SCENARIOS:
         raise LabError(f"at most {_MAX_SCENARIOS} scenarios")
+    # One sogod serves the lab, with one IMAP server (SOGoIMAPServer).
+    if sum(s.sogo for s in scenarios) > 1:
+        raise LabError("at most one scenario may use SOGo")
     for scenario in scenarios:
         for key, kind in scenario.certs.items():
             role, _, port = key.partition(":")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,6 +220,8 @@ class ProcessRecord:
     pid: int
     start_time: int
     log_file: str
+    #: What ``Lab.down`` sends first (then SIGKILL after a grace period).
+    stop_signal: int = signal.SIGTERM
 
 
 @dataclass(slots=True, kw_only=True)
@@ -250,7 +253,8 @@ class LabState:
                 "namespaces": self.namespaces,
                 "etc_netns": self.etc_netns,
                 "processes": [
-                    {"name": p.name, "pid": p.pid, "start_time": p.start_time, "log": p.log_file}
+                    {"name": p.name, "pid": p.pid, "start_time": p.start_time,
+                     "log": p.log_file, "stop_signal": p.stop_signal}
                     for p in self.processes
                 ],
                 "complete": self.complete,
@@ -276,6 +280,7 @@ class LabState:
                         pid=int(p["pid"]),
                         start_time=int(p["start_time"]),
                         log_file=p["log"],
+                        stop_signal=int(p.get("stop_signal", signal.SIGTERM)),
                     )
                     for p in data["processes"]
                 ],

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from analyzer import wbxml
 from analyzer.api import check
 from analyzer.cli import main
 from analyzer.context import Credentials, RunOptions
@@ -482,8 +483,16 @@ def _activesync(folder_sync: Callable[[str], tuple[int, list[tuple[str, str]], b
     return handler
 
 
-# FolderSync status 1 with no folders ([MS-ASWBXML] page 7).
-_FOLDERSYNC_OK = bytes.fromhex("03016a00000756" "4c03" "3100" "0101")
+
+def _fh(name: str, text: str | None = None, *children: wbxml.Element) -> wbxml.Element:
+    return wbxml.Element(tag=f"FolderHierarchy:{name}", text=text, children=children)
+
+
+# FolderSync status 1 with an Inbox (folder type 2), the least a mailbox has.
+_FOLDERSYNC_OK = wbxml.encode(_fh("FolderSync", None, _fh("Status", "1"), _fh("SyncKey", "1"),
+                                  _fh("Changes", None, _fh("Count", "1"), _fh(
+                                      "Add", None, _fh("ServerId", "1"), _fh("ParentId", "0"),
+                                      _fh("DisplayName", "Inbox"), _fh("Type", "2")))))
 
 
 async def test_activesync_503_is_inconclusive(pki: LabPKI,

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.lab import Lab, LabError, LabInfo, check_prerequisites, in_netns
+from analyzer.lab import Lab, LabError, LabInfo, check_prerequisites, in_netns, sogo
 from analyzer.lab.cli import lab_down, lab_status, lab_up
 from analyzer.lab.netns import namespace_exists, pids_in_netns
 from analyzer.lab.process import alive, process_start_time, spawn, wait_ready
+from analyzer.lab.scenarios import get_scenario
 from analyzer.lab.state import LabState
 
 pytestmark = pytest.mark.lab
@@ -223,6 +224,20 @@ def test_prerequisites_name_the_packages_to_install(monkeypatch: pytest.MonkeyPa
     message = str(excinfo.value)
     assert "apt-get install" in message and "openssl" in message
     assert "\n" not in message
+
+
+def test_sogo_is_required_only_by_a_scenario_that_uses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a machine without SOGo
+    monkeypatch.setattr(sogo, "REQUIRED_FILES", {"/nonexistent/sogod": "sogo"})
+    # When the sogo scenario is to run, LabError names the package, in one line
+    with pytest.raises(LabError, match=r"^the lab needs packages [^\n]*apt-get install sogo$"):
+        check_prerequisites(scenarios=[get_scenario("sogo")])
+    # And the whole lab (the default) needs it too, while a lab without it does not
+    with pytest.raises(LabError, match="sogo"):
+        check_prerequisites()
+    check_prerequisites(scenarios=[get_scenario("healthy")])
 
 
 def test_not_root_is_a_one_line_lab_error() -> None:

@@ -52,6 +52,19 @@ def test_a_guessed_url_that_is_not_there_is_not_a_failure() -> None:
     assert refused.code == "ews.not_offered"
 
 
+@pytest.mark.parametrize("status", [405, 501])
+def test_a_guessed_url_that_refuses_the_method_is_not_offered(status: int) -> None:
+    # Given the conventional URL on a web server that is no Exchange (nginx answers 405 to
+    # RPC_IN_DATA on a path it has no application for, as on the lab's SOGo host)
+    finding = judge_status(F, response(status), GUESS)
+    # Then the service is not offered there: a skip, not a failure
+    assert finding is not None
+    assert (finding.code, finding.status) == ("ews.not_offered", Status.SKIP)
+    # While on a URL Autodiscover published, the same answer is still an error
+    published = judge_status(F, response(status), GIVEN)
+    assert published is not None and published.status == Status.FAIL
+
+
 def test_network_failures_on_a_published_url() -> None:
     assert net_finding(F, ConnectionRefused("x", phase="connect"), GIVEN).code == (
         "ews.unreachable"
