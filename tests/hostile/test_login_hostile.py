@@ -102,10 +102,11 @@ def endless(conn_bytes: bytes, *, every: float = 0.0) -> Script:
 
 async def run(service: str, port: int, tests: tuple[str, ...], pki: LabPKI,
               **kw: object) -> Report:  # fmt: skip
+    settings: dict[str, object] = {"timeout": 15, "op_timeout": 2, "connect_timeout": 2, **kw}
     options = RunOptions(
-        tests=tests, timeout=15, op_timeout=2, connect_timeout=2, ca_file=pki.ca_file,
+        tests=tests, ca_file=pki.ca_file,
         connect={HOST: ("127.0.0.1",)}, extra_ports=((HOST, port, service),),
-        credentials=Credentials(USER, password=PASSWORD), **kw,  # type: ignore[arg-type]
+        credentials=Credentials(USER, password=PASSWORD), **settings,  # type: ignore[arg-type]
     )  # fmt: skip
     report = await check(parse_target("127.0.0.1"), options)
     for text in (render(report), dumps(report)):
@@ -126,24 +127,27 @@ def codes(report: Report) -> dict[str, Status]:
 
 
 @pytest.mark.parametrize(
-    ("script", "code"),
+    ("script", "code", "op_timeout"),
     [
         # Every command answered by continuation requests, forever.
-        (endless(b"+ go on\r\n"), "imap.protocol_error"),
+        (endless(b"+ go on\r\n"), "imap.protocol_error", 2),
         # A 2 GB literal announced in the CAPABILITY answer, then a trickle.
-        (endless(b"* CAPABILITY {2147483648}\r\n" + b"x" * 10, every=0.2), "imap.protocol_error"),
+        (endless(b"* CAPABILITY {2147483648}\r\n" + b"x" * 10, every=0.2), "imap.protocol_error",
+         2),
         # One line that never ends.
-        (endless(b"* CAPABILITY " + b"A" * 65536), "imap.protocol_error"),
-        # Untagged lines forever.
-        (endless(b"* OK still thinking\r\n" * 100), "imap.protocol_error"),
+        (endless(b"* CAPABILITY " + b"A" * 65536), "imap.protocol_error", 2),
+        # Untagged lines forever: the line budget (MAX_IMAP_LINES), not the clock, must end it,
+        # so the operation timeout is long enough for 50,000 lines on a loaded machine.
+        (endless(b"* OK still thinking\r\n" * 100), "imap.protocol_error", 8),
     ],
     ids=["endless-continuation", "literal-2gb", "endless-line", "endless-untagged"],
 )
-async def test_hostile_imap_ends_as_finding(pki: LabPKI, script: Script, code: str) -> None:
+async def test_hostile_imap_ends_as_finding(pki: LabPKI, script: Script, code: str,
+                                            op_timeout: float) -> None:
     # Given an IMAP server (port 143 style) that floods its first answer
     with serve(script) as server:
         t0 = time.monotonic()
-        report = await run("imap", server.port, ("imap",), pki)
+        report = await run("imap", server.port, ("imap",), pki, op_timeout=op_timeout)
     # Then the probe stops with a protocol finding, in time
     assert time.monotonic() - t0 < 12
     assert codes(report).get(code) == Status.FAIL, codes(report)
