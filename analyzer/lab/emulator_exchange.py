@@ -207,10 +207,12 @@ def activesync(request: EmulatorRequest) -> EmulatorResponse:
     if "status" in behaviour:
         return EmulatorResponse.text(int(behaviour["status"]), "Service Unavailable\n")
     if request.method == "OPTIONS":
+        # [MS-ASHTTP] section 4, the OPTIONS example (tests/fixtures/exchange).
         return EmulatorResponse(
             status=200,
-            headers=(("MS-Server-ActiveSync", "15.1"), ("MS-ASProtocolVersions", AS_VERSIONS),
-                     ("MS-ASProtocolCommands", AS_COMMANDS), ("Allow", "OPTIONS,POST")),
+            headers=(("Cache-Control", "private"), ("Allow", "OPTIONS,POST"),
+                     ("MS-Server-ActiveSync", "15.1"), ("MS-ASProtocolVersions", AS_VERSIONS),
+                     ("MS-ASProtocolCommands", AS_COMMANDS), ("Public", "OPTIONS,POST")),
         )  # fmt: skip
     if behaviour.get("redirect"):
         return EmulatorResponse(status=451, headers=(("X-MS-Location",
@@ -350,12 +352,15 @@ def _mapi_response(request_type: str, code: int, body: bytes = b"",
     headers: list[tuple[str, str]] = [
         ("Content-Type", "application/mapi-http"), ("X-RequestType", request_type),
         ("X-ResponseCode", str(code)), ("X-ServerApplication", "Exchange/15.02.1544.004"),
+        ("X-PendingPeriod", "15000"), ("X-ExpirationInfo", "1800000"),
     ]  # fmt: skip
     headers += [("Set-Cookie", c) for c in cookies]
     if code != 0 or request_type == "PING":
         return EmulatorResponse(status=200, headers=tuple(headers), body=body)
     started = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()).encode()
-    meta = b"PROCESSING\r\nDONE\r\nX-ElapsedTime: 2\r\nX-StartTime: " + started + b"\r\n\r\n"
+    # [MS-OXCMAPIHTTP] 4.1: the DONE meta-tag repeats X-ResponseCode before the timings.
+    meta = (b"PROCESSING\r\nDONE\r\nX-ResponseCode: 0\r\nX-ElapsedTime: 2\r\nX-StartTime: "
+            + started + b"\r\n\r\n")  # fmt: skip
     return EmulatorResponse(status=200, headers=tuple(headers), body=meta + body)
 
 

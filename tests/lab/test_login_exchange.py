@@ -80,6 +80,39 @@ def test_healthy_exchange_endpoints_all_work(lab: LabInfo) -> None:
     assert "«NTLM type 3" in text and "TlRMTVNTUAAD" not in text
 
 
+def test_activesync_url_is_not_the_availability_url(lab: LabInfo) -> None:
+    # Given Autodiscover answering as Exchange does: ASUrl is the EWS (Availability) URL
+    report = run(lab, "healthy", ("activesync",))
+    # Then ActiveSync is tested at its own URL, named from Autodiscover v2, and works
+    codes = found(report, "activesync")
+    assert codes["activesync.endpoint"].evidence == {
+        "url": "https://mail.healthy.test/Microsoft-Server-ActiveSync",
+        "source": "autodiscover_v2",
+    }
+    assert codes["activesync.foldersync.ok"].status == Status.PASS
+    # And Autodiscover v2 agrees with the XML service: no mismatch
+    assert not all_of(report, "autodiscover", "autodiscover.v2.mismatch")
+
+
+def test_activesync_url_from_the_mobilesync_schema(lab: LabInfo) -> None:
+    # Given --mobilesync
+    report = run(lab, "healthy", ("activesync",), mobilesync=True)
+    # Then its answer is the source the ActiveSync check names
+    endpoint = found(report, "activesync")["activesync.endpoint"]
+    assert endpoint.evidence["source"] == "mobilesync"
+    assert "mobilesync" in endpoint.detail
+
+
+def test_activesync_url_option_wins(lab: LabInfo) -> None:
+    # Given --activesync-url
+    url = "https://autodiscover.healthy.test/Microsoft-Server-ActiveSync"
+    report = run(lab, "healthy", ("activesync",), activesync_url=url)
+    # Then it is used as given, and the mobilesync schema is not asked for it
+    assert found(report, "activesync")["activesync.endpoint"].evidence == {
+        "url": url, "source": "option"}  # fmt: skip
+    assert not all_of(report, "autodiscover", "autodiscover.mobilesync.ok")
+
+
 def test_urls_come_from_autodiscover_or_are_reported_as_a_guess(lab: LabInfo) -> None:
     # Given a domain where no host answers Autodiscover
     report = run(lab, "login-no-autodiscover", ("ews",))
