@@ -89,6 +89,8 @@ SOURCES: dict[str, str] = {
     "autodiscover_v2": "from Autodiscover v2 (Protocol=ActiveSync)",
     "conventional": "the conventional URL: Autodiscover gave none",
 }
+#: AutodiscoverSettings.eas_source → the source the ActiveSync check names.
+_EAS_SOURCES: dict[str, Source] = {"mobilesync": "mobilesync", "v2": "autodiscover_v2"}
 #: The conventional paths (Exchange's default virtual directories).
 CONVENTIONAL_PATHS: dict[str, str] = {
     "ews": "/EWS/Exchange.asmx",
@@ -173,8 +175,7 @@ async def _activesync_url(
     """ActiveSync after ``--activesync-url`` (checked by the caller): the mobilesync or v2
     answer, else the conventional path on the EWS host (a guess), else on the usual hosts."""
     if settings is not None and settings.eas_url:
-        source: Source = "mobilesync" if settings.eas_source == "mobilesync" else (
-            "autodiscover_v2" if settings.eas_source == "v2" else "autodiscover")  # fmt: skip
+        source = _EAS_SOURCES.get(settings.eas_source, "autodiscover")
         return ServiceUrl(url=settings.eas_url, source=source)
     if settings is not None and settings.ews_url:
         parts = urlsplit(settings.ews_url)

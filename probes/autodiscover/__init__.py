@@ -3,15 +3,16 @@
 The first result (subject: the address) is the verdict: which method answered, the settings
 (published as :data:`~analyzer.facts.AUTODISCOVER_SETTINGS` for the EWS, ActiveSync,
 Outlook Anywhere and MAPI probes), the Autodiscover v2 (JSON) answers compared with them,
-and the ActiveSync URL. Then one result per
-method tried (:mod:`probes.autodiscover.discovery`), so a reader sees exactly where
-discovery breaks, as in ExRCA's trace. Outlook stops at the first method that returns
+and the ActiveSync URL. Then one result per method tried
+(:mod:`probes.autodiscover.discovery`), so a reader sees exactly where discovery breaks, as
+in ExRCA's trace. Outlook stops at the first method that returns
 settings; ``--all-methods`` tries and reports every one.
 
 The outlook schema has no ActiveSync URL (its ``ASUrl`` is the Availability service, an EWS
 URL). The ActiveSync URL comes from the mobilesync schema (asked with ``--mobilesync``, or
-when nothing else gives one), else from Autodiscover v2's ``Protocol=ActiveSync``; the
-ActiveSync probe falls back to ``--activesync-url`` or a guess on its own.
+when nothing else gives one), else from Autodiscover v2's ``Protocol=ActiveSync``. The
+ActiveSync probe puts ``--activesync-url`` before both and, without any, makes a guess of its
+own (reported as one).
 
 Modules: :mod:`~probes.autodiscover.pox` (request and response XML, pure),
 :mod:`~probes.autodiscover.settings` (answer → facts, pure), :mod:`~probes.autodiscover.v2`
