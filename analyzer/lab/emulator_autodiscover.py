@@ -37,6 +37,8 @@ Behaviour, from ``Scenario.emulator["autodiscover"]`` (a mapping; every key opti
 ``v2``
     ``false``: no JSON service (404); or a mapping protocol -> URL (``{domain}`` filled in)
     that overrides its answer.
+``mobilesync``
+    ``false``: the mobilesync schema is not served (error 601, as without ActiveSync).
 ``extra_users``
     (top level of ``Scenario.emulator``) more ``[address, password]`` users this scenario
     accepts, e.g. the user of the domain that redirects here.
@@ -183,6 +185,9 @@ def autodiscover_xml(request: EmulatorRequest) -> EmulatorResponse:
     email, schema = parsed
     mobilesync = schema == _MOBILESYNC_NS
     if schema != _OUTLOOK_NS and not mobilesync:
+        return _error(601)
+    if mobilesync and behaviour.get("mobilesync") is False:
+        # ActiveSync not offered: no provider for the mobilesync schema ([MS-ASCMD] 2.2.3.64).
         return _error(601)
     if "error_code" in behaviour:
         return _error(int(behaviour["error_code"]))

@@ -103,6 +103,49 @@ def test_activesync_url_from_the_mobilesync_schema(lab: LabInfo) -> None:
     assert "mobilesync" in endpoint.detail
 
 
+def test_activesync_url_guessed_on_the_ews_host(lab: LabInfo) -> None:
+    # Given Autodiscover settings, but no v2 service and no mobilesync answer
+    report = run(lab, "ad-eas-guess", ("activesync",))
+    # Then the mobilesync schema was asked (and failed), and the ActiveSync check tries the
+    # conventional path on the EWS host, saying it is a guess
+    assert found(report, "autodiscover")["autodiscover.mobilesync.failed"].status == (
+        Status.FAIL
+    )
+    endpoint = found(report, "activesync")["activesync.endpoint"]
+    assert endpoint.evidence == {
+        "url": "https://mail.ad-eas-guess.test/Microsoft-Server-ActiveSync",
+        "source": "conventional",
+    }
+    assert endpoint.detail.endswith("(a guess: the conventional path on the EWS host, "
+                                    "Autodiscover gave none)")  # fmt: skip
+    steps = [s.title for r in report.results if r.probe == "activesync" for s in r.steps]
+    assert steps[0].startswith("ActiveSync URL (a guess")
+    assert found(report, "activesync")["activesync.foldersync.ok"].status == Status.PASS
+
+
+def test_v2_and_mobilesync_disagreeing_on_activesync(lab: LabInfo) -> None:
+    # Given v2 naming another ActiveSync URL than the mobilesync schema
+    plain = run(lab, "ad-v2-eas-elsewhere", ("activesync",))
+    asked = run(lab, "ad-v2-eas-elsewhere", ("activesync",), mobilesync=True)
+    # Then without --mobilesync v2's URL is used (nothing to compare it with) ...
+    assert not all_of(plain, "autodiscover", "autodiscover.v2.mismatch")
+    assert found(plain, "activesync")["activesync.endpoint"].evidence["url"] == (
+        "https://autodiscover.ad-v2-eas-elsewhere.test/Microsoft-Server-ActiveSync"
+    )
+    # ... and with it the mobilesync answer wins and the disagreement is a warning
+    mismatch = found(asked, "autodiscover")["autodiscover.v2.mismatch"]
+    assert mismatch.status == Status.WARN
+    assert mismatch.evidence == {
+        "protocol": "ActiveSync",
+        "v2": "https://autodiscover.ad-v2-eas-elsewhere.test/Microsoft-Server-ActiveSync",
+        "pox": "https://mail.ad-v2-eas-elsewhere.test/Microsoft-Server-ActiveSync",
+    }
+    assert found(asked, "activesync")["activesync.endpoint"].evidence == {
+        "url": "https://mail.ad-v2-eas-elsewhere.test/Microsoft-Server-ActiveSync",
+        "source": "mobilesync",
+    }
+
+
 def test_activesync_url_option_wins(lab: LabInfo) -> None:
     # Given --activesync-url
     url = "https://autodiscover.healthy.test/Microsoft-Server-ActiveSync"

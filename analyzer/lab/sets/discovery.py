@@ -282,6 +282,27 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
     ),
     Scenario(
+        name="ad-eas-guess",
+        description="Neither Autodiscover v2 nor the mobilesync schema names the ActiveSync "
+        "URL: the ActiveSync check guesses it on the EWS host, and says so",
+        emulator={"autodiscover": {"v2": False, "mobilesync": False}},
+        expect=(
+            Expect(code="autodiscover.mobilesync.failed", status="fail",
+                   subject="alice@ad-eas-guess.test"),
+            Expect(code="activesync.foldersync.ok", status="pass"),
+        ),
+    ),
+    Scenario(
+        name="ad-v2-eas-elsewhere",
+        description="Autodiscover v2 names another ActiveSync URL than the mobilesync schema",
+        emulator={"autodiscover": {"v2": {
+            "ActiveSync": "https://autodiscover.{domain}/Microsoft-Server-ActiveSync"}}},
+        expect=(
+            Expect(code="autodiscover.found", status="pass",
+                   subject="alice@ad-v2-eas-elsewhere.test"),
+        ),
+    ),
+    Scenario(
         name="ad-availability-site",
         description="ASUrl (the Availability service) names another site's EWS endpoint "
         "than EwsUrl: normal, reported as information",
