@@ -202,7 +202,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     a.add_argument(
         "--mobilesync",
         action="store_true",
-        help="also ask Autodiscover in the ActiveSync (mobilesync) schema",
+        help="also ask Autodiscover in the ActiveSync (mobilesync) schema, and prefer its "
+        "answer as the ActiveSync URL (it is asked anyway when nothing else gives one)",
     )
     a.add_argument(
         "--trust-redirect",
@@ -244,7 +245,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     m.add_argument("--ews-url", metavar="URL", help="EWS URL to test (default: Autodiscover's)")
     m.add_argument(
-        "--activesync-url", metavar="URL", help="ActiveSync URL to test (default: Autodiscover's)"
+        "--activesync-url",
+        metavar="URL",
+        help="ActiveSync URL to test (default: Autodiscover's mobilesync or v2 answer, else "
+        "/Microsoft-Server-ActiveSync on the EWS host, reported as a guess)",
     )
 
 

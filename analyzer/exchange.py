@@ -4,7 +4,10 @@
   (``--ews-url``), Autodiscover (:data:`~analyzer.facts.AUTODISCOVER_SETTINGS`), or, only
   when neither gave one, the conventional path on ``mail.<domain>`` / ``autodiscover.<domain>``
   (``/EWS/Exchange.asmx``, ``/Microsoft-Server-ActiveSync``...) — reported as a guess, and
-  a guess that finds nothing is "not offered", never a failure.
+  a guess that finds nothing is "not offered", never a failure. ActiveSync's URL is never
+  the outlook schema's ``ASUrl`` (the Availability service): it comes from
+  ``--activesync-url``, the mobilesync schema, Autodiscover v2, else the conventional path on
+  the EWS host (a guess), each named as the source.
 - :class:`HttpSession`: one httpx client per endpoint, TLS verified with the run's trust;
   when the certificate is rejected the unauthenticated steps still run over an unverified
   session, and credentials are withheld unless ``--insecure`` (then a loud warning).
@@ -64,7 +67,9 @@ __all__ = [
     "Kind",
     "HttpSession",
     "Prepared",
+    "SOURCES",
     "ServiceUrl",
+    "Source",
     "anonymous",
     "choose_scheme",
     "http_findings",
@@ -75,6 +80,17 @@ __all__ = [
 
 Kind = Literal["ews", "eas", "rpc", "mapi_emsmdb", "mapi_nspi"]
 
+Source = Literal["option", "autodiscover", "mobilesync", "autodiscover_v2", "conventional"]
+#: Where a URL came from, as reports say it.
+SOURCES: dict[str, str] = {
+    "option": "given on the command line",
+    "autodiscover": "from Autodiscover",
+    "mobilesync": "from Autodiscover's mobilesync (ActiveSync) schema",
+    "autodiscover_v2": "from Autodiscover v2 (Protocol=ActiveSync)",
+    "conventional": "the conventional URL: Autodiscover gave none",
+}
+#: AutodiscoverSettings.eas_source → the source the ActiveSync check names.
+_EAS_SOURCES: dict[str, Source] = {"mobilesync": "mobilesync", "v2": "autodiscover_v2"}
 #: The conventional paths (Exchange's default virtual directories).
 CONVENTIONAL_PATHS: dict[str, str] = {
     "ews": "/EWS/Exchange.asmx",
@@ -92,10 +108,12 @@ MAX_RESPONSE = 1024 * 1024
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceUrl:
-    """The URL to test; ``source`` is ``option``, ``autodiscover`` or ``conventional``."""
+    """The URL to test and where it came from (:data:`SOURCES`)."""
 
     url: str
-    source: Literal["option", "autodiscover", "conventional"]
+    source: Source
+    #: For a guess, which host it was made on when not the usual ones ("the EWS host").
+    guess_host: str = ""
 
     @property
     def host(self) -> str:
@@ -132,10 +150,11 @@ async def service_url(ctx: ProbeContext, target: Target, kind: Kind) -> ServiceU
     if option:
         return ServiceUrl(url=option, source="option")
     settings = autodiscover(ctx)
+    if kind == "eas":
+        return await _activesync_url(ctx, target, settings)
     if settings is not None:
         found = {
             "ews": settings.ews_url,
-            "eas": settings.eas_url,
             "mapi_emsmdb": settings.mapi_mailstore_url,
             "mapi_nspi": settings.mapi_addressbook_url,
             "rpc": next((f"https://{oa.server}{CONVENTIONAL_PATHS['rpc']}"
@@ -150,13 +169,30 @@ async def service_url(ctx: ProbeContext, target: Target, kind: Kind) -> ServiceU
     return ServiceUrl(url=f"https://{host}{CONVENTIONAL_PATHS[kind]}", source="conventional")
 
 
+async def _activesync_url(
+    ctx: ProbeContext, target: Target, settings: AutodiscoverSettings | None
+) -> ServiceUrl | None:
+    """ActiveSync after ``--activesync-url`` (checked by the caller): the mobilesync or v2
+    answer, else the conventional path on the EWS host (a guess), else on the usual hosts."""
+    if settings is not None and settings.eas_url:
+        source = _EAS_SOURCES.get(settings.eas_source, "autodiscover")
+        return ServiceUrl(url=settings.eas_url, source=source)
+    if settings is not None and settings.ews_url:
+        parts = urlsplit(settings.ews_url)
+        if parts.scheme == "https" and parts.netloc:
+            return ServiceUrl(url=f"https://{parts.netloc}{CONVENTIONAL_PATHS['eas']}",
+                              source="conventional", guess_host="the EWS host")  # fmt: skip
+    host = await conventional_host(ctx, target)
+    if host is None:
+        return None
+    return ServiceUrl(url=f"https://{host}{CONVENTIONAL_PATHS['eas']}", source="conventional")
+
+
 def describe_source(url: ServiceUrl) -> str:
     """Where the URL came from, for step titles and findings."""
-    return {
-        "option": "given on the command line",
-        "autodiscover": "from Autodiscover",
-        "conventional": "the conventional URL: Autodiscover gave none",
-    }[url.source]
+    if url.guessed and url.guess_host:
+        return f"a guess: the conventional path on {url.guess_host}, Autodiscover gave none"
+    return SOURCES[url.source]
 
 
 # --- findings ------------------------------------------------------------------------------------
@@ -201,8 +237,9 @@ def http_findings(prefix: str, name: str, *, enable_for_user: str, reference: st
     return HttpFindings(
         endpoint=spec(
             "endpoint", Status.PASS, f"{name} endpoint", f"Where the {name} URL came from: "
-            "the command line, Autodiscover, or the conventional path when Autodiscover gave "
-            "none (the detail says which).",
+            "the command line, Autodiscover (for ActiveSync: its mobilesync schema or v2), or "
+            "the conventional path when Autodiscover gave none, a guess (the detail and the "
+            "evidence's source say which).",
         ),
         not_offered=spec(
             "not_offered", Status.SKIP, f"No {name} endpoint found",

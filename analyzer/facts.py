@@ -128,10 +128,15 @@ class AutodiscoverSettings:
     mailbox_server: str = ""  # EXCH Server (the RPC endpoint name for RPC/HTTP)
     mailbox_server_dn: str = ""
     ews_url: str = ""
-    eas_url: str = ""
-    #: ``ASUrl``: the Availability service (free/busy), an EWS URL (not ActiveSync's).
+    #: ``ASUrl``: the Availability (free/busy) service, an EWS URL ("ASUrl (POX)").
     availability_url: str = ""
+    #: The ActiveSync URL, never from the outlook schema (it has none): see ``eas_source``.
+    eas_url: str = ""
+    #: Which answer gave ``eas_url``: ``mobilesync`` (the mobilesync schema) or ``v2``
+    #: (Autodiscover v2, Protocol=ActiveSync); empty when neither did.
+    eas_source: str = ""
     oab_url: str = ""
+    #: ``OOFUrl``: the out-of-office service (an EWS URL too).
     oof_url: str = ""
     mapi_mailstore_url: str = ""
     mapi_addressbook_url: str = ""

@@ -1,7 +1,10 @@
 """Exchange ActiveSync: prove a phone could sync the mailbox ([MS-ASHTTP], [MS-ASCMD]).
 
-The URL comes from ``--activesync-url``, else Autodiscover's ``ASUrl``, else (reported as
-a guess) ``https://mail.<domain>/Microsoft-Server-ActiveSync``. Steps: an unauthenticated
+The URL comes from ``--activesync-url``, else Autodiscover's mobilesync (ActiveSync) schema,
+else Autodiscover v2 (``Protocol=ActiveSync``), else (reported as a guess) the conventional
+``/Microsoft-Server-ActiveSync`` on the EWS host, or on ``mail.<domain>`` when Autodiscover
+gave nothing; the first step names the source. Never the outlook schema's ``ASUrl``: that is
+the Availability service, an EWS URL. Steps: an unauthenticated
 OPTIONS (the methods offered); OPTIONS with credentials (``MS-ASProtocolVersions``,
 ``MS-ASProtocolCommands``); then ``FolderSync`` with SyncKey 0 in WBXML, as a new device
 does. HTTP 449 (or FolderSync status 142-144) means the device must provision first: the
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
     from analyzer.http import BoundedResponse
     from analyzer.targets import Target
 
-__all__ = ["PROBE"]
+__all__ = ["PROBE", "folders_finding", "parse_options"]
 
 REFERENCE = "https://learn.microsoft.com/openspecs/exchange_server_protocols/ms-ascmd"
 #: Protocol versions rca speaks, best first. 14.0 is the newest whose Provision request needs
@@ -173,8 +176,8 @@ async def run(ctx: ProbeContext, target: Target) -> None:
     url = await service_url(ctx, target, "eas")
     if url is None:
         with ctx.result(target.domain) as res, res.step("Find the ActiveSync URL") as step:
-            step.add(F.not_offered(detail="Autodiscover gave no ActiveSync URL and no "
-                                   "conventional host exists"))  # fmt: skip
+            step.add(F.not_offered(detail="no --activesync-url, Autodiscover gave no "
+                                   "ActiveSync URL and no conventional host exists"))  # fmt: skip
         return
     with ctx.result(url.url) as res:
         async with prepare(ctx, res, F, url, "ActiveSync", method="OPTIONS") as prepared:
@@ -213,14 +216,8 @@ async def _options(ctx: ProbeContext, res: ResultRecorder, prepared: Prepared) -
         if ended is not None:
             step.add(ended)
             return None
-        versions = [v.strip() for v in (response.header("ms-asprotocolversions") or "").split(",")
-                    if v.strip()]  # fmt: skip
-        commands = [c.strip() for c in (response.header("ms-asprotocolcommands") or "").split(",")
-                    if c.strip()]  # fmt: skip
-        evidence: dict[str, Json] = {
-            "versions": versions, "commands": commands,
-            "server": response.header("ms-server-activesync") or "",
-        }  # fmt: skip
+        versions, commands, server = parse_options(response)
+        evidence: dict[str, Json] = {"versions": versions, "commands": commands, "server": server}
         if not versions or not commands:
             step.add(OPTIONS_INCOMPLETE(detail="versions: " + (", ".join(versions) or "none")
                                         + f"; {len(commands)} commands",
@@ -237,6 +234,17 @@ async def _options(ctx: ProbeContext, res: ResultRecorder, prepared: Prepared) -
             step.note("FolderSync is not among the commands offered; trying it anyway")
         step.note(f"speaking protocol version {common}")
         return common
+
+
+def parse_options(response: BoundedResponse) -> tuple[list[str], list[str], str]:
+    """The versions, commands and server version an OPTIONS answer announces ([MS-ASHTTP]
+    2.2.4.1.2: comma-separated ``MS-ASProtocolVersions`` and ``MS-ASProtocolCommands``)."""
+
+    def listed(name: str) -> list[str]:
+        return [v.strip() for v in (response.header(name) or "").split(",") if v.strip()]
+
+    server = response.header("ms-server-activesync") or ""
+    return listed("ms-asprotocolversions"), listed("ms-asprotocolcommands"), server
 
 
 def _device_id(user: str) -> str:
@@ -331,11 +339,12 @@ async def _foldersync(
                 step.add(ended or FOLDERSYNC_STATUS(detail=f"HTTP {status}"))
                 return
             assert root is not None  # noqa: S101 - decoded above
-            step.add(_folders_finding(root))
+            step.add(folders_finding(root))
             return
 
 
-def _folders_finding(root: wbxml.Element) -> Finding:
+def folders_finding(root: wbxml.Element) -> Finding:
+    """The verdict on a decoded FolderSync answer: status 1 and the folders, or the status."""
     status = root.findtext("Status")
     changes = root.find("Changes")
     adds = list(changes.findall("Add")) if changes is not None else []

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from analyzer.http import BoundedResponse
     from analyzer.targets import Target
 
-__all__ = ["PROBE"]
+__all__ = ["PROBE", "response_code"]
 
 REFERENCE = "https://learn.microsoft.com/openspecs/exchange_server_protocols/ms-oxcmapihttp"
 
@@ -218,18 +218,24 @@ async def _call(
     if ended is not None:
         step.add(ended)
         return None
-    code_text = response.header("x-responsecode")
-    if code_text is None or not code_text.strip().isdigit():
+    code = response_code(response)
+    if code is None:
         step.add(RESPONSE_CODE(
             title="No X-ResponseCode: not a MAPI/HTTP endpoint",
             detail=f"{request_type}: HTTP {response.status} without X-ResponseCode",
         ))  # fmt: skip
         return None
-    code = int(code_text)
     if code != 0:
         step.add(_response_code(request_type, code, response))
         return None
     return response
+
+
+def response_code(response: BoundedResponse) -> int | None:
+    """The ``X-ResponseCode`` header ([MS-OXCMAPIHTTP] 2.2.3.3.3) as a number; None when it
+    is missing or not a number (then what answered is not a MAPI/HTTP endpoint)."""
+    text = (response.header("x-responsecode") or "").strip()
+    return int(text) if text.isdigit() else None
 
 
 def _response_code(request_type: str, code: int, response: BoundedResponse) -> Finding:

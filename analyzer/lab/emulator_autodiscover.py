@@ -1,5 +1,10 @@
 """Autodiscover endpoints of the emulator: POX (outlook 2006a, mobilesync) and v2 JSON.
 
+The answers have the shapes of Microsoft's published examples (the fixtures in
+``tests/fixtures/exchange`` name them): in the outlook schema ``ASUrl`` and ``OOFUrl`` are
+the EWS URL ("ASUrl (POX)": the Availability service), and only the mobilesync schema and
+v2 name the ActiveSync URL.
+
 ``POST /autodiscover/autodiscover.xml`` answers as Exchange does ([MS-OXDSCLI]): 401 until
 the client authenticates (:mod:`analyzer.lab.emulator_auth`), then the settings of the
 requested address, a redirect, or an ``ErrorCode``. ``GET`` (authenticated) gets error
@@ -25,11 +30,15 @@ Behaviour, from ``Scenario.emulator["autodiscover"]`` (a mapping; every key opti
     answer ``redirectAddr`` to this address (``{domain}``, ``{local}`` filled in), unless the
     request already asks for it.
 ``settings``
-    overrides of the generated settings: ``ews_url``, ``as_url``, ``oab_url``, ``mail_host``
-    (``""`` leaves the element out), ``expr: false`` (no Outlook Anywhere block), ``imap_port``.
+    overrides of the generated settings: ``ews_url``, ``availability_url`` (``ASUrl``, the
+    Availability service: the EWS URL by default, as Exchange publishes it), ``eas_url`` (the
+    ActiveSync URL of the mobilesync and v2 answers), ``oab_url``, ``mail_host`` (``""``
+    leaves the element out), ``expr: false`` (no Outlook Anywhere block), ``imap_port``.
 ``v2``
     ``false``: no JSON service (404); or a mapping protocol -> URL (``{domain}`` filled in)
     that overrides its answer.
+``mobilesync``
+    ``false``: the mobilesync schema is not served (error 601, as without ActiveSync).
 ``extra_users``
     (top level of ``Scenario.emulator``) more ``[address, password]`` users this scenario
     accepts, e.g. the user of the domain that redirects here.
@@ -177,6 +186,9 @@ def autodiscover_xml(request: EmulatorRequest) -> EmulatorResponse:
     mobilesync = schema == _MOBILESYNC_NS
     if schema != _OUTLOOK_NS and not mobilesync:
         return _error(601)
+    if mobilesync and behaviour.get("mobilesync") is False:
+        # ActiveSync not offered: no provider for the mobilesync schema ([MS-ASCMD] 2.2.3.64).
+        return _error(601)
     if "error_code" in behaviour:
         return _error(int(behaviour["error_code"]))
     domain = str(request.scenario_data.get("domain", ""))
@@ -214,7 +226,7 @@ def _urls(request: EmulatorRequest, email: str, settings: Mapping[str, Any]) -> 
         "mail_host": mail,
         "mailbox": f"{guid}@{domain}",
         "ews_url": f"https://{mail}/EWS/Exchange.asmx",
-        "as_url": f"https://{mail}/Microsoft-Server-ActiveSync",
+        "eas_url": f"https://{mail}/Microsoft-Server-ActiveSync",
         "oab_url": f"https://{mail}/OAB/{guid}/",
         "ecp_url": f"https://{mail}/ecp/",
         "owa_url": f"https://{mail}/owa/",
@@ -224,6 +236,11 @@ def _urls(request: EmulatorRequest, email: str, settings: Mapping[str, Any]) -> 
     for key in urls:
         if key in settings:
             urls[key] = str(settings[key]).format(domain=domain, mail=mail)
+    # "ASUrl (POX)": the Availability service, an EWS endpoint (Microsoft's example response
+    # has ASUrl = OOFUrl = the EWS URL).
+    urls["availability_url"] = str(settings.get("availability_url", urls["ews_url"])).format(
+        domain=domain, mail=mail
+    )
     return urls
 
 
@@ -245,9 +262,9 @@ def _settings(
         "    </User>\n"
     )
     services = (
-        _element("ASUrl", u["as_url"]) + _element("EwsUrl", u["ews_url"])
-        + _element("EcpUrl", u["ecp_url"]) + _element("OOFUrl", u["ews_url"])
-        + _element("OABUrl", u["oab_url"])
+        _element("ASUrl", u["availability_url"]) + _element("EwsUrl", u["ews_url"])
+        + _element("EmwsUrl", u["ews_url"]) + _element("EcpUrl", u["ecp_url"])
+        + _element("OOFUrl", u["ews_url"]) + _element("OABUrl", u["oab_url"])
     )  # fmt: skip
     blocks = (
         "      <Protocol>\n        <Type>EXCH</Type>\n"
@@ -309,8 +326,8 @@ def _mobilesync(
         f"      <EMailAddress>{escape(email)}</EMailAddress>\n    </User>\n"
         "    <Action>\n      <Settings>\n        <Server>\n"
         "          <Type>MobileSync</Type>\n"
-        f"          <Url>{escape(u['as_url'])}</Url>\n"
-        f"          <Name>{escape(u['as_url'])}</Name>\n"
+        f"          <Url>{escape(u['eas_url'])}</Url>\n"
+        f"          <Name>{escape(u['eas_url'])}</Name>\n"
         "        </Server>\n      </Settings>\n    </Action>\n  </Response>\n</Autodiscover>\n"
     )
 
@@ -342,7 +359,7 @@ def autodiscover_json(request: EmulatorRequest) -> EmulatorResponse:
     answers = {
         "AutodiscoverV1": f"https://{request.host}/Autodiscover/Autodiscover.xml",
         "Ews": u["ews_url"],
-        "ActiveSync": u["as_url"],
+        "ActiveSync": u["eas_url"],
         "Rest": f"https://{u['mail_host']}/api",
     }
     if isinstance(v2, Mapping):

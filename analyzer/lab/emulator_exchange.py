@@ -413,7 +413,8 @@ def activesync(request: EmulatorRequest) -> EmulatorResponse:
     if "status" in behaviour:
         return EmulatorResponse.text(int(behaviour["status"]), "Service Unavailable\n")
     if request.method == "OPTIONS":
-        # [MS-ASHTTP] 4.1's example, and SOGo alike: Allow and Public, kept private.
+        # [MS-ASHTTP] section 4, the OPTIONS example (tests/fixtures/exchange), and SOGo
+        # alike: Allow and Public, kept private.
         return EmulatorResponse(
             status=200,
             headers=(("Cache-Control", "private"), ("Allow", "OPTIONS,POST"),
@@ -558,12 +559,15 @@ def _mapi_response(request_type: str, code: int, body: bytes = b"",
     headers: list[tuple[str, str]] = [
         ("Content-Type", "application/mapi-http"), ("X-RequestType", request_type),
         ("X-ResponseCode", str(code)), ("X-ServerApplication", "Exchange/15.02.1544.004"),
+        ("X-PendingPeriod", "15000"), ("X-ExpirationInfo", "1800000"),
     ]  # fmt: skip
     headers += [("Set-Cookie", c) for c in cookies]
     if code != 0 or request_type == "PING":
         return EmulatorResponse(status=200, headers=tuple(headers), body=body)
     started = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()).encode()
-    meta = b"PROCESSING\r\nDONE\r\nX-ElapsedTime: 2\r\nX-StartTime: " + started + b"\r\n\r\n"
+    # [MS-OXCMAPIHTTP] 4.1: the DONE meta-tag repeats X-ResponseCode before the timings.
+    meta = (b"PROCESSING\r\nDONE\r\nX-ResponseCode: 0\r\nX-ElapsedTime: 2\r\nX-StartTime: "
+            + started + b"\r\n\r\n")  # fmt: skip
     return EmulatorResponse(status=200, headers=tuple(headers), body=meta + body)
 
 

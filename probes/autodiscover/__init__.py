@@ -3,10 +3,16 @@
 The first result (subject: the address) is the verdict: which method answered, the settings
 (published as :data:`~analyzer.facts.AUTODISCOVER_SETTINGS` for the EWS, ActiveSync,
 Outlook Anywhere and MAPI probes), the Autodiscover v2 (JSON) answers compared with them,
-and with ``--mobilesync`` the ActiveSync (mobilesync schema) answer. Then one result per
-method tried (:mod:`probes.autodiscover.discovery`), so a reader sees exactly where
-discovery breaks, as in ExRCA's trace. Outlook stops at the first method that returns
+and the ActiveSync URL. Then one result per method tried
+(:mod:`probes.autodiscover.discovery`), so a reader sees exactly where discovery breaks, as
+in ExRCA's trace. Outlook stops at the first method that returns
 settings; ``--all-methods`` tries and reports every one.
+
+The outlook schema has no ActiveSync URL (its ``ASUrl`` is the Availability service, an EWS
+URL). The ActiveSync URL comes from the mobilesync schema (asked with ``--mobilesync``, or
+when nothing else gives one), else from Autodiscover v2's ``Protocol=ActiveSync``. The
+ActiveSync probe puts ``--activesync-url`` before both and, without any, makes a guess of its
+own (reported as one).
 
 Modules: :mod:`~probes.autodiscover.pox` (request and response XML, pure),
 :mod:`~probes.autodiscover.settings` (answer → facts, pure), :mod:`~probes.autodiscover.v2`
@@ -26,7 +32,13 @@ from probes import tlschain
 from probes.autodiscover import findings as F
 from probes.autodiscover.discovery import Attempt, Discovery, choose_scheme, scheme_name
 from probes.autodiscover.pox import NotAutodiscover, PoxError, build_request, parse_response
-from probes.autodiscover.settings import check_settings, settings_evidence, to_settings
+from probes.autodiscover.settings import (
+    check_availability,
+    check_settings,
+    settings_evidence,
+    to_settings,
+    with_activesync,
+)
 from probes.autodiscover.v2 import check_v2
 
 if TYPE_CHECKING:
@@ -70,7 +82,7 @@ async def run(ctx: ProbeContext, target: Target) -> None:
                 if ctx.options.mobilesync:
                     settings = await _mobilesync(ctx, summary, discovery, found, settings)
                 client = await discovery.client(authenticated=False)
-                await check_v2(
+                answers = await check_v2(
                     ctx,
                     summary,
                     client,
@@ -78,6 +90,14 @@ async def run(ctx: ProbeContext, target: Target) -> None:
                     address=found.address,
                     settings=settings,
                 )
+                if not settings.eas_url and answers.get("ActiveSync"):
+                    settings = with_activesync(settings, answers["ActiveSync"], "v2")
+                options = ctx.options
+                if not (settings.eas_url or options.activesync_url or options.mobilesync):
+                    # No source of the ActiveSync URL yet: ask as a phone would.
+                    settings = await _mobilesync(
+                        ctx, summary, discovery, found, settings, reason="v2 gave none"
+                    )
                 summary.publish(AUTODISCOVER_SETTINGS, settings)
 
 
@@ -139,6 +159,9 @@ def _outcome(
             step.add(F.HTTP_REDIRECT_METHOD(detail=f"settings reached through {found.url}"))
         for finding in check_settings(found.response, settings):
             step.add(finding)
+        availability = check_availability(settings)
+        if availability is not None:
+            step.add(availability)
         return settings
 
 
@@ -148,10 +171,11 @@ async def _mobilesync(
     discovery: Discovery,
     found: Attempt,
     settings: AutodiscoverSettings,
+    *,
+    reason: str = "--mobilesync",
 ) -> AutodiscoverSettings:
-    """``--mobilesync``: the same URL asked in the ActiveSync (mobilesync) schema."""
-    from dataclasses import replace  # noqa: PLC0415
-
+    """The same URL asked in the ActiveSync (mobilesync) schema, for ``reason``; its answer
+    becomes the ActiveSync URL."""
     creds = ctx.options.credentials
     scheme = None
     if found.auth not in ("", "anonymous"):
@@ -160,7 +184,7 @@ async def _mobilesync(
             has_password=creds.password() is not None,
             has_token=creds.token() is not None,
         )
-    with res.step(f"Ask {found.url} in the mobilesync (ActiveSync) schema") as step:
+    with res.step(f"Ask {found.url} in the mobilesync (ActiveSync) schema ({reason})") as step:
         body = build_request(found.address, "mobilesync")
         # offered=None: NTLM starts with an unauthenticated leg and reads the 401 again.
         response = await discovery._send(
@@ -187,7 +211,7 @@ async def _mobilesync(
             step.add(F.MOBILESYNC_FAILED(detail=detail))
             return settings
         step.add(F.MOBILESYNC_OK(detail=answer.mobilesync_url))
-        return replace(settings, eas_url=answer.mobilesync_url)
+        return with_activesync(settings, answer.mobilesync_url, "mobilesync")
 
 
 PROBE = Probe(

@@ -16,6 +16,11 @@ OXDSCLI = (
     "78530279-d042-4eb0-a1f4-03b18143cd19"
 )
 ERRORCODE = "https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/errorcode-pox"
+ASURL = "https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/asurl-pox"
+MOBILESYNC_DOC = (
+    "https://learn.microsoft.com/en-us/openspecs/exchange_server_protocols/ms-ascmd/"
+    "1a3e2483-1992-4581-942e-5f6214605062"
+)
 V2_DOC = (
     "https://learn.microsoft.com/en-us/exchange/client-developer/exchange-web-services/"
     "autodiscover-for-exchange"
@@ -309,6 +314,28 @@ SETTINGS_NO_EXTERNAL = FindingSpec(
     "ExternalUrl.",
 )
 
+AVAILABILITY_SAME = FindingSpec(
+    code="autodiscover.settings.availability_url",
+    status=Status.PASS,
+    title="Availability (free/busy) URL: the EWS URL",
+    meaning="ASUrl names the Availability service, which answers free/busy requests; it is an "
+    "EWS URL, here the same as EwsUrl. (ASUrl is not the ActiveSync URL: that comes from the "
+    "mobilesync schema or Autodiscover v2.)",
+    reference=ASURL,
+)
+AVAILABILITY_DIFFERS = FindingSpec(
+    code="autodiscover.settings.availability_url_differs",
+    status=Status.PASS,
+    title="Availability (free/busy) URL differs from the EWS URL",
+    meaning="ASUrl, the Availability service that answers free/busy requests, names another "
+    "URL than EwsUrl. This is normal when the mailbox's site publishes its own EWS endpoint "
+    "(several sites or forests); free/busy requests go to ASUrl. Both URLs are in the "
+    "evidence.",
+    remediation="Nothing to do if ASUrl is the EWS URL of the mailbox's site; otherwise set "
+    "that site's ExternalUrl/InternalUrl (Set-WebServicesVirtualDirectory).",
+    reference=ASURL,
+)
+
 # --- redirects ----------------------------------------------------------------------------------
 
 REDIRECT_ADDR = FindingSpec(
@@ -504,8 +531,9 @@ V2_MISMATCH = FindingSpec(
     code="autodiscover.v2.mismatch",
     status=Status.WARN,
     title="Autodiscover v2 and the XML service disagree",
-    meaning="The JSON service names another URL for a protocol than the XML settings do, so "
-    "clients get different endpoints depending on which they ask.",
+    meaning="The JSON service names another URL for a protocol than the XML service does "
+    "(EwsUrl for EWS, the mobilesync answer for ActiveSync), so clients get different "
+    "endpoints depending on which they ask.",
     remediation="Make the virtual directories' URLs consistent on every server behind the "
     "Autodiscover names.",
 )
@@ -513,7 +541,9 @@ MOBILESYNC_OK = FindingSpec(
     code="autodiscover.mobilesync.ok",
     status=Status.PASS,
     title="ActiveSync Autodiscover (mobilesync) answers",
-    meaning="The mobilesync schema returned the ActiveSync URL mobile devices will use.",
+    meaning="The mobilesync schema returned the ActiveSync URL mobile devices will use; the "
+    "ActiveSync check tests it.",
+    reference=MOBILESYNC_DOC,
 )
 MOBILESYNC_FAILED = FindingSpec(
     code="autodiscover.mobilesync.failed",
@@ -523,6 +553,7 @@ MOBILESYNC_FAILED = FindingSpec(
     "then be configured by hand. The detail says why.",
     remediation="Check the ActiveSync virtual directory's ExternalUrl and that ActiveSync is "
     "enabled for the mailbox.",
+    reference=MOBILESYNC_DOC,
 )
 
 FINDINGS = (
@@ -552,6 +583,8 @@ FINDINGS = (
     SETTINGS_INSECURE_URL,
     SETTINGS_NO_EWS,
     SETTINGS_NO_EXTERNAL,
+    AVAILABILITY_SAME,
+    AVAILABILITY_DIFFERS,
     REDIRECT_ADDR,
     REDIRECT_URL,
     REDIRECT_HTTP,

@@ -287,6 +287,16 @@ def _mobilesync(response: Element, error: Element | None) -> PoxResponse:
     return replace(base, mobilesync_url=url)
 
 
+def _nested_as_url(block: Element) -> str:
+    """A WEB block's ``External``/``Internal`` hold a ``Protocol`` with only ``Type`` and
+    ``ASUrl`` ("External (POX)", [MS-OXDSCLI] 4.4): the Availability URL, external first."""
+    for side in ("External", "Internal"):
+        nested = _child(_child(block, side), "Protocol")
+        if _text(nested, "ASUrl"):
+            return _text(nested, "ASUrl")
+    return ""
+
+
 def _protocol(block: Element) -> ProtocolBlock:
     kind = _text(block, "Type") or str(block.get("Type", ""))[:40]
     port_text = _text(block, "Port")
@@ -308,7 +318,7 @@ def _protocol(block: Element) -> ProtocolBlock:
         cert_principal_name=_text(block, "CertPrincipalName"),
         login_name=_text(block, "LoginName"),
         ews_url=_text(block, "EwsUrl"),
-        as_url=_text(block, "ASUrl"),
+        as_url=_text(block, "ASUrl") or _nested_as_url(block),
         oab_url=_text(block, "OABUrl"),
         oof_url=_text(block, "OOFUrl"),
         ecp_url=_text(block, "EcpUrl"),

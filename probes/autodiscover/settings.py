@@ -10,7 +10,21 @@ from analyzer.model import Finding, Json
 from probes.autodiscover import findings as F
 from probes.autodiscover.pox import PoxResponse, ProtocolBlock
 
-__all__ = ["check_settings", "settings_evidence", "to_settings"]
+__all__ = [
+    "EAS_SOURCES",
+    "check_availability",
+    "check_settings",
+    "same_url",
+    "settings_evidence",
+    "to_settings",
+    "with_activesync",
+]
+
+#: Where an ActiveSync URL can come from in Autodiscover, as named in reports.
+EAS_SOURCES = {
+    "mobilesync": "the mobilesync (ActiveSync) schema",
+    "v2": "Autodiscover v2 (Protocol=ActiveSync)",
+}
 
 _MAIL_TYPES = {"IMAP": "imap", "POP3": "pop3", "SMTP": "smtp"}
 
@@ -32,6 +46,16 @@ def _host(url: str) -> str:
         return (urlsplit(url).hostname or "").lower()
     except ValueError:
         return ""
+
+
+def same_url(a: str, b: str) -> bool:
+    """Equal as clients use them: scheme/host case, a trailing slash and path case ignored."""
+
+    def norm(u: str) -> tuple[str, str, str]:
+        parts = urlsplit(u.strip())
+        return (parts.scheme.lower(), (parts.netloc or "").lower(), parts.path.rstrip("/").lower())
+
+    return norm(a) == norm(b)
 
 
 def _socket_type(block: ProtocolBlock) -> str:
@@ -63,10 +87,38 @@ def _mail_servers(response: PoxResponse) -> tuple[MailServerSetting, ...]:
     return tuple(servers)
 
 
+def _hosts(settings: AutodiscoverSettings, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every host the settings name, in order of first mention, without repeats."""
+    hosts: dict[str, None] = dict.fromkeys(settings.hosts)
+    for url in (
+        settings.ews_url,
+        settings.availability_url,
+        settings.eas_url,
+        settings.oab_url,
+        settings.oof_url,
+        settings.mapi_mailstore_url,
+        settings.mapi_addressbook_url,
+        *extra,
+    ):
+        if _host(url):
+            hosts[_host(url)] = None
+    for oa in settings.outlook_anywhere:
+        hosts[oa.server] = None
+    for server in settings.mail_servers:
+        hosts[server.host] = None
+    return tuple(hosts)
+
+
 def to_settings(
-    response: PoxResponse, *, email: str, source_url: str, method: str, eas_url: str = ""
+    response: PoxResponse, *, email: str, source_url: str, method: str
 ) -> AutodiscoverSettings:
-    """The :class:`~analyzer.facts.AutodiscoverSettings` of an outlook ``settings`` answer."""
+    """The :class:`~analyzer.facts.AutodiscoverSettings` of an outlook ``settings`` answer.
+
+    ``ASUrl`` is the Availability service, an EWS URL (Microsoft's "ASUrl (POX)": "the URL
+    that is used to access the Availability service"): it becomes ``availability_url``. The
+    outlook schema has no ActiveSync URL; that comes from the mobilesync schema or
+    Autodiscover v2 (:func:`with_activesync`).
+    """
     exch = response.protocol("EXCH")
     mapi = response.protocol("mapiHttp")
     anywhere = tuple(
@@ -88,7 +140,7 @@ def to_settings(
         mailbox_server=exch.server if exch else "",
         mailbox_server_dn=exch.server_dn if exch else "",
         ews_url=_first(response, "ews_url"),
-        eas_url=eas_url or _first(response, "as_url"),
+        availability_url=_first(response, "as_url"),
         oab_url=_first(response, "oab_url"),
         oof_url=_first(response, "oof_url"),
         mapi_mailstore_url=(mapi.mailstore_external or mapi.mailstore_internal) if mapi else "",
@@ -99,23 +151,17 @@ def to_settings(
         method=method,
         mail_servers=_mail_servers(response),
     )
-    hosts: dict[str, None] = {}
-    for url in (
-        settings.ews_url,
-        settings.eas_url,
-        settings.oab_url,
-        settings.oof_url,
-        settings.mapi_mailstore_url,
-        settings.mapi_addressbook_url,
-        *(u for b in response.protocols for u in b.urls()),
-    ):
-        if _host(url):
-            hosts[_host(url)] = None
-    for oa in anywhere:
-        hosts[oa.server] = None
-    for server in settings.mail_servers:
-        hosts[server.host] = None
-    return replace(settings, hosts=tuple(hosts))
+    extra = tuple(u for b in response.protocols for u in b.urls())
+    return replace(settings, hosts=_hosts(settings, extra))
+
+
+def with_activesync(
+    settings: AutodiscoverSettings, url: str, source: str
+) -> AutodiscoverSettings:
+    """``settings`` with the ActiveSync URL found by ``source`` (a key of
+    :data:`EAS_SOURCES`), its host added to ``hosts``."""
+    updated = replace(settings, eas_url=url, eas_source=source)
+    return replace(updated, hosts=_hosts(updated))
 
 
 def settings_evidence(settings: AutodiscoverSettings) -> dict[str, Json]:
@@ -125,7 +171,10 @@ def settings_evidence(settings: AutodiscoverSettings) -> dict[str, Json]:
         "display_name": settings.display_name,
         "mailbox_server": settings.mailbox_server,
         "ews_url": settings.ews_url,
+        "availability_url": settings.availability_url,
+        "oof_url": settings.oof_url,
         "activesync_url": settings.eas_url,
+        "activesync_url_source": EAS_SOURCES.get(settings.eas_source, ""),
         "oab_url": settings.oab_url,
         "mapi_mailstore_url": settings.mapi_mailstore_url,
         "mapi_addressbook_url": settings.mapi_addressbook_url,
@@ -160,3 +209,24 @@ def check_settings(response: PoxResponse, settings: AutodiscoverSettings) -> lis
     if not settings.outlook_anywhere and not has_mapi:
         found.append(F.SETTINGS_NO_EXTERNAL(detail="no EXPR/EXHTTP block, no mapiHttp ExternalUrl"))
     return found
+
+
+def check_availability(settings: AutodiscoverSettings) -> Finding | None:
+    """``ASUrl`` (Availability) compared with ``EwsUrl``: a note either way, never a warning.
+
+    Exchange names the Availability service of the mailbox's own site, which may be another
+    EWS endpoint than the one the client was given (a mailbox in another site or forest), so
+    a difference is normal; the report says which URL free/busy requests go to.
+    """
+    if not settings.availability_url:
+        return None
+    evidence: dict[str, Json] = {
+        "availability_url": settings.availability_url,
+        "ews_url": settings.ews_url,
+    }
+    if settings.ews_url and same_url(settings.availability_url, settings.ews_url):
+        return F.AVAILABILITY_SAME(detail=settings.availability_url, evidence=evidence)
+    return F.AVAILABILITY_DIFFERS(
+        detail=f"ASUrl {settings.availability_url}, EwsUrl {settings.ews_url or '(none)'}",
+        evidence=evidence,
+    )

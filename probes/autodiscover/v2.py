@@ -3,18 +3,22 @@
 No formal specification; Exchange 2016 CU and later and Microsoft 365 answer
 ``{"Protocol": "Ews", "Url": "https://..."}`` without authentication, and 400
 ``{"ErrorCode": "InvalidProtocol", ...}`` for a protocol they do not know. The answers are
-compared with what the XML (POX) service said: a different URL is a warning.
+compared with what the XML (POX) service said: a different URL is a warning. The outlook
+schema has no ActiveSync URL (its ``ASUrl`` is the Availability service), so v2's
+ActiveSync answer is compared only with a mobilesync answer, and otherwise becomes the
+ActiveSync URL.
 """
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin
 
 from analyzer.errors import NetError
 from analyzer.httpauth import send_recorded
 from probes.autodiscover import findings as F
+from probes.autodiscover.settings import same_url
 
 if TYPE_CHECKING:
     import httpx
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["PROTOCOLS", "V2Error", "check_v2", "parse_v2", "same_url"]
 
 PROTOCOLS = ("AutodiscoverV1", "Ews", "ActiveSync")
+#: What each v2 answer is compared with in the XML service's answers.
+_COMPARED = {"Ews": "EwsUrl", "ActiveSync": "mobilesync schema"}
 _MAX_BYTES = 64 * 1024
 _MAX_HOPS = 3
 
@@ -54,16 +60,6 @@ def parse_v2(body: bytes, protocol: str) -> str:
     return url[:2000]
 
 
-def same_url(a: str, b: str) -> bool:
-    """Equal as clients use them: scheme/host case, a trailing slash and path case ignored."""
-
-    def norm(u: str) -> tuple[str, str, str]:
-        parts = urlsplit(u.strip())
-        return (parts.scheme.lower(), (parts.netloc or "").lower(), parts.path.rstrip("/").lower())
-
-    return norm(a) == norm(b)
-
-
 async def check_v2(
     ctx: ProbeContext,
     res: ResultRecorder,
@@ -72,12 +68,15 @@ async def check_v2(
     host: str,
     address: str,
     settings: AutodiscoverSettings | None,
-) -> None:
-    """Ask ``host``'s v2 service for each of :data:`PROTOCOLS`; compare with ``settings``."""
+) -> dict[str, str]:
+    """Ask ``host``'s v2 service for each of :data:`PROTOCOLS`; compare with ``settings``
+    (EWS with ``EwsUrl``, ActiveSync with a mobilesync answer if there was one). Returns the
+    URL answered for each protocol that answered."""
     compare = {
         "Ews": settings.ews_url if settings else "",
-        "ActiveSync": settings.eas_url if settings else "",
+        "ActiveSync": settings.eas_url if settings and settings.eas_source == "mobilesync" else "",
     }
+    answers: dict[str, str] = {}
     with res.step(f"Ask Autodiscover v2 (JSON) on {host}") as step:
         for protocol in PROTOCOLS:
             url = (
@@ -111,11 +110,13 @@ async def check_v2(
                 except (NetError, V2Error) as exc:
                     sub.add(F.V2_UNAVAILABLE(detail=f"Protocol={protocol}: {exc}"[:500]))
                     continue
+                answers[protocol] = answer
                 expected = compare.get(protocol, "")
                 if expected and not same_url(expected, answer):
                     sub.add(
                         F.V2_MISMATCH(
-                            detail=f"{protocol}: v2 says {answer}, the XML service {expected}",
+                            detail=f"{protocol}: v2 says {answer}, the XML service "
+                            f"({_COMPARED[protocol]}) {expected}",
                             evidence={"protocol": protocol, "v2": answer, "pox": expected},
                         )
                     )
@@ -126,3 +127,4 @@ async def check_v2(
                             evidence={"protocol": protocol, "url": answer},
                         )
                     )
+    return answers

@@ -119,7 +119,10 @@ def test_healthy_root_domain_answers_with_ntlm_and_publishes_settings(lab: LabIn
     # And the settings are a fact for the Exchange probes
     settings = published(report)["autodiscover_settings"]
     assert settings["ews_url"] == "https://mail.healthy.test/EWS/Exchange.asmx"
+    # ASUrl is the Availability service (an EWS URL); ActiveSync's URL comes from v2
+    assert settings["availability_url"] == settings["ews_url"]
     assert settings["eas_url"] == "https://mail.healthy.test/Microsoft-Server-ActiveSync"
+    assert settings["eas_source"] == "v2"
     assert settings["outlook_anywhere"][0]["server"] == "mail.healthy.test"
     assert settings["outlook_anywhere"][0]["auth_package"] == "Ntlm"
     assert settings["mapi_mailstore_url"].startswith("https://mail.healthy.test/mapi/emsmdb/")
@@ -148,6 +151,50 @@ def test_mobilesync_schema_gives_the_activesync_url(lab: LabInfo) -> None:
     summary = result(report, "alice@healthy.test")
     ok = finding(summary, "autodiscover.mobilesync.ok")
     assert ok.detail == "https://mail.healthy.test/Microsoft-Server-ActiveSync"
+    settings = published(report)["autodiscover_settings"]
+    assert (settings["eas_url"], settings["eas_source"]) == (ok.detail, "mobilesync")
+    # And v2's ActiveSync answer is compared with it (they agree)
+    v2 = [f for f in summary.findings() if f.code.startswith("autodiscover.v2.")]
+    assert ("autodiscover.v2.ok", "ActiveSync") in [(f.code, f.evidence.get("protocol"))
+                                                    for f in v2]  # fmt: skip
+
+
+def test_asurl_is_reported_as_the_availability_url(lab: LabInfo) -> None:
+    # Given the healthy domain, whose POX answer has ASUrl = EwsUrl as Exchange sends it
+    report = run(lab, "healthy")
+    # Then it is named the Availability URL, as a note, and v2 raises no mismatch
+    summary = result(report, "alice@healthy.test")
+    note = finding(summary, "autodiscover.settings.availability_url")
+    assert note.status == Status.PASS
+    assert note.detail == "https://mail.healthy.test/EWS/Exchange.asmx"
+    assert "autodiscover.v2.mismatch" not in [c for c, _ in codes(summary)]
+
+
+def test_availability_url_of_another_site_is_information(lab: LabInfo) -> None:
+    # Given ASUrl naming another site's EWS endpoint than EwsUrl
+    report = run(lab, "ad-availability-site")
+    # Then the difference is reported with both URLs, as a pass (normal across sites)
+    summary = result(report, "alice@ad-availability-site.test")
+    note = finding(summary, "autodiscover.settings.availability_url_differs")
+    assert note.status == Status.PASS
+    assert note.evidence == {
+        "availability_url": "https://autodiscover.ad-availability-site.test/EWS/Exchange.asmx",
+        "ews_url": "https://mail.ad-availability-site.test/EWS/Exchange.asmx",
+    }
+
+
+def test_without_v2_the_mobilesync_schema_is_asked(lab: LabInfo) -> None:
+    # Given no Autodiscover v2 service (and no --mobilesync)
+    report = run(lab, "ad-no-v2")
+    # Then the mobilesync schema is asked because nothing else names the ActiveSync URL
+    summary = result(report, "alice@ad-no-v2.test")
+    assert ("autodiscover.v2.unavailable", Status.WARN) in codes(summary)
+    asked = [s.title for s in steps(summary) if "mobilesync" in s.title]
+    assert asked == [f"Ask https://ad-no-v2.test{XML} in the mobilesync (ActiveSync) schema "
+                     "(v2 gave none)"]  # fmt: skip
+    settings = published(report)["autodiscover_settings"]
+    assert settings["eas_url"] == "https://mail.ad-no-v2.test/Microsoft-Server-ActiveSync"
+    assert settings["eas_source"] == "mobilesync"
 
 
 def test_bearer_token_is_used_when_offered(lab: LabInfo) -> None:

@@ -80,6 +80,82 @@ def test_healthy_exchange_endpoints_all_work(lab: LabInfo) -> None:
     assert "«NTLM type 3" in text and "TlRMTVNTUAAD" not in text
 
 
+def test_activesync_url_is_not_the_availability_url(lab: LabInfo) -> None:
+    # Given Autodiscover answering as Exchange does: ASUrl is the EWS (Availability) URL
+    report = run(lab, "healthy", ("activesync",))
+    # Then ActiveSync is tested at its own URL, named from Autodiscover v2, and works
+    codes = found(report, "activesync")
+    assert codes["activesync.endpoint"].evidence == {
+        "url": "https://mail.healthy.test/Microsoft-Server-ActiveSync",
+        "source": "autodiscover_v2",
+    }
+    assert codes["activesync.foldersync.ok"].status == Status.PASS
+    # And Autodiscover v2 agrees with the XML service: no mismatch
+    assert not all_of(report, "autodiscover", "autodiscover.v2.mismatch")
+
+
+def test_activesync_url_from_the_mobilesync_schema(lab: LabInfo) -> None:
+    # Given --mobilesync
+    report = run(lab, "healthy", ("activesync",), mobilesync=True)
+    # Then its answer is the source the ActiveSync check names
+    endpoint = found(report, "activesync")["activesync.endpoint"]
+    assert endpoint.evidence["source"] == "mobilesync"
+    assert "mobilesync" in endpoint.detail
+
+
+def test_activesync_url_guessed_on_the_ews_host(lab: LabInfo) -> None:
+    # Given Autodiscover settings, but no v2 service and no mobilesync answer
+    report = run(lab, "ad-eas-guess", ("activesync",))
+    # Then the mobilesync schema was asked (and failed), and the ActiveSync check tries the
+    # conventional path on the EWS host, saying it is a guess
+    assert found(report, "autodiscover")["autodiscover.mobilesync.failed"].status == (
+        Status.FAIL
+    )
+    endpoint = found(report, "activesync")["activesync.endpoint"]
+    assert endpoint.evidence == {
+        "url": "https://mail.ad-eas-guess.test/Microsoft-Server-ActiveSync",
+        "source": "conventional",
+    }
+    assert endpoint.detail.endswith("(a guess: the conventional path on the EWS host, "
+                                    "Autodiscover gave none)")  # fmt: skip
+    steps = [s.title for r in report.results if r.probe == "activesync" for s in r.steps]
+    assert steps[0].startswith("ActiveSync URL (a guess")
+    assert found(report, "activesync")["activesync.foldersync.ok"].status == Status.PASS
+
+
+def test_v2_and_mobilesync_disagreeing_on_activesync(lab: LabInfo) -> None:
+    # Given v2 naming another ActiveSync URL than the mobilesync schema
+    plain = run(lab, "ad-v2-eas-elsewhere", ("activesync",))
+    asked = run(lab, "ad-v2-eas-elsewhere", ("activesync",), mobilesync=True)
+    # Then without --mobilesync v2's URL is used (nothing to compare it with) ...
+    assert not all_of(plain, "autodiscover", "autodiscover.v2.mismatch")
+    assert found(plain, "activesync")["activesync.endpoint"].evidence["url"] == (
+        "https://autodiscover.ad-v2-eas-elsewhere.test/Microsoft-Server-ActiveSync"
+    )
+    # ... and with it the mobilesync answer wins and the disagreement is a warning
+    mismatch = found(asked, "autodiscover")["autodiscover.v2.mismatch"]
+    assert mismatch.status == Status.WARN
+    assert mismatch.evidence == {
+        "protocol": "ActiveSync",
+        "v2": "https://autodiscover.ad-v2-eas-elsewhere.test/Microsoft-Server-ActiveSync",
+        "pox": "https://mail.ad-v2-eas-elsewhere.test/Microsoft-Server-ActiveSync",
+    }
+    assert found(asked, "activesync")["activesync.endpoint"].evidence == {
+        "url": "https://mail.ad-v2-eas-elsewhere.test/Microsoft-Server-ActiveSync",
+        "source": "mobilesync",
+    }
+
+
+def test_activesync_url_option_wins(lab: LabInfo) -> None:
+    # Given --activesync-url
+    url = "https://autodiscover.healthy.test/Microsoft-Server-ActiveSync"
+    report = run(lab, "healthy", ("activesync",), activesync_url=url)
+    # Then it is used as given, and the mobilesync schema is not asked for it
+    assert found(report, "activesync")["activesync.endpoint"].evidence == {
+        "url": url, "source": "option"}  # fmt: skip
+    assert not all_of(report, "autodiscover", "autodiscover.mobilesync.ok")
+
+
 def test_urls_come_from_autodiscover_or_are_reported_as_a_guess(lab: LabInfo) -> None:
     # Given a domain where no host answers Autodiscover
     report = run(lab, "login-no-autodiscover", ("ews",))

@@ -34,7 +34,7 @@ def outlook(account: str, user: str = "") -> bytes:
 SETTINGS = outlook(
     "<Action>settings</Action>"
     "<Protocol><Type>EXCH</Type><Server>guid@x.test</Server><ServerDN>/o=x/cn=y</ServerDN>"
-    "<ASUrl>https://int.x.test/Microsoft-Server-ActiveSync</ASUrl>"
+    "<ASUrl>https://int.x.test/EWS/Exchange.asmx</ASUrl>"
     "<EwsUrl>https://int.x.test/EWS/Exchange.asmx</EwsUrl></Protocol>"
     "<Protocol><Type>EXPR</Type><Server>mail.x.test</Server><SSL>On</SSL>"
     "<AuthPackage>Ntlm</AuthPackage><EwsUrl>https://mail.x.test/EWS/Exchange.asmx</EwsUrl>"
@@ -83,7 +83,8 @@ def test_settings_become_the_fact_external_first() -> None:
     )
     # Then external (EXPR) URLs win over internal (EXCH) ones
     assert facts.ews_url == "https://mail.x.test/EWS/Exchange.asmx"
-    assert facts.eas_url == "https://int.x.test/Microsoft-Server-ActiveSync"
+    assert facts.availability_url == "https://int.x.test/EWS/Exchange.asmx"
+    assert facts.eas_url == ""  # ASUrl is the Availability service, not ActiveSync
     assert facts.mailbox_server == "guid@x.test"
     assert facts.mapi_mailstore_url.startswith("https://mail.x.test/mapi/emsmdb/")
     assert facts.mapi_addressbook_url.startswith("https://mail.x.test/mapi/nspi/")

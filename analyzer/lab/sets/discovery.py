@@ -269,6 +269,51 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
     ),
     Scenario(
+        name="ad-no-v2",
+        description="No Autodiscover v2 (JSON) service: the ActiveSync URL comes from the "
+        "mobilesync schema, asked because nothing else gives one",
+        emulator={"autodiscover": {"v2": False}},
+        expect=(
+            Expect(code="autodiscover.v2.unavailable", status="warn",
+                   subject="alice@ad-no-v2.test"),
+            Expect(code="autodiscover.mobilesync.ok", status="pass",
+                   subject="alice@ad-no-v2.test"),
+            Expect(code="activesync.foldersync.ok", status="pass"),
+        ),
+    ),
+    Scenario(
+        name="ad-eas-guess",
+        description="Neither Autodiscover v2 nor the mobilesync schema names the ActiveSync "
+        "URL: the ActiveSync check guesses it on the EWS host, and says so",
+        emulator={"autodiscover": {"v2": False, "mobilesync": False}},
+        expect=(
+            Expect(code="autodiscover.mobilesync.failed", status="fail",
+                   subject="alice@ad-eas-guess.test"),
+            Expect(code="activesync.foldersync.ok", status="pass"),
+        ),
+    ),
+    Scenario(
+        name="ad-v2-eas-elsewhere",
+        description="Autodiscover v2 names another ActiveSync URL than the mobilesync schema",
+        emulator={"autodiscover": {"v2": {
+            "ActiveSync": "https://autodiscover.{domain}/Microsoft-Server-ActiveSync"}}},
+        expect=(
+            Expect(code="autodiscover.found", status="pass",
+                   subject="alice@ad-v2-eas-elsewhere.test"),
+        ),
+    ),
+    Scenario(
+        name="ad-availability-site",
+        description="ASUrl (the Availability service) names another site's EWS endpoint "
+        "than EwsUrl: normal, reported as information",
+        emulator={"autodiscover": {"settings": {
+            "availability_url": "https://autodiscover.{domain}/EWS/Exchange.asmx"}}},
+        expect=(
+            Expect(code="autodiscover.settings.availability_url_differs", status="pass",
+                   subject="alice@ad-availability-site.test"),
+        ),
+    ),
+    Scenario(
         name="ad-v2-mismatch",
         description="Autodiscover v2 (JSON) names another EWS URL than the XML service",
         emulator={"autodiscover": {"v2": {"Ews": "https://ews.{domain}/EWS/Exchange.asmx"}}},
