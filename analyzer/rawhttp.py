@@ -178,8 +178,9 @@ async def open_channel(
 ) -> RawHttp:  # fmt: skip
     """Connect (TLS, SNI ``host``), authenticate with ``scheme`` on this connection, and send
     the request head with ``first_body``; the request stays open (``content_length`` may
-    announce more). Raises :class:`ChannelRefused` if an authentication leg gets a final
-    answer, :class:`~analyzer.httpauth.NtlmFailed` when the handshake breaks."""
+    announce more), so the caller ends the channel with ``conn.abort()``. Raises
+    :class:`ChannelRefused` if an authentication leg gets a final answer,
+    :class:`~analyzer.httpauth.NtlmFailed` when the handshake breaks."""
     conn = await connect(ctx.run, host, address, port, timeout=ctx.op_timeout(), tls=context,
                          server_hostname=host, transcript=transcript)  # fmt: skip
     http = RawHttp(conn, host=host, timeout=ctx.op_timeout(), transcript=transcript)
@@ -228,6 +229,6 @@ async def open_channel(
         ])  # fmt: skip
         await http.send_body(first_body, shown=body_shown)
     except BaseException:
-        await conn.close()
+        conn.abort()  # a channel half-opened has nothing to end in order
         raise
     return http

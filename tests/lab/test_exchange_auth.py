@@ -105,8 +105,8 @@ def _not_passing(report: Report) -> list[str]:
     bad = []
     for result in report.results:
         if result.probe in EXCHANGE_PROBES and result.status not in OK:
-            codes = [f"{f.code}={f.status}: {f.detail[:160]}" for s in result.steps
-                     for f in s.findings if f.status not in OK]  # fmt: skip
+            codes = [f"{f.code}={f.status}: {f.detail[:160]}" for top in result.steps
+                     for s in top.walk() for f in s.findings if f.status not in OK]  # fmt: skip
             bad.append(f"{result.probe} {result.subject}: {result.status} {codes}")
     return bad
 

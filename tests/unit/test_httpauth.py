@@ -45,8 +45,8 @@ from analyzer.lab.emulator_auth import (
     offered_methods,
     write_ntlm_user_file,
 )
-from analyzer.lab.pki import CertSpec, LabPKI
-from tests.servers.tcp import serve, tls_then
+from analyzer.lab.pki import LabPKI
+from tests.servers.tcp import serve, server_context, tls_then
 
 HOST = "auth.test"
 USER = "alice@auth.test"
@@ -189,10 +189,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
 
 @pytest.fixture(scope="module")
 def server_tls(pki: LabPKI) -> ssl.SSLContext:
-    cert = pki.issue(CertSpec(name="auth", dns_names=(HOST,)))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert.cert_file, cert.key_file)
-    return context
+    return server_context(pki, "auth", HOST)
 
 
 def _handler(request: EmulatorRequest) -> EmulatorResponse:
