@@ -95,7 +95,7 @@ def _options(lab: LabInfo, **kw: Any) -> tuple[str, RunOptions]:
     return user, RunOptions(
         nameservers=(Nameserver(lab.resolver),), ca_file=Path(lab.ca_file),
         credentials=Credentials(user, password=password), tests=EXCHANGE_TESTS,
-        timeout=150, op_timeout=30, connect_timeout=15, **kw,
+        timeout=150, probe_timeout=150, op_timeout=30, connect_timeout=15, **kw,
     )  # fmt: skip
 
 
