@@ -402,17 +402,36 @@ def _challenge_then_hang_up(conn: socket.socket, stop: threading.Event) -> None:
 
 
 class _SlowAnswer:
-    """An NTLM initiator that takes a moment over the challenge, so a server's hang-up
-    arrives before the authenticate message leaves (else both race, as on the internet)."""
+    """An NTLM initiator that takes ``delay`` seconds over the challenge, blocking the event
+    loop as a busy process does."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, delay: float) -> None:
         self.inner = inner
+        self.delay = delay
 
     def step(self, token: bytes | None = None) -> bytes | None:
         if token is not None:
-            time.sleep(0.3)
+            time.sleep(self.delay)
         out: bytes | None = self.inner.step(token)
         return out
+
+
+async def test_a_stalled_client_keeps_its_handshake_on_one_connection(
+    pki: LabPKI, server: tuple[int, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a client whose event loop stalls between the challenge and the authenticate
+    # message for longer than an idle pooled connection is kept (5 s), as under load
+    seen: list[tuple[str, str]] = []
+    monkeypatch.setitem(emulator.ROUTES, PATH, _recording_handler(seen))
+    real = httpauth.ntlm_client
+    monkeypatch.setattr(httpauth, "ntlm_client", lambda c, h: _SlowAnswer(real(c, h), 5.5))
+    transcript = Transcript()
+    # When it logs in with NTLM
+    response = await _send(pki, server[0], "ntlm", Credentials(USER, password=PASSWORD),
+                           transcript)  # fmt: skip
+    # Then the authenticate message still went over the connection that got the challenge
+    assert response.status == 200, transcript.text()
+    assert len({connection for connection, _ in seen}) == 1, seen
 
 
 async def test_a_server_closing_the_handshake_connection_is_named_not_the_password(
@@ -423,7 +442,9 @@ async def test_a_server_closing_the_handshake_connection_is_named_not_the_passwo
     monkeypatch.setenv("NTLM_USER_FILE", str(write_ntlm_user_file(tmp_path / "users",
                                                                   [(USER, PASSWORD)])))
     real = httpauth.ntlm_client
-    monkeypatch.setattr(httpauth, "ntlm_client", lambda c, h: _SlowAnswer(real(c, h)))
+    # (a moment over the challenge, so the hang-up arrives before the authenticate message
+    # leaves; else both race, as on the internet)
+    monkeypatch.setattr(httpauth, "ntlm_client", lambda c, h: _SlowAnswer(real(c, h), 0.3))
     transcript = Transcript()
     with serve(tls_then(server_tls, _challenge_then_hang_up)) as hanging_up:
         options = RunOptions(connect={HOST: ("127.0.0.1",)}, ca_file=pki.ca_file, timeout=20,
