@@ -90,20 +90,22 @@ def _backend(run: RunContext) -> Any:
 class OwnConnection:
     """A TCP connection of its own, for requests that must travel together and alone.
 
-    NTLM and Negotiate authenticate a *connection* ([MS-NLMP] 3.1; IIS binds the security
-    context to it): the negotiate message, the challenge, the authenticate message and the
-    authenticated response must all use one connection, and a pooled client may hand an
-    idle connection to whichever request asks first. Requests sent with
-    :attr:`extensions` through a client of :func:`make_client` go over this connection
-    only (opened at the first request, with the client's resolver and trust), and nothing
-    else is sent on it; leaving the ``async with`` block closes it. ::
+    NTLM and Negotiate over HTTP authenticate a *connection* ([MS-NTHT]; IIS's HTTP.sys
+    binds the security context to the keep-alive connection): the negotiate message, the
+    challenge, the authenticate message and the authenticated response must all use one
+    connection, and a pooled client may hand an idle connection to whichever request asks
+    first, or replace one it considers idle too long. Requests sent with :attr:`extensions`
+    through a client of :func:`make_client` go over this connection only (opened at the
+    first request, with the client's resolver and trust), and nothing else is sent on it;
+    leaving the ``async with`` block closes it. ::
 
         async with OwnConnection() as own:
             request = client.build_request("POST", url, extensions=own.extensions)
             response = await client.send(request)
 
-    Should the server close it, the next request opens a new one (the client cannot tell
-    the server's close from an idle timeout: the connection never times out here).
+    Should the server close it, the next request opens a new one; the client never ends it
+    for being idle, so a new connection always means the server (or a device on the way)
+    closed the old one.
     """
 
     __slots__ = ("_transport",)
