@@ -7,6 +7,10 @@ here plug a network backend into httpcore that looks names up through
 for SNI and the Host header. Certificates are verified with the run's trust (certifi +
 system + ``--ca-file``) unless a caller explicitly asks for the inspection context.
 
+Requests share the client's pool of keep-alive connections, except those naming an
+:class:`OwnConnection`: they travel over one connection that nothing else uses (NTLM
+authenticates a connection, not a request).
+
 Responses are read with :func:`read_bounded`: a size limit and the deadline apply to the
 body, so a 50 MB or trickling response ends as an error instead of a hang.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +31,13 @@ if TYPE_CHECKING:
 
     from analyzer.context import RunContext
 
-__all__ = ["BoundedResponse", "make_client", "read_bounded", "request_bounded"]
+__all__ = [
+    "BoundedResponse",
+    "OwnConnection",
+    "make_client",
+    "read_bounded",
+    "request_bounded",
+]
 
 #: Default limit of a response body (an Autodiscover answer is a few KB).
 DEFAULT_MAX_BYTES = 1024 * 1024
@@ -76,6 +87,112 @@ def _backend(run: RunContext) -> Any:
     return ResolvingBackend()
 
 
+class OwnConnection:
+    """A TCP connection of its own, for requests that must travel together and alone.
+
+    NTLM and Negotiate over HTTP authenticate a *connection* ([MS-NTHT]; IIS's HTTP.sys
+    binds the security context to the keep-alive connection): the negotiate message, the
+    challenge, the authenticate message and the authenticated response must all use one
+    connection, and a pooled client may hand an idle connection to whichever request asks
+    first, or replace one it considers idle too long. Requests sent with :attr:`extensions`
+    through a client of :func:`make_client` go over this connection only (opened at the
+    first request, with the client's resolver and trust), and nothing else is sent on it;
+    leaving the ``async with`` block closes it. ::
+
+        async with OwnConnection() as own:
+            request = client.build_request("POST", url, extensions=own.extensions)
+            response = await client.send(request)
+
+    Should the server close it, the next request opens a new one; the client never ends it
+    for being idle, so a new connection always means the server (or a device on the way)
+    closed the old one.
+    """
+
+    __slots__ = ("_transport",)
+
+    def __init__(self) -> None:
+        self._transport: Any = None  # an httpx transport over a one-connection pool
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """The request extensions that send a request over this connection."""
+        return {_OWN_CONNECTION: self}
+
+    @property
+    def used(self) -> bool:
+        """True once a request went over it (a client not made by :func:`make_client`
+        ignores the extension: callers check this)."""
+        return self._transport is not None
+
+    def transport(self, factory: Callable[[], Any]) -> Any:
+        """The transport of this connection (made with ``factory`` at the first request)."""
+        if self._transport is None:
+            self._transport = factory()
+        return self._transport
+
+    async def aclose(self) -> None:
+        """Close the connection (if one was opened)."""
+        if self._transport is not None:
+            await self._transport.aclose()
+
+    async def __aenter__(self) -> OwnConnection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+#: The request extension naming an :class:`OwnConnection`.
+_OWN_CONNECTION = "rca_own_connection"
+
+
+def _transport(run: RunContext, context: ssl.SSLContext) -> httpx.AsyncBaseTransport:
+    """The transport of :func:`make_client`: a pool resolving through rca, and the
+    :class:`OwnConnection` requests routed to their own one-connection pool."""
+    import httpcore  # noqa: PLC0415
+    import httpx  # noqa: PLC0415
+
+    backend = _backend(run)
+
+    def over(size: int, keepalive_expiry: float | None) -> httpx.AsyncHTTPTransport:
+        transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False, retries=0)
+        # httpx exposes no network-backend hook; the pool it builds is replaced by an
+        # equivalent one that resolves through rca (same options as httpx's own).
+        transport._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001
+            ssl_context=context,
+            max_connections=size,
+            max_keepalive_connections=size,
+            keepalive_expiry=keepalive_expiry,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=backend,
+        )
+        return transport
+
+    class Transport(httpx.AsyncBaseTransport):
+        """Shared pool by default; an :class:`OwnConnection`'s own pool when one is named."""
+
+        def __init__(self) -> None:
+            self.shared = over(run.options.concurrency, 5.0)
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            own = request.extensions.get(_OWN_CONNECTION)
+            if own is None:
+                return await self.shared.handle_async_request(request)
+            if not isinstance(own, OwnConnection):
+                raise TypeError(f"{_OWN_CONNECTION} must be an OwnConnection, not {own!r}")
+            # One connection, never expired by the client: only the server ends it.
+            transport = own.transport(lambda: over(1, None))
+            response: httpx.Response = await transport.handle_async_request(request)
+            return response
+
+        async def aclose(self) -> None:
+            await self.shared.aclose()
+
+    return Transport()
+
+
 def make_client(
     run: RunContext,
     *,
@@ -83,33 +200,20 @@ def make_client(
     timeout: float | None = None,
     follow_redirects: bool = False,
 ) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` using the run's resolver, overrides and trust.
+    """An ``httpx.AsyncClient`` using the run's resolver, overrides and trust; requests
+    naming an :class:`OwnConnection` get a connection of their own.
 
     ``verify=False`` is refused: pass :func:`analyzer.tlsprobe.inspection_context` when a
     probe must see a broken chain, so the choice is explicit and greppable.
     """
-    import httpcore  # noqa: PLC0415
     import httpx  # noqa: PLC0415
 
     if verify is False:
         raise ValueError("pass an explicit SSLContext to inspect unverified chains")
     context = run.ssl_context() if verify is True else verify
     op = run.options.op_timeout if timeout is None else timeout
-    transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False, retries=0)
-    # httpx exposes no network-backend hook; the pool it builds is replaced by an
-    # equivalent one that resolves through rca (same options as httpx's own).
-    transport._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001
-        ssl_context=context,
-        max_connections=run.options.concurrency,
-        max_keepalive_connections=run.options.concurrency,
-        keepalive_expiry=5.0,
-        http1=True,
-        http2=False,
-        retries=0,
-        network_backend=_backend(run),
-    )
     return httpx.AsyncClient(
-        transport=transport,
+        transport=_transport(run, context),
         timeout=httpx.Timeout(op, connect=min(op, run.options.connect_timeout)),
         follow_redirects=follow_redirects,
         trust_env=False,

@@ -7,8 +7,10 @@ in" is for the caller to judge (a final 401 is returned, not raised).
 
 - ``basic``: ``Authorization: Basic base64(user:password)`` on the request itself
   (RFC 7617).
-- ``ntlm`` / ``negotiate``: the NTLM handshake ([MS-NLMP]) over ONE keep-alive connection:
-  an unauthenticated request → 401 listing ``NTLM`` and/or ``Negotiate`` → the same
+- ``ntlm`` / ``negotiate``: the NTLM handshake ([MS-NLMP]) over ONE keep-alive connection
+  of its own (:class:`~analyzer.http.OwnConnection`: nothing else is sent on it from the
+  first request to the authenticated response, then it is closed): an unauthenticated
+  request → 401 listing ``NTLM`` and/or ``Negotiate`` → the same
   request with a type 1 (negotiate) token → 401 carrying the type 2 (challenge) token →
   the request with the type 3 (authenticate) token. ``ntlm`` uses the ``NTLM`` header
   scheme when the server offers it, else ``Negotiate`` (carrying raw NTLM, as Windows
@@ -45,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from analyzer.errors import NetError, NetTimeout, RcaError, Unreachable, map_exception
-from analyzer.http import DEFAULT_MAX_BYTES, BoundedResponse, read_bounded
+from analyzer.http import DEFAULT_MAX_BYTES, BoundedResponse, OwnConnection, read_bounded
 
 if TYPE_CHECKING:
     import httpx
@@ -62,6 +64,7 @@ __all__ = [
     "NtlmFailed",
     "check_url",
     "describe_token",
+    "ntlm_client",
     "parse_challenges",
     "parse_www_authenticate",
     "record_request",
@@ -303,7 +306,7 @@ def record_response(transcript: TranscriptSink | None, response: BoundedResponse
 @dataclass(frozen=True, slots=True)
 class _Leg:
     response: BoundedResponse
-    stream: int  # identity of the connection it came over (0 if unknown)
+    stream: object  # the connection it came over (httpcore's network stream), None if unknown
 
 
 def check_url(url: str) -> None:
@@ -330,12 +333,14 @@ async def _send_leg(
     max_bytes: int,
     deadline: float,
     transcript: TranscriptSink | None,
+    own: OwnConnection | None = None,
 ) -> _Leg:
     record_request(transcript, method, url, headers, body_size=len(content or b""))
     t0 = time.monotonic()
     try:
         async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-            request = client.build_request(method, url, headers=dict(headers), content=content)
+            request = client.build_request(method, url, headers=dict(headers), content=content,
+                                           extensions=own.extensions if own else None)  # fmt: skip
             response = await client.send(request, stream=True, follow_redirects=False)
     except TimeoutError:
         raise NetTimeout("no response before the deadline", phase="read") from None
@@ -344,6 +349,9 @@ async def _send_leg(
         if isinstance(mapped, NetError):
             raise mapped from exc
         raise Unreachable(str(exc), phase="connect") from exc
+    if own is not None and not own.used:
+        await response.aclose()
+        raise TypeError("the client ignores OwnConnection: make it with analyzer.http.make_client")
     stream = response.extensions.get("network_stream")
     try:
         body = await read_bounded(response, max_bytes=max_bytes, deadline=deadline)
@@ -362,7 +370,7 @@ async def _send_leg(
         elapsed_ms=round((time.monotonic() - t0) * 1000, 1),
     )
     record_response(transcript, bounded)
-    return _Leg(bounded, id(stream) if stream is not None else 0)
+    return _Leg(bounded, stream)
 
 
 async def send_authenticated(
@@ -413,12 +421,14 @@ async def send_authenticated(
         )  # fmt: skip
         return leg.response
     if scheme in ("ntlm", "negotiate"):
-        return await _ntlm(
-            client, method, url, creds=creds, force_negotiate=scheme == "negotiate",
-            headers=base, content=content,
-            handshake_content=content if handshake_content is None else handshake_content,
-            offered=offered, max_bytes=max_bytes, deadline=deadline, transcript=transcript,
-        )  # fmt: skip
+        # NTLM authenticates the connection: the whole handshake owns one, and only it.
+        async with OwnConnection() as own:
+            return await _ntlm(
+                client, own, method, url, creds=creds, force_negotiate=scheme == "negotiate",
+                headers=base, content=content,
+                handshake_content=content if handshake_content is None else handshake_content,
+                offered=offered, max_bytes=max_bytes, deadline=deadline, transcript=transcript,
+            )  # fmt: skip
     raise ValueError(f"unknown authentication scheme {scheme!r}")
 
 
@@ -445,7 +455,9 @@ async def send_recorded(
     return leg.response
 
 
-def _ntlm_context(creds: Credentials, host: str) -> Any:
+def ntlm_client(creds: Credentials, host: str) -> Any:
+    """pyspnego's NTLM initiator for ``creds`` (raw NTLM, as Windows clients send without
+    Kerberos, also inside ``Negotiate``); :class:`MissingSecret` without user or password."""
     import spnego  # noqa: PLC0415 - heavy; only when NTLM is used
 
     password = creds.password()
@@ -465,8 +477,17 @@ def _challenge_token(response: BoundedResponse, header_scheme: str) -> bytes | N
     return None
 
 
+def _server_closes(response: BoundedResponse) -> bool:
+    """True when the server ends the connection after ``response`` (RFC 9112 9.3)."""
+    connection = {t.strip().lower() for t in (response.header("connection") or "").split(",")}
+    if "close" in connection:
+        return True
+    return response.http_version == "HTTP/1.0" and "keep-alive" not in connection
+
+
 async def _ntlm(
     client: httpx.AsyncClient,
+    own: OwnConnection,
     method: str,
     url: str,
     *,
@@ -480,11 +501,11 @@ async def _ntlm(
     deadline: float,
     transcript: TranscriptSink | None,
 ) -> BoundedResponse:
-    context = _ntlm_context(creds, urlsplit(url).hostname or "")
+    context = ntlm_client(creds, urlsplit(url).hostname or "")
     if offered is None:
         first = await _send_leg(
             client, method, url, headers=headers, content=handshake_content,
-            max_bytes=max_bytes, deadline=deadline, transcript=transcript,
+            max_bytes=max_bytes, deadline=deadline, transcript=transcript, own=own,
         )  # fmt: skip
         if first.response.status != 401:
             return first.response  # anonymous access, or an error: the caller judges it
@@ -508,6 +529,7 @@ async def _ntlm(
         headers={**headers, "Authorization": f"{header_scheme} "
                  + base64.b64encode(negotiate).decode("ascii")},
         content=handshake_content, max_bytes=max_bytes, deadline=deadline, transcript=transcript,
+        own=own,
     )  # fmt: skip
     if leg1.response.status != 401:
         return leg1.response
@@ -517,7 +539,7 @@ async def _ntlm(
             f"the server answered the NTLM negotiate message with 401 but no {header_scheme} "
             "challenge (NTLM disabled, or a proxy in between strips it)"
         )
-    if (leg1.response.header("connection") or "").lower() == "close":
+    if _server_closes(leg1.response):
         raise NtlmFailed(
             "the server closed the connection after its NTLM challenge: NTLM authenticates a "
             "connection, so it needs HTTP keep-alive (a load balancer or proxy without "
@@ -533,11 +555,22 @@ async def _ntlm(
         client, method, url,
         headers={**headers, "Authorization": f"{header_scheme} "
                  + base64.b64encode(authenticate).decode("ascii")},
-        content=content, max_bytes=max_bytes, deadline=deadline, transcript=transcript,
+        content=content, max_bytes=max_bytes, deadline=deadline, transcript=transcript, own=own,
     )  # fmt: skip
-    if transcript is not None and leg1.stream and leg2.stream and leg1.stream != leg2.stream:
-        transcript.note(
-            "the NTLM authenticate message went over a new connection (the server or a proxy "
-            "closed the one that carried the challenge)"
+    if leg1.stream is not None and leg2.stream is not None and leg1.stream is not leg2.stream:
+        # The connection is the handshake's alone and never expires on our side: only the
+        # server (or a device on the way) can have closed it.
+        detail = (
+            "the server closed the connection that carried the NTLM challenge, so the "
+            "authenticate message went over a new one"
         )
+        if transcript is not None:
+            transcript.note(detail)
+        if leg2.response.status == 401:
+            # The password was never judged: a new connection has no challenge to answer.
+            raise NtlmFailed(
+                f"{detail} and was refused: NTLM authenticates a connection, so it needs HTTP "
+                "keep-alive from the server (a load balancer or proxy without connection "
+                "affinity does this)"
+            )
     return leg2.response

@@ -230,6 +230,16 @@ class Connection:
         except Exception:  # noqa: S110 - asyncio's SSL shutdown raises assorted errors
             pass
 
+    def abort(self) -> None:
+        """Drop the connection at once: no TLS close_notify, no wait for the peer's.
+
+        For a connection carrying a request that can never finish (an RPC over HTTP channel
+        announces a 1 GiB body): there is no orderly end to wait for, and a proxy holding
+        the request open does not answer close_notify (IIS lets :meth:`close` wait its
+        whole second).
+        """
+        self.writer.transport.abort()
+
 
 def _smtp_line(line: str) -> tuple[int | None, bool]:
     """(code, last line?) of an SMTP reply line (RFC 5321 4.2)."""

@@ -21,6 +21,7 @@ path up to the point where a test broke.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import time
@@ -98,6 +99,7 @@ class StepRecorder:
         self.parent = parent
         self.findings: list[Finding] = []
         self.children: list[Step] = []
+        self.child_starts: list[float] = []  # exact start of each child, in order
         self.transcript: list[TranscriptLine] = []
         self.status: Status | None = None
         self._t0 = time.monotonic()
@@ -177,9 +179,9 @@ class StepRecorder:
             transcript=tuple(transcript),
         )
         if self.parent is not None:
-            self.parent.children.append(self.frozen)
+            _insert(self.parent.children, self.parent.child_starts, self.frozen, self._t0)
         else:
-            self._owner.steps.append(self.frozen)
+            _insert(self._owner.steps, self._owner.step_starts, self.frozen, self._t0)
         self._owner.open_steps.remove(self)
         return self.frozen
 
@@ -206,6 +208,14 @@ class StepRecorder:
             self.close()
 
 
+def _insert(steps: list[Step], starts: list[float], step: Step, started: float) -> None:
+    """Add a finished step where it started (``time.monotonic()``): steps run concurrently
+    finish in any order, and their rounded ``started_ms`` may tie."""
+    at = bisect.bisect_right(starts, started)
+    starts.insert(at, started)
+    steps.insert(at, step)
+
+
 class ResultRecorder:
     """Builds one :class:`~analyzer.model.ProbeResult` for one subject."""
 
@@ -213,6 +223,7 @@ class ResultRecorder:
         self.ctx = ctx
         self.subject = subject
         self.steps: list[Step] = []
+        self.step_starts: list[float] = []  # exact start of each step, in order
         self.open_steps: list[StepRecorder] = []
         self.facts: dict[str, Json] = {}
         self._t0 = time.monotonic()
@@ -237,15 +248,14 @@ class ResultRecorder:
             reason = None  # the reason belongs to the innermost step only
         if reason is not None:
             reason = self.ctx.redact_finding(reason)
-            self.steps.append(
-                Step(
-                    title=reason.title,
-                    status=reason.status,
-                    elapsed_ms=0.0,
-                    started_ms=round(self.ctx.run.elapsed_ms(), 1),
-                    findings=(reason,),
-                )
+            last = Step(
+                title=reason.title,
+                status=reason.status,
+                elapsed_ms=0.0,
+                started_ms=round(self.ctx.run.elapsed_ms(), 1),
+                findings=(reason,),
             )
+            _insert(self.steps, self.step_starts, last, time.monotonic())
         self.frozen = ProbeResult(
             probe=self.ctx.probe.id,
             subject=self.ctx.redact(self.subject),

@@ -18,20 +18,20 @@ import asyncio
 import base64
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from analyzer.errors import NetTimeout, ProtocolViolation, map_exception
 from analyzer.httpauth import (
     AuthScheme,
     MissingSecret,
     NtlmFailed,
+    ntlm_client,
     parse_challenges,
     shown_header,
 )
 from analyzer.net import Connection, TranscriptSink, connect
 
 if TYPE_CHECKING:
-    from analyzer.context import Credentials
     from analyzer.probe import ProbeContext
 
 __all__ = ["ChannelRefused", "Head", "RawHttp", "open_channel"]
@@ -170,16 +170,6 @@ class RawHttp:
         return data
 
 
-def _ntlm_client(creds: Credentials, host: str) -> Any:
-    import spnego  # noqa: PLC0415 - heavy; only when NTLM is used
-
-    password = creds.password()
-    if password is None or not creds.username:
-        raise MissingSecret("NTLM authentication needs a user name and a password")
-    return spnego.client(creds.username, password, hostname=host, service="HTTP",
-                         protocol="ntlm")  # fmt: skip
-
-
 async def open_channel(
     ctx: ProbeContext, *, host: str, address: str, port: int, target: str, method: str,
     scheme: AuthScheme, offered: tuple[str, ...], content_length: int, first_body: bytes,
@@ -188,8 +178,9 @@ async def open_channel(
 ) -> RawHttp:  # fmt: skip
     """Connect (TLS, SNI ``host``), authenticate with ``scheme`` on this connection, and send
     the request head with ``first_body``; the request stays open (``content_length`` may
-    announce more). Raises :class:`ChannelRefused` if an authentication leg gets a final
-    answer, :class:`~analyzer.httpauth.NtlmFailed` when the handshake breaks."""
+    announce more), so the caller ends the channel with ``conn.abort()``. Raises
+    :class:`ChannelRefused` if an authentication leg gets a final answer,
+    :class:`~analyzer.httpauth.NtlmFailed` when the handshake breaks."""
     conn = await connect(ctx.run, host, address, port, timeout=ctx.op_timeout(), tls=context,
                          server_hostname=host, transcript=transcript)  # fmt: skip
     http = RawHttp(conn, host=host, timeout=ctx.op_timeout(), transcript=transcript)
@@ -200,7 +191,7 @@ async def open_channel(
         if scheme in ("ntlm", "negotiate"):
             header_scheme = "NTLM" if scheme == "ntlm" and "ntlm" in {
                 o.lower() for o in offered} else "Negotiate"  # fmt: skip
-            client = _ntlm_client(creds, host)
+            client = ntlm_client(creds, host)
             try:
                 token = client.step()
             except Exception as exc:  # pyspnego's own error tree
@@ -238,6 +229,6 @@ async def open_channel(
         ])  # fmt: skip
         await http.send_body(first_body, shown=body_shown)
     except BaseException:
-        await conn.close()
+        conn.abort()  # a channel half-opened has nothing to end in order
         raise
     return http

@@ -9,15 +9,17 @@ The proxy comes from Autodiscover's EXPR block (``Server``, ``AuthPackage``), el
    offer it is a failure; an anonymous 200 is reported.
 2. The same path over plain ``http``: a proxy answering there hints at SSL offloading that
    the server does not know about (Outlook Anywhere's "SSL offloading" setting).
-3. For ports 6001 (mail store), 6002 (directory referral) and 6004 (address book): the
-   virtual connection of [MS-RPCH] 3.2.2.4 - ``RPC_OUT_DATA`` with CONN/A1 and
-   ``RPC_IN_DATA`` with CONN/B1, each authenticated on its own connection - then CONN/A3
-   and CONN/C2 read from the OUT channel. ``503 RPC Error: 6BA`` (1722,
+3. For ports 6001 (mail store), 6002 (directory referral) and 6004 (address book), all
+   three at once: the virtual connection of [MS-RPCH] 3.2.2.4 - ``RPC_OUT_DATA`` with
+   CONN/A1 and ``RPC_IN_DATA`` with CONN/B1, each authenticated on its own connection -
+   then CONN/A3 and CONN/C2 read from the OUT channel, after which both channels are
+   dropped at once (their requests never finish). ``503 RPC Error: 6BA`` (1722,
    RPC_S_SERVER_UNAVAILABLE), 404 and 401 are told apart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -157,8 +159,14 @@ async def run(ctx: ProbeContext, target: Target) -> None:
                 return
             server = (settings.mailbox_server if settings is not None and
                       settings.mailbox_server else url.host)  # fmt: skip
-            for port, role in PORTS:
-                await _ping(ctx, res, prepared, server, port, role)
+            # The ports are independent virtual connections: pinged at once, each a step.
+            pings = await asyncio.gather(
+                *(_ping(ctx, res, prepared, server, port, role) for port, role in PORTS),
+                return_exceptions=True,
+            )
+            for outcome in pings:
+                if isinstance(outcome, BaseException):
+                    raise outcome  # a bug, already recorded by its step; after all ended
 
 
 def _compare(res: ResultRecorder, prepared: Prepared, package: str) -> None:
@@ -249,8 +257,10 @@ async def _ping(
         except NetError as exc:
             step.add(net_finding(F, exc, prepared.url))
         finally:
+            # Done as soon as CONN/C2 or a failure was read: both requests stay unfinished
+            # for ever, so the connections are dropped, not ended in order.
             for opened_channel in channels:
-                await opened_channel.conn.close()
+                opened_channel.conn.abort()
 
 
 async def _read_out(out: RawHttp, step: StepRecorder, server: str, port: int) -> Finding:

@@ -299,9 +299,13 @@ def make_server(config: EmulatorConfig) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
-    server = ThreadingHTTPServer(config.listen, RequestHandler)
-    server.daemon_threads = True
-    return server
+    class Server(ThreadingHTTPServer):
+        # socketserver listens with a backlog of 5: a burst of connections from nginx
+        # (twenty checks at once) overflowed it and nginx saw resets. IIS's is far deeper.
+        request_queue_size = 1024
+        daemon_threads = True
+
+    return Server(config.listen, RequestHandler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

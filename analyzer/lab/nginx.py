@@ -163,6 +163,10 @@ def write_config(
                     "        proxy_set_header X-Rca-Server-Port $server_port;",
                     # NTLM authenticates the client's connection; nginx opens a new one
                     # upstream per request, so the emulator keys NTLM state on this.
+                    # $connection is the client connection's serial number, unique while
+                    # the one worker runs, and nginx replaces any client-sent header of
+                    # this name: an authenticate message on another connection than the
+                    # challenge's is refused, as IIS does (tests/lab/test_exchange_auth.py).
                     "        proxy_set_header X-Rca-Client-Conn "
                     "$remote_addr:$remote_port#$connection;",
                     '        proxy_set_header Connection "";',

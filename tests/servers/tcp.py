@@ -9,6 +9,7 @@ stops, and closes every connection, when its context manager exits.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -177,6 +178,17 @@ def smtp_server(*, starttls: bool = True, extra: bytes = b"") -> Script:
                     conn.sendall(b"502 unknown\r\n")
 
     return script
+
+
+def server_context(pki: Any, name: str, *dns_names: str) -> ssl.SSLContext:
+    """A server-side TLS context with a certificate for ``dns_names`` from ``pki`` (a
+    :class:`~analyzer.lab.pki.LabPKI`), issued under ``name``."""
+    from analyzer.lab.pki import CertSpec  # noqa: PLC0415 - only TLS servers need it
+
+    cert = pki.issue(CertSpec(name=name, dns_names=dns_names))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert.cert_file, cert.key_file)
+    return context
 
 
 def tls_then(context: Any, after: Script | None = None) -> Script:

@@ -4,8 +4,11 @@ connection, Bearer; what the 401 lists; what the transcript shows (never a secre
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from analyzer import httpauth
 from analyzer.context import Credentials, RunContext, RunOptions
 from analyzer.http import make_client
 from analyzer.httpauth import (
@@ -24,6 +28,7 @@ from analyzer.httpauth import (
     parse_challenges,
     parse_www_authenticate,
     send_authenticated,
+    send_recorded,
     shown_header,
 )
 from analyzer.lab import emulator
@@ -40,7 +45,8 @@ from analyzer.lab.emulator_auth import (
     offered_methods,
     write_ntlm_user_file,
 )
-from analyzer.lab.pki import CertSpec, LabPKI
+from analyzer.lab.pki import LabPKI
+from tests.servers.tcp import serve, server_context, tls_then
 
 HOST = "auth.test"
 USER = "alice@auth.test"
@@ -183,10 +189,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
 
 @pytest.fixture(scope="module")
 def server_tls(pki: LabPKI) -> ssl.SSLContext:
-    cert = pki.issue(CertSpec(name="auth", dns_names=(HOST,)))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert.cert_file, cert.key_file)
-    return context
+    return server_context(pki, "auth", HOST)
 
 
 def _handler(request: EmulatorRequest) -> EmulatorResponse:
@@ -303,3 +306,161 @@ async def test_plain_http_never_receives_credentials(pki: LabPKI) -> None:
         with pytest.raises(InsecureUrl, match="never sent over http"):
             await send_authenticated(client, "GET", "http://127.0.0.1:9/", creds=creds,
                                      scheme="basic", timeout=1)  # fmt: skip
+
+
+# --- NTLM owns its connection --------------------------------------------------------------------
+
+
+def _recording_handler(seen: list[tuple[str, str]]) -> Any:
+    """The authenticating route, recording (connection, NTLM message type or "-") per request."""
+
+    def handler(request: EmulatorRequest) -> EmulatorResponse:
+        header = request.headers.get("authorization", "")
+        kind = describe_token(header.partition(" ")[2]) if header else "-"
+        seen.append((request.connection, kind))
+        return _handler(request)
+
+    return handler
+
+
+async def test_concurrent_ntlm_handshakes_each_own_one_connection(
+    pki: LabPKI, server: tuple[int, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a server that records which connection carried each request
+    seen: list[tuple[str, str]] = []
+    monkeypatch.setitem(emulator.ROUTES, PATH, _recording_handler(seen))
+    creds = Credentials(USER, password=PASSWORD)
+    options = RunOptions(connect={HOST: ("127.0.0.1",)}, ca_file=pki.ca_file, timeout=30,
+                         credentials=creds)  # fmt: skip
+    url = f"https://{HOST}:{server[0]}{PATH}"
+    # When twelve NTLM logins run at once through one pooled client, beside plain requests
+    async with RunContext(options) as run, make_client(run) as client:
+
+        async def login() -> int:
+            transcript = Transcript()
+            response = await send_authenticated(
+                client, "POST", url, creds=creds, scheme="ntlm", offered=("NTLM",),
+                content=b"<x/>", timeout=20, transcript=transcript,
+            )  # fmt: skip
+            assert "closed the connection" not in transcript.text()
+            return response.status
+
+        async def anonymous() -> int:
+            response = await send_recorded(client, "POST", url, content=b"<x/>", timeout=20)
+            return response.status
+
+        statuses = await asyncio.gather(*(login() for _ in range(12)),
+                                        *(anonymous() for _ in range(6)))  # fmt: skip
+    # Then every login succeeded and the anonymous requests were refused
+    assert statuses == [200] * 12 + [401] * 6, seen
+    # And each handshake had a connection of its own: negotiate, then authenticate, nothing
+    # else in between (the counts per connection prove it)
+    per_connection: dict[str, list[str]] = {}
+    for connection, kind in seen:
+        per_connection.setdefault(connection, []).append(kind)
+    handshakes = [kinds for kinds in per_connection.values() if "-" not in kinds]
+    assert len(handshakes) == 12, per_connection
+    for kinds in handshakes:
+        assert [k.split(",")[0] for k in kinds] == ["«NTLM type 1", "«NTLM type 3"], kinds
+
+
+def _read_request(conn: socket.socket) -> dict[str, str]:
+    """One request's headers (lower-case names); its body is read and dropped."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return {}
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    headers = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        rest += conn.recv(4096)
+    return headers
+
+
+def _challenge_then_hang_up(conn: socket.socket, stop: threading.Event) -> None:
+    """Answer a negotiate message with a challenge and close the connection without saying
+    so (no ``Connection: close``); answer anything else with a bare 401."""
+    import base64
+
+    import spnego
+
+    headers = _read_request(conn)
+    token = headers.get("authorization", "").partition(" ")[2]
+    if token and describe_token(token).startswith("«NTLM type 1"):
+        challenge = spnego.server(protocol="ntlm").step(base64.b64decode(token)) or b""
+        offer = f"NTLM {base64.b64encode(challenge).decode()}"
+    else:
+        offer = "NTLM"
+    conn.sendall(f"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {offer}\r\n"
+                 "Content-Length: 0\r\n\r\n".encode())  # fmt: skip
+
+
+class _SlowAnswer:
+    """An NTLM initiator that takes ``delay`` seconds over the challenge, blocking the event
+    loop as a busy process does."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self.inner = inner
+        self.delay = delay
+
+    def step(self, token: bytes | None = None) -> bytes | None:
+        if token is not None:
+            time.sleep(self.delay)
+        out: bytes | None = self.inner.step(token)
+        return out
+
+
+async def test_a_stalled_client_keeps_its_handshake_on_one_connection(
+    pki: LabPKI, server: tuple[int, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a client whose event loop stalls between the challenge and the authenticate
+    # message for longer than an idle pooled connection is kept (5 s), as under load
+    seen: list[tuple[str, str]] = []
+    monkeypatch.setitem(emulator.ROUTES, PATH, _recording_handler(seen))
+    real = httpauth.ntlm_client
+    monkeypatch.setattr(httpauth, "ntlm_client", lambda c, h: _SlowAnswer(real(c, h), 5.5))
+    transcript = Transcript()
+    # When it logs in with NTLM
+    response = await _send(pki, server[0], "ntlm", Credentials(USER, password=PASSWORD),
+                           transcript)  # fmt: skip
+    # Then the authenticate message still went over the connection that got the challenge
+    assert response.status == 200, transcript.text()
+    assert len({connection for connection, _ in seen}) == 1, seen
+
+
+async def test_a_server_closing_the_handshake_connection_is_named_not_the_password(
+    pki: LabPKI, server_tls: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a server that hangs up silently after sending its NTLM challenge
+    creds = Credentials(USER, password=PASSWORD)
+    monkeypatch.setenv("NTLM_USER_FILE", str(write_ntlm_user_file(tmp_path / "users",
+                                                                  [(USER, PASSWORD)])))
+    real = httpauth.ntlm_client
+    # (a moment over the challenge, so the hang-up arrives before the authenticate message
+    # leaves; else both race, as on the internet)
+    monkeypatch.setattr(httpauth, "ntlm_client", lambda c, h: _SlowAnswer(real(c, h), 0.3))
+    transcript = Transcript()
+    with serve(tls_then(server_tls, _challenge_then_hang_up)) as hanging_up:
+        options = RunOptions(connect={HOST: ("127.0.0.1",)}, ca_file=pki.ca_file, timeout=20,
+                             credentials=creds)  # fmt: skip
+        async with RunContext(options) as run, make_client(run) as client:
+            # When rca logs in with NTLM
+            with pytest.raises(NtlmFailed, match="server closed the connection") as failed:
+                await send_authenticated(
+                    client, "POST", f"https://{HOST}:{hanging_up.port}{PATH}", creds=creds,
+                    scheme="ntlm", offered=("NTLM",), content=b"<x/>", timeout=10,
+                    transcript=transcript,
+                )  # fmt: skip
+    # Then the handshake failure is blamed on the closed connection (not a wrong password),
+    # the transcript says so, and the authenticate message went over a second connection
+    assert "keep-alive" in str(failed.value)
+    assert "the server closed the connection that carried the NTLM challenge" in (
+        transcript.text()
+    )
+    assert hanging_up.connections == 2
