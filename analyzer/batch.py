@@ -102,6 +102,7 @@ __all__ = [
     "parse_batch",
     "parse_settings",
     "run_batch",
+    "safe_name",
     "worst_exit_code",
 ]
 
@@ -398,7 +399,8 @@ def load_batch(path: Path) -> BatchConfig:
     return parse_batch(data, base=path.parent, source=str(path))
 
 
-def _safe_name(raw: str) -> str:
+def safe_name(raw: str) -> str:
+    """A file and history-folder name for a target without an explicit ``name``."""
     # The same alphabet as explicit names (and history folders): starts with a letter or digit.
     text = re.sub(r"[^A-Za-z0-9._@+-]+", "_", raw.strip()).strip("._@+-") or "target"
     return text[:120]
@@ -506,7 +508,7 @@ def parse_batch(data: Mapping[str, Any], *, base: Path, source: str) -> BatchCon
     for spec in specs:
         name = spec.name
         if not name:
-            stem = _safe_name(spec.target)
+            stem = safe_name(spec.target)
             name, n = stem, 1
             while name.lower() in taken or name.lower() in explicit:
                 n += 1
