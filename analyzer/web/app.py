@@ -270,6 +270,11 @@ def create_app(
         return Response(body, media_type=_STATIC[name],
                         headers={"Cache-Control": "no-cache"})
 
+    async def not_found(request: Request, exc: Exception) -> Response:
+        code = getattr(exc, "status_code", 404)
+        message = "There is no such page." if code == 404 else "That request is not possible."
+        return refuse(request, code, message)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
@@ -291,6 +296,7 @@ def create_app(
             Route("/static/{file}", static),
         ],
         lifespan=lifespan,
+        exception_handlers={404: not_found, 405: not_found},
     )
     app.state.runs = runs
     app.state.guard = guard

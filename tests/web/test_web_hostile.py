@@ -1,0 +1,262 @@
+"""rca web against hostile input and hostile pages: forged posts, foreign hosts, missing
+logins, HTML in server text, and a password that must not outlive its run or leak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import re
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from analyzer.context import Credentials
+from analyzer.errors import UsageError
+from analyzer.serve import Allowlist
+from analyzer.web.security import CSP, Guard
+from analyzer.web.server import main_web, serve_in_thread
+from analyzer.web.config import WebConfig
+from tests.web.support import BASE, SECRET, client, csrf_of, probes, start_run
+
+TOKEN = "an-access-token-for-tests-only-0123456789"  # noqa: S105 - test data
+
+
+async def finish(http: httpx.AsyncClient, run: str) -> str:
+    """Read a run's whole event stream (it ends with the run)."""
+    return (await http.get(f"{run}/events")).text
+
+
+# --- forged requests ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Origin": BASE, "Sec-Fetch-Site": "cross-site"},
+        {"Referer": "http://evil.example/page"},
+        {},
+    ],
+    ids=["foreign-origin", "null-origin", "cross-site-fetch", "foreign-referer", "no-origin"],
+)
+async def test_a_cross_site_post_is_refused(tmp_path: Path, headers: dict[str, str]) -> None:
+    async with client(tmp_path) as http:
+        form = await http.get("/test/imap")
+        data = {"csrf": csrf_of(form.text), "target": "alice@example.test"}
+        del http.headers["Origin"]
+        # When the form is posted from another site (even with a valid token)
+        response = await http.post("/test/imap", data=data, headers=headers)
+        runs = http._transport.app.state.runs.runs  # type: ignore[attr-defined]
+    # Then it is refused and nothing runs
+    assert response.status_code == 403
+    assert not runs
+
+
+async def test_a_post_without_this_sessions_token_is_refused(tmp_path: Path) -> None:
+    async with client(tmp_path) as http:
+        other = httpx.AsyncClient(transport=http._transport, base_url=BASE)
+        their_token = csrf_of((await other.get("/test/imap")).text)
+        await http.get("/test/imap")
+        # When a form carries no token, or the token of another session
+        missing = await http.post("/test/imap", data={"target": "alice@example.test"})
+        foreign = await http.post("/test/imap", data={"target": "alice@example.test",
+                                                       "csrf": their_token})
+        runs = http._transport.app.state.runs.runs  # type: ignore[attr-defined]
+        await other.aclose()
+    # Then both are refused and nothing runs
+    assert (missing.status_code, foreign.status_code) == (403, 403)
+    assert not runs
+
+
+async def test_a_foreign_host_name_is_refused_on_localhost(tmp_path: Path) -> None:
+    # Given the server on localhost, reached through a rebinding name
+    async with client(tmp_path) as http:
+        response = await http.get("/", headers={"Host": "attacker.example:8080"})
+        fine = await http.get("/", headers={"Host": "localhost:8080"})
+    assert response.status_code == 421
+    assert fine.status_code == 200
+
+
+async def test_unreadable_forms_are_refused(tmp_path: Path) -> None:
+    async with client(tmp_path) as http:
+        token = csrf_of((await http.get("/test/imap")).text)
+        huge = await http.post("/test/imap", data={"csrf": token, "target": "x" * 70_000})
+        wrong = await http.post("/test/imap", content=json.dumps({"csrf": token}),
+                                headers={"Content-Type": "application/json"})
+    assert (huge.status_code, wrong.status_code) == (400, 400)
+
+
+async def test_requests_are_rate_limited_per_client(tmp_path: Path) -> None:
+    async with client(tmp_path, requests_per_minute=5) as http:
+        codes = [(await http.get("/")).status_code for _ in range(7)]
+    assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
+
+
+async def test_runs_are_limited_at_once_and_per_minute(tmp_path: Path) -> None:
+    gate = threading.Event()
+    async with client(tmp_path, gate=gate, max_runs=1) as http:
+        await start_run(http)
+        form = await http.get("/test/imap")
+        # When a second run is asked for while the first goes on
+        busy = await http.post("/test/imap", data={"csrf": csrf_of(form.text),
+                                                    "target": "alice@example.test"})
+        gate.set()
+    assert busy.status_code == 429 and busy.headers["retry-after"]
+    async with client(tmp_path / "b", runs_per_minute=1) as http:
+        run = await start_run(http)
+        await finish(http, run)
+        form = await http.get("/test/imap")
+        # When a second run is asked for within the minute
+        again = await http.post("/test/imap", data={"csrf": csrf_of(form.text),
+                                                     "target": "alice@example.test"})
+    assert again.status_code == 429 and "a minute" in again.text
+
+
+# --- the access token off localhost -----------------------------------------------------------
+
+
+async def test_off_localhost_every_page_needs_the_token(tmp_path: Path) -> None:
+    guard = Guard(token=TOKEN, secure=True, local=False)
+    async with client(tmp_path, guard=guard, base="https://rca.example.test") as http:
+        # When pages are asked for without logging in
+        page = await http.get("/")
+        stream = await http.get("/runs/x/events")
+        post = await http.post("/test/imap", data={"target": "alice@example.test"})
+        login = await http.get("/login")
+        css = await http.get("/static/web.css")
+        # Then they lead to the login (only it and the static files are open)
+        assert (page.status_code, page.headers["location"]) == (303, "/login")
+        assert (stream.status_code, post.status_code) == (401, 401)
+        assert (login.status_code, css.status_code) == (200, 200)
+        token = csrf_of(login.text)
+        # When a wrong token is given, and then the right one
+        wrong = await http.post("/login", data={"csrf": token, "token": "guess"})
+        right = await http.post("/login", data={"csrf": token, "token": TOKEN})
+        after = await http.get("/")
+    assert wrong.status_code == 403 and TOKEN not in wrong.text
+    assert right.status_code == 303
+    cookie = right.headers["set-cookie"]
+    assert all(flag in cookie for flag in ("HttpOnly", "SameSite=Strict", "Secure"))
+    assert after.status_code == 200 and "Log out" in after.text
+
+
+def web_args(**kw: object) -> argparse.Namespace:
+    defaults: dict[str, object] = dict(config=None, listen=None, cert=None, key=None,
+                                       history=None, netns=None, lab=None)
+    return argparse.Namespace(**{**defaults, **kw})
+
+
+def test_listening_beyond_localhost_needs_tls_and_an_allowlist(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("")
+    with pytest.raises(UsageError, match="needs TLS"):
+        main_web(web_args(listen="0.0.0.0:0"))  # noqa: S104 - the refused case
+    with pytest.raises(UsageError, match="allowlist"):
+        main_web(web_args(listen="0.0.0.0:0", cert=cert, key=cert))  # noqa: S104
+
+
+async def test_off_localhost_targets_must_be_allowed(tmp_path: Path) -> None:
+    allow = Allowlist.parse(["example.test"], where="test")
+    async with client(tmp_path, allow=allow) as http:
+        token = csrf_of((await http.get("/test/everything")).text)
+        base = {"csrf": token, "target": "alice@example.test"}
+        other = await http.post("/test/everything", data={**base, "target": "bob@elsewhere.test"})
+        url = await http.post("/test/everything", data={
+            **base, "autodiscover_url": "https://intranet.corp.test/autodiscover.xml"})
+        port = await http.post("/test/everything", data={**base, "port": "10.0.0.1:22"})
+    assert other.status_code == url.status_code == port.status_code == 400
+    assert "not allowed" in other.text and "not allowed" in url.text and "not allowed" in port.text
+
+
+# --- server text in the live view ---------------------------------------------------------------
+
+
+async def test_html_in_a_banner_or_subject_is_shown_as_text(tmp_path: Path) -> None:
+    async with client(tmp_path, fail=True) as http:
+        run = await start_run(http)
+        stream = await finish(http, run)
+        page = (await http.get(run)).text
+    events = [json.loads(m) for m in re.findall(r"^data: (.*)$", stream, re.M)]
+    live = next(e["html"] for e in events if e.get("probe") == "imap" and "html" in e)
+    for html in (live, events[-1]["checks"], events[-1]["summary"], page):
+        # Then no tag of the server's text reaches the page as markup
+        assert "<script>" not in html and "<img" not in html and 'id="injected"' not in html
+    assert "&lt;img src=x onerror=" in live and "&lt;b id=&#34;injected&#34;&gt;" in live
+    assert "&lt;script&gt;no&lt;/script&gt;" in events[-1]["checks"]
+
+
+async def test_pages_run_no_inline_script(tmp_path: Path) -> None:
+    async with client(tmp_path) as http:
+        run = await start_run(http)
+        await finish(http, run)
+        pages = [await http.get(p) for p in ("/", "/test/imap", run, "/history", "/nowhere")]
+    for response in pages:
+        policy = response.headers["content-security-policy"]
+        assert policy == CSP and "unsafe-inline" not in policy
+        scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", response.text, re.S)
+        assert scripts == [""] and '<script src="/static/web.js" defer>' in response.text
+        assert response.headers["x-frame-options"] == "DENY"
+
+
+# --- the password -----------------------------------------------------------------------------
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def test_the_password_is_in_no_log_history_response_or_memory(tmp_path: Path) -> None:
+    # Given a real server (uvicorn), every log line collected
+    collect = Collect()
+    loggers = [logging.getLogger(n) for n in ("", "rca.web", "uvicorn", "uvicorn.access",
+                                                "uvicorn.error")]
+    for logger in loggers:
+        logger.addHandler(collect)
+    old_level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.DEBUG)
+    bodies: list[str] = []
+    try:
+        with serve_in_thread(WebConfig(history=tmp_path), probes=probes()) as base, \
+                httpx.Client(base_url=base, headers={"Origin": base}) as http:
+            form = http.get("/test/imap")
+            posted = http.post("/test/imap", data={
+                "csrf": csrf_of(form.text), "target": "alice@example.test",
+                "password": SECRET})
+            run = posted.headers["location"]
+            # When the run is followed, downloaded and listed
+            for path in (f"{run}/events", run, f"{run}/report.html", f"{run}/report.json",
+                         "/history"):
+                bodies.append(http.get(path).text)
+            history = re.findall(r'href="(/history/[^"]+)"', bodies[-1])
+            bodies += [http.get(p).text for p in history]
+            bodies.append(posted.text + json.dumps(dict(posted.headers)))
+    finally:
+        for logger in loggers:
+            logger.removeHandler(collect)
+        logging.getLogger().setLevel(old_level)
+    # Then the run logged in (the transcript shows the login, redacted)
+    assert "a1 LOGIN alice \\u00abredacted\\u00bb" in bodies[0]
+    # And the password is in no response, no log line and no history file
+    assert collect.lines and any("run " in line for line in collect.lines)
+    for text in (*bodies, *collect.lines):
+        assert SECRET not in text
+    files = list(tmp_path.rglob("*"))
+    assert any(f.suffix == ".json" for f in files)
+    for file in files:
+        if file.is_file():
+            assert SECRET.encode() not in file.read_bytes()
+    # And no credentials holding it are left in memory once the run is over
+    gc.collect()
+    assert not [o for o in gc.get_objects()
+                if isinstance(o, Credentials) and o.password() == SECRET]
