@@ -18,9 +18,9 @@ import pytest
 from analyzer.context import Credentials
 from analyzer.errors import UsageError
 from analyzer.serve import Allowlist
+from analyzer.web.config import WebConfig
 from analyzer.web.security import CSP, Guard
 from analyzer.web.server import main_web, serve_in_thread
-from analyzer.web.config import WebConfig
 from tests.web.support import BASE, SECRET, client, csrf_of, probes, start_run
 
 TOKEN = "an-access-token-for-tests-only-0123456789"  # noqa: S105 - test data
