@@ -64,6 +64,7 @@ _STATIC = {
     "web.js": "text/javascript; charset=utf-8",
     "web.css": "text/css; charset=utf-8",
     "report.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
 LABELS = {
     "": "Form",

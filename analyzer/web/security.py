@@ -13,7 +13,7 @@ and the response headers.
   under a key made at start), and a POST must come from the server's own origin
   (``Origin``, else ``Referer``; ``Sec-Fetch-Site: cross-site`` is refused).
 * **Headers.** A Content-Security-Policy without inline script (``script-src 'self'``),
-  no framing, no referrer, no sniffing, no caching of pages.
+  no framing, no referrer to other sites, no sniffing, no caching of pages.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ CSP = (
 )
 _HEADERS = (
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make Origin "null"
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
