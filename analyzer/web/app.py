@@ -20,6 +20,7 @@ its CSRF token and origin before anything else happens (:mod:`analyzer.web.secur
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -203,10 +204,12 @@ def create_app(
         run = run_of(request)
         if run is None or run.report is None:
             return refuse(request, 404, "This report is not ready or not known.")
-        return _report_response(run.report, request.path_params["kind"], download=True)
+        return await asyncio.to_thread(_report_response, run.report, request.path_params["kind"],
+                                       download=True)
 
     async def history_page(request: Request) -> Response:
-        rows = history.recent()
+        # Reading up to a hundred saved reports: off the event loop, as every file read here.
+        rows = await asyncio.to_thread(history.recent)
         titles = {t.id: t.title for t in CATALOGUE}
         return html("history.html.j2", request, rows=rows, titles=titles)
 
@@ -214,21 +217,25 @@ def create_app(
         key = f"{request.path_params['name']}/{request.path_params['stamp']}"
         kind = request.path_params.get("kind", "html")
         try:
-            report = history.load(key)
+            report = await asyncio.to_thread(history.load, key)
         except (KeyError, ValueError, OSError):
             return refuse(request, 404, "There is no such run in the history.")
-        return _report_response(report, kind, download=kind == "json")
+        return await asyncio.to_thread(_report_response, report, kind, download=kind == "json")
 
     async def diff_page(request: Request) -> Response:
-        from analyzer.history import diff  # noqa: PLC0415
-        from reports.html import render  # noqa: PLC0415
+        def compare(old_key: str, new_key: str) -> str:
+            from analyzer.history import diff  # noqa: PLC0415
+            from reports.html import render  # noqa: PLC0415
+
+            old, new = history.load(old_key), history.load(new_key)
+            return render(new, changes=diff(old, new))
 
         try:
-            old = history.load(request.query_params.get("old", ""))
-            new = history.load(request.query_params.get("new", ""))
+            text = await asyncio.to_thread(compare, request.query_params.get("old", ""),
+                                           request.query_params.get("new", ""))
         except (KeyError, ValueError, OSError):
             return refuse(request, 404, "Choose two runs from the history to compare.")
-        return _report_page(render(new, changes=diff(old, new)))
+        return _report_page(text)
 
     async def login(request: Request) -> Response:
         if guard.token is None:

@@ -37,7 +37,7 @@ __all__ = ["Busy", "ProbeView", "Run", "RunManager", "SlidingWindow", "history_n
 
 LOG = logging.getLogger("rca.web")
 #: Finished runs kept in memory (their reports stay in the history on disk).
-KEEP_IN_MEMORY = 200
+KEEP_IN_MEMORY = 50
 
 
 class Busy(Exception):
@@ -247,6 +247,11 @@ class RunManager:
         previous = RunHistory(self.config.history).previous(run.history) if run.history else ""
         run.summary_html, run.checks_html = done_parts(run, report, previous=previous)
         run.report = report
+        # The final sections replace the live ones: keep them once, not per event too.
+        for event in run.events:
+            event.pop("html", None)
+        for view in run.probes.values():
+            view.html = ""
         run.add({"kind": "done", "status": report.status.value,
                  "summary": run.summary_html, "checks": run.checks_html})
         LOG.info("run %s finished: %s in %.1f s", run.id, report.status.value,

@@ -12,6 +12,7 @@ and offers the lab's DNS server and CA).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
 import socket
 import sys
@@ -163,6 +164,9 @@ def main_web(args: Any) -> int:
     if token is not None:
         print(f"rca web: access token (shown once, needed to log in): {token}",
               file=sys.stderr, flush=True)
+    # uvicorn configures its own loggers only: give rca's (runs started and ended) a handler.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
     server = uvicorn.Server(uvicorn_config(app, cert=args.cert, key=args.key))
     server.run(sockets=[sock])
     return 0

@@ -76,7 +76,9 @@
       }
     } else if (event.kind === "finished") {
       const element = slot(event.probe);
-      element.innerHTML = event.html;
+      if (event.html) {  // a replay after the end has none: "done" brings the sections
+        element.innerHTML = event.html;
+      }
       element.dataset.state = "finished";
     } else if (event.kind === "done") {
       source.close();
