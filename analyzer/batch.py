@@ -101,6 +101,7 @@ __all__ = [
     "options_for",
     "parse_batch",
     "parse_settings",
+    "read_toml",
     "run_batch",
     "safe_name",
     "worst_exit_code",
@@ -385,18 +386,23 @@ _BATCH_KEYS = frozenset(
 )
 
 
-def load_batch(path: Path) -> BatchConfig:
-    """Read and check a batch file; :class:`BatchFileError` (one line) if it is unusable."""
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's tables; :class:`BatchFileError` (one line) if it cannot be read
+    (shared by the batch, exporter and web files)."""
     import tomllib  # noqa: PLC0415
 
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except OSError as exc:
         raise BatchFileError(f"{path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise BatchFileError(f"{path}: not valid TOML: {exc}") from None
-    return parse_batch(data, base=path.parent, source=str(path))
+
+
+def load_batch(path: Path) -> BatchConfig:
+    """Read and check a batch file; :class:`BatchFileError` (one line) if it is unusable."""
+    return parse_batch(read_toml(path), base=path.parent, source=str(path))
 
 
 def safe_name(raw: str) -> str:

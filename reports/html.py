@@ -41,6 +41,7 @@ from reports.summary import (
     check_status,
     clean_text,
     counts,
+    finalize_template_value,
     fix_first,
     ordered_results,
     parse_time,
@@ -561,15 +562,6 @@ def _sentence(report: Report) -> str:
     return f"{total} {noun} of {where}."
 
 
-def _finalize(value: Any) -> Any:
-    """Applied to every ``{{ … }}`` before escaping: server text made visible and safe."""
-    from markupsafe import Markup  # noqa: PLC0415
-
-    if isinstance(value, str) and not isinstance(value, Markup):
-        return clean_text(value)
-    return value
-
-
 @functools.cache
 def _page_parts() -> tuple[str, str, frozenset[str]]:
     """What every page shares: the CSS, its CSP hash, and the template names (listing
@@ -592,7 +584,7 @@ def _environment() -> Any:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
-        finalize=_finalize,
+        finalize=finalize_template_value,
     )
     env.filters["duration"] = _duration
     env.filters["when"] = _when

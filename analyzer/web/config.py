@@ -25,13 +25,12 @@ listens anywhere but localhost. Secrets are never written here (as in batch file
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analyzer.batch import BatchFileError, refuse_inline_secrets
+from analyzer.batch import BatchFileError, read_toml, refuse_inline_secrets
 from analyzer.errors import UsageError
 from analyzer.serve import Allowlist, parse_listen
 
@@ -72,14 +71,7 @@ class WebConfig:
 
 def load_web_config(path: Path) -> WebConfig:
     """Read and check a configuration file; :class:`BatchFileError` (one line) if unusable."""
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise BatchFileError(f"{path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BatchFileError(f"{path}: not valid TOML: {exc}") from None
-    return parse_web_config(data, base=path.parent, source=str(path))
+    return parse_web_config(read_toml(path), base=path.parent, source=str(path))
 
 
 def parse_web_config(data: Mapping[str, Any], *, base: Path, source: str) -> WebConfig:

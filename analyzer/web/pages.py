@@ -18,16 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["done_parts", "environment", "page"]
 
 
-def _finalize(value: Any) -> Any:
-    from markupsafe import Markup  # noqa: PLC0415
-
-    from reports.summary import clean_text  # noqa: PLC0415
-
-    if isinstance(value, str) and not isinstance(value, Markup):
-        return clean_text(value)
-    return value
-
-
 def when(moment: datetime) -> str:
     """A moment as the pages show it (UTC)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -39,6 +29,7 @@ def environment() -> Any:
     from jinja2 import Environment, PackageLoader, StrictUndefined  # noqa: PLC0415
 
     from reports.html import WORDS, icon_sheet  # noqa: PLC0415
+    from reports.summary import finalize_template_value  # noqa: PLC0415
 
     env = Environment(
         loader=PackageLoader("analyzer.web"),
@@ -46,7 +37,7 @@ def environment() -> Any:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
-        finalize=_finalize,
+        finalize=finalize_template_value,
     )
     env.filters["when"] = when
     env.globals.update(icons=icon_sheet(), WORDS=WORDS)

@@ -27,7 +27,7 @@ from analyzer.lab import LabInfo
 from analyzer.model import Report, report_from_json
 from analyzer.web.config import WebConfig
 from analyzer.web.server import lab_config, serve_in_thread
-from tests.reports.browser import require
+from tests.reports.browser import BASE_FLAGS, require
 from tests.web.support import probes
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -38,22 +38,11 @@ from selenium.webdriver.support.select import Select  # noqa: E402
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
+#: The report tests' flags, but the server on loopback must be reachable: no other name
+#: resolves, and any other request would go to a proxy port where nothing listens.
 FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--no-default-browser-check",
-    # Only the server (on loopback) is reachable: no other name resolves, and any other
-    # request would go to a proxy port where nothing listens.
+    *(f for f in BASE_FLAGS if not f.startswith(("--host-resolver-rules", "--proxy-bypass"))),
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--proxy-server=http://127.0.0.1:9",
     "--window-size=1280,1000",
 )
 
