@@ -1,9 +1,9 @@
 """What stands between a browser and a run: host check, rate limit, session, login, CSRF,
 and the response headers.
 
-* **Host check.** On localhost only ``localhost``, ``127.0.0.1`` and ``[::1]`` are
-  accepted as ``Host``, so a DNS-rebinding page cannot talk to the server by a name of its
-  own.
+* **Host check.** On localhost only ``localhost``, ``127.0.0.1``, ``[::1]`` and the
+  address listened on are accepted as ``Host``, so a DNS-rebinding page cannot talk to
+  the server by a name of its own.
 * **Rate limit** per client address (``requests_per_minute``); runs have their own limits
   (:class:`analyzer.web.runs.RunManager`), and so do login attempts.
 * **Session.** Every browser gets a random session cookie (``HttpOnly``,
@@ -76,6 +76,8 @@ class Guard:
     token: str | None = None
     secure: bool = False
     local: bool = True
+    #: Host names accepted besides localhost's (on localhost: the address listened on).
+    hosts: frozenset[str] = frozenset()
     requests_per_minute: int = 600
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     sessions: dict[str, float] = field(default_factory=dict)  # logged-in id → expiry
@@ -132,8 +134,11 @@ class Guard:
         """Whether a request's ``Host`` may be served (localhost names only, on localhost)."""
         if not self.local:
             return True
-        name = urlsplit(f"//{host}").hostname or ""
-        return name in _LOCAL_HOSTS
+        try:
+            name = urlsplit(f"//{host}").hostname or ""
+        except ValueError:  # not a host[:port] at all
+            return False
+        return name in _LOCAL_HOSTS or name in self.hosts
 
     @staticmethod
     def same_origin(headers: dict[str, str], scheme: str, host: str) -> bool:

@@ -154,6 +154,7 @@ def main_web(args: Any) -> int:
 
         enter_netns(netns)
     guard = Guard(token=token, secure=args.cert is not None, local=local,
+                  hosts=frozenset({listen[0].strip("[]").lower()}),
                   requests_per_minute=config.requests_per_minute)
     app = create_app(config, guard=guard)
     host, port = sock.getsockname()[:2]
@@ -168,5 +169,8 @@ def main_web(args: Any) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
     server = uvicorn.Server(uvicorn_config(app, cert=args.cert, key=args.key))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     return 0

@@ -83,6 +83,14 @@ async def test_a_foreign_host_name_is_refused_on_localhost(tmp_path: Path) -> No
     assert fine.status_code == 200
 
 
+async def test_the_address_listened_on_is_a_local_host_name(tmp_path: Path) -> None:
+    guard = Guard(hosts=frozenset({"127.0.0.2"}))
+    async with client(tmp_path, guard=guard) as http:
+        response = await http.get("/", headers={"Host": "127.0.0.2:8080"})
+        odd = await http.get("/", headers={"Host": "[bad"})
+    assert (response.status_code, odd.status_code) == (200, 421)
+
+
 async def test_unreadable_forms_are_refused(tmp_path: Path) -> None:
     async with client(tmp_path) as http:
         token = csrf_of((await http.get("/test/imap")).text)
@@ -159,6 +167,30 @@ def test_listening_beyond_localhost_needs_tls_and_an_allowlist(tmp_path: Path) -
         main_web(web_args(listen="0.0.0.0:0"))  # noqa: S104 - the refused case
     with pytest.raises(UsageError, match="allowlist"):
         main_web(web_args(listen="0.0.0.0:0", cert=cert, key=cert))  # noqa: S104
+
+
+def test_off_localhost_a_token_is_printed_once_and_required(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given rca web asked to listen on every address, with TLS and an allowlist
+    import uvicorn
+
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: served.append(self))
+    pem = tmp_path / "tls.pem"
+    pem.write_text("")
+    (tmp_path / "web.toml").write_text('[web]\nallow = ["example.test"]\n')
+    # When it starts (uvicorn's serving replaced by a recorder)
+    code = main_web(web_args(listen="0.0.0.0:0", cert=pem, key=pem,  # noqa: S104
+                             config=tmp_path / "web.toml", history=tmp_path / "h"))
+    # Then it printed an access token once, and the app it serves requires it over TLS
+    err = capsys.readouterr().err
+    tokens = re.findall(r"access token \(shown once, needed to log in\): (\S+)", err)
+    assert code == 0 and len(tokens) == 1 and err.count(tokens[0]) == 1
+    config = served[0].config  # type: ignore[attr-defined]
+    guard = config.app.state.guard
+    assert guard.token == tokens[0] and guard.secure and not guard.local
+    assert config.ssl_certfile == str(pem)
 
 
 async def test_off_localhost_targets_must_be_allowed(tmp_path: Path) -> None:
