@@ -19,22 +19,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.select import Select
 
 from analyzer.lab import LabInfo
 from analyzer.model import Report, report_from_json
 from analyzer.web.config import WebConfig
 from analyzer.web.server import lab_config, serve_in_thread
-from tests.reports.browser import BASE_FLAGS, require
+from tests.reports.browser import BASE_FLAGS, Browser, browser_session
 from tests.web.support import probes
-
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.support.select import Select  # noqa: E402
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +41,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FLAGS = (
     *(f for f in BASE_FLAGS if not f.startswith(("--host-resolver-rules", "--proxy-bypass"))),
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--window-size=1280,1000",
 )
 
 
@@ -60,56 +57,21 @@ def wait_for(what: Callable[[], T], *, timeout: float, every: float = 0.05,
         time.sleep(every)
 
 
-@pytest.fixture
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    """A Chromium session per test, started from this thread: inside the lab's client
-    namespace once a lab test has entered it (a test asks for ``lab`` first, a
-    session-scoped fixture, so it is set up before this one)."""
-    paths = require("chromium", "chromedriver")
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+class WebBrowser(Browser):
+    """The report tests' browser, with what these tests do often."""
 
-    downloads = tmp_path_factory.mktemp("downloads")
-    options = webdriver.ChromeOptions()
-    options.binary_location = paths["chromium"]
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('profile')}")
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SE_OFFLINE", "true")  # selenium-manager must not look anything up
-        driver = webdriver.Chrome(service=Service(executable_path=paths["chromedriver"]),
-                                  options=options)
-    driver.set_page_load_timeout(30)
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior",
-                           {"behavior": "allow", "downloadPath": str(downloads)})
-    try:
-        yield Browser(driver, downloads)
-    finally:
-        driver.quit()
-
-
-class Browser:
-    """The selenium driver with what these tests do often."""
-
-    def __init__(self, driver: WebDriver, downloads: Path) -> None:
-        self.driver = driver
+    def __init__(self, session: Browser, downloads: Path) -> None:
+        super().__init__(session.driver)
         self.downloads = downloads
+        self.cdp("Browser.setDownloadBehavior",
+                 {"behavior": "allow", "downloadPath": str(downloads)})
 
-    def css(self, selector: str) -> Any:
-        return self.driver.find_element(By.CSS_SELECTOR, selector)
-
-    def requested(self) -> list[str]:
-        """URLs the browser asked for since the last call (its performance log)."""
-        urls = []
-        for entry in self.driver.get_log("performance"):
-            message = json.loads(entry["message"])["message"]
-            if message["method"] == "Network.requestWillBeSent":
-                urls.append(message["params"]["request"]["url"])
-        return urls
+    def css(self, selector: str) -> WebElement:
+        return self.find(selector)
 
     def state(self) -> tuple[int, str]:
         """(finished probes shown, the run's data-done) of a run page."""
-        finished, done = self.driver.execute_script(
+        finished, done = self.script(
             "return [document.querySelectorAll('#checks .card.probe').length,"
             " document.getElementById('run').dataset.done]")
         return int(finished), str(done)
@@ -126,6 +88,16 @@ class Browser:
         return wait_for(done, timeout=20, message=f"download of {link}")
 
 
+@pytest.fixture
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebBrowser]:
+    """A Chromium session per test, started from this thread: inside the lab's client
+    namespace once a lab test has entered it (a test asks for ``lab`` first, a
+    session-scoped fixture, so it is set up before this one)."""
+    profile = tmp_path_factory.mktemp("profile")
+    with browser_session(profile, flags=FLAGS) as session:
+        yield WebBrowser(session, tmp_path_factory.mktemp("downloads"))
+
+
 @pytest.fixture(scope="module")
 def lab_web(lab: LabInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """rca web for the lab (its DNS server and CA offered), in the client namespace."""
@@ -134,14 +106,14 @@ def lab_web(lab: LabInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield base
 
 
-def fill(browser: Browser, lab: LabInfo, address: str, password: str) -> None:
+def fill(browser: WebBrowser, lab: LabInfo, address: str, password: str) -> None:
     browser.css("#f-target").send_keys(address)
     browser.css("#f-password").send_keys(password)
     Select(browser.css("#f-resolver")).select_by_value(lab.resolver)
     Select(browser.css("#f-ca_file")).select_by_visible_text("rca lab CA")
 
 
-def on_run_page(browser: Browser) -> None:
+def on_run_page(browser: WebBrowser) -> None:
     """Wait for the run page (the form was accepted); say why not if it was refused."""
     driver = browser.driver
 
@@ -168,11 +140,11 @@ def shape(report: Report) -> list[tuple[str, str, str, list[str]]]:
 
 @pytest.mark.lab
 def test_imap_check_fills_in_live_and_matches_rca_check(
-    browser: Browser, lab: LabInfo, lab_web: str, tmp_path: Path
+    browser: WebBrowser, lab: LabInfo, lab_web: str, tmp_path: Path
 ) -> None:
     user = lab.scenario("healthy").users[0]
     driver = browser.driver
-    browser.requested()
+    browser.requests()
     # Given the start page, and the IMAP test chosen from it
     driver.get(lab_web + "/")
     driver.find_element(By.LINK_TEXT, "IMAP").click()
@@ -195,7 +167,7 @@ def test_imap_check_fills_in_live_and_matches_rca_check(
     web = report_from_json(json.loads(raw.read_text()))
     assert html.read_text().startswith("<!DOCTYPE html>")
     assert verdict.startswith("Passed") and web.status.value in ("pass", "warn")
-    only_the_server(browser.requested(), lab_web)
+    only_the_server(browser.requests(), lab_web)
     # And rca check, run with the command the page shows, reports the same
     argv = shlex.split(browser.css("#command").text)
     out = tmp_path / "cli.json"
@@ -209,11 +181,11 @@ def test_imap_check_fills_in_live_and_matches_rca_check(
 
 @pytest.mark.lab
 def test_expired_certificate_fails_and_insecure_needs_confirmation(
-    browser: Browser, lab: LabInfo, lab_web: str
+    browser: WebBrowser, lab: LabInfo, lab_web: str
 ) -> None:
     user = lab.scenario("expired-cert").users[0]
     driver = browser.driver
-    browser.requested()
+    browser.requests()
     driver.get(lab_web + "/test/imap")
     confirm = browser.css("#insecure-confirm")
     # Given "I understand" hidden until "ignore trust" is ticked
@@ -238,16 +210,16 @@ def test_expired_certificate_fails_and_insecure_needs_confirmation(
     assert browser.css("#verdict .word").text == "Failed"
     assert "--insecure" in browser.css("#command").text
     assert "tls.cert.expired" in browser.css("#fix").text
-    only_the_server(browser.requested(), lab_web)
+    only_the_server(browser.requests(), lab_web)
 
 
 def test_hostile_text_stays_text_live_on_a_phone_by_keyboard(
-    browser: Browser, tmp_path: Path
+    browser: WebBrowser, tmp_path: Path
 ) -> None:
     gate = threading.Event()
     driver = browser.driver
     with serve_in_thread(WebConfig(history=tmp_path), probes=probes(gate, fail=True)) as base:
-        browser.requested()
+        browser.requests()
         driver.set_window_size(390, 844)
         try:
             # Given the IMAP form, reached and filled with the keyboard alone
@@ -280,7 +252,7 @@ def test_hostile_text_stays_text_live_on_a_phone_by_keyboard(
             assert '<b id="injected">bold</b>' in checks.text
             assert not driver.execute_script(
                 "return document.documentElement.scrollWidth > window.innerWidth")
-            only_the_server(browser.requested(), base)
+            only_the_server(browser.requests(), base)
             errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
             assert not errors, errors
         finally:
