@@ -63,6 +63,8 @@ def uvicorn_config(app: Any, *, cert: Path | None = None, key: Path | None = Non
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=5,
+        # Open event streams hold a connection each: bound them (503 past this).
+        limit_concurrency=256,
         ssl_certfile=str(cert) if cert else None,
         ssl_keyfile=str(key) if key else None,
     )

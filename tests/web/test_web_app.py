@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -291,3 +293,53 @@ async def test_a_run_ends_at_its_deadline(tmp_path: Path) -> None:
     done = seen[-1]
     assert done["kind"] == "done" and done["status"] == "fail"
     assert "probe.deadline_exceeded" in done["checks"] or "run.deadline" in done["checks"]
+
+
+def test_the_command_line_does_not_import_the_web_stack() -> None:
+    # When rca runs a command other than web
+    code = ("import sys; from analyzer.cli import main; main(['findings']); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('starlette', 'uvicorn', 'analyzer') and m.startswith(('starlette', 'uvicorn', "
+            "'analyzer.web'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True, cwd=Path(__file__).resolve().parents[2])
+    # Then neither Starlette nor uvicorn nor rca web was imported
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_lab_option_offers_the_labs_resolver_and_ca_and_enters_its_namespace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a running lab's description (as rca lab up saves it)
+    import uvicorn
+
+    import analyzer.lab.netns
+    from analyzer.lab import HostInfo, LabInfo, ScenarioInfo
+    from analyzer.web.server import main_web
+
+    ca = tmp_path / "root-ca.pem"
+    ca.write_text("")
+    anchors = tmp_path / "anchors"
+    anchors.write_text("")
+    host = HostInfo(name="mail.healthy.test", ipv4="198.18.1.2", ipv6="2001:db8::2")
+    LabInfo(
+        directory=tmp_path, server_netns="lab-x", client_netns="lab-x-client",
+        resolver="198.18.0.53", resolver6="2001:db8::53", client_ipv4="198.18.0.2",
+        client_ipv6="2001:db8::c", ca_file=ca, trust_anchor_file=anchors, latency_ms=0,
+        latency_method="", started_at=0.0, startup_seconds=0.0,
+        scenarios=(ScenarioInfo(name="healthy", domain="healthy.test", description="",
+                                hosts={"mail": host}, users=(), signed=True),),
+    ).save()
+    entered: list[str] = []
+    served: list[object] = []
+    monkeypatch.setattr(analyzer.lab.netns, "enter_netns", entered.append)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: served.append(self))
+    # When rca web --lab starts
+    args = build_parser().parse_args(["web", "--lab", str(tmp_path), "--listen",
+                                      "127.0.0.1:0", "--history", str(tmp_path / "h")])
+    assert main_web(args) == 0
+    # Then the checks run in the lab's client namespace, with its DNS server and CA offered
+    assert entered == ["lab-x-client"]
+    config = served[0].config.app.state.runs.config  # type: ignore[attr-defined]
+    assert config.resolvers == ("198.18.0.53",)
+    assert config.ca_files == {"rca lab CA": ca} and config.trust_anchor == anchors
