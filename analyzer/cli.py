@@ -131,6 +131,9 @@ def _add_schedule_commands(sub: Any) -> None:
     web.add_argument("--lab", type=Path, nargs="?", const=Path("/run/rca-lab"), metavar="DIR",
                      help="test the running bundled lab: its client namespace, DNS server "
                      "and CA (default DIR /run/rca-lab)")
+    web.add_argument("--hash-password", action="store_true",
+                     help="print the [web.users] hash of a password (read from the terminal "
+                     "or standard input) and exit")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:

@@ -124,7 +124,7 @@ def create_app(
     def html(name: str, request: Request, status: int = 200, **context: Any) -> HTMLResponse:
         session = request.state.session
         return HTMLResponse(
-            page(name, csrf=guard.csrf_token(session), login=guard.token is not None,
+            page(name, csrf=guard.csrf_token(session), login=guard.login_required,
                  **context),
             status_code=status,
         )
@@ -238,10 +238,10 @@ def create_app(
         return _report_page(text)
 
     async def login(request: Request) -> Response:
-        if guard.token is None:
+        if not guard.login_required:
             return RedirectResponse("/", status_code=303)
         if request.method == "GET":
-            return html("login.html.j2", request, failed=False)
+            return html("login.html.j2", request, failed=False, users=bool(guard.users))
         form = await checked_form(request)
         if isinstance(form, Response):
             return form
@@ -250,10 +250,15 @@ def create_app(
         if wait:
             return refuse(request, 429, "Too many attempts; wait a minute.",
                           **{"Retry-After": str(wait)})
-        session = guard.login(form.get("token", ""))
+        user = form.get("user", "")[:64]
+        # scrypt takes a quarter of a second: not on the event loop.
+        session = await asyncio.to_thread(
+            guard.login, form.get("password" if guard.users else "token", ""), user=user
+        )
         if session is None:
             LOG.warning("failed login from %s", client)
-            return html("login.html.j2", request, 403, failed=True)
+            return html("login.html.j2", request, 403, failed=True, users=bool(guard.users))
+        LOG.info("login from %s%s", client, f" as {user}" if guard.users else "")
         response = RedirectResponse("/", status_code=303)
         response.headers["Set-Cookie"] = guard.cookie(session).decode()
         return response

@@ -19,13 +19,17 @@
     [web.ca_files]                   # extra CA files a user may choose, by name
     "Corporate root" = "/etc/ssl/corp-root.pem"
 
+    [web.users]                      # who may log in (else: the access token printed
+    alice = "scrypt$...$..."         # at start); hashes from rca web --hash-password
+
 Paths are relative to the file's folder. The allowlist is required when the server
 listens anywhere but localhost. Secrets are never written here (as in batch files).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ from analyzer.serve import Allowlist, parse_listen
 __all__ = ["DEFAULT_LISTEN", "WebConfig", "load_web_config", "parse_web_config"]
 
 DEFAULT_LISTEN = ("127.0.0.1", 8080)
+_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _INTS = {
     "keep": 30,
     "max_runs": 3,
@@ -46,7 +51,7 @@ _INTS = {
 }
 _KEYS = frozenset(
     {*_INTS, "listen", "allow", "history", "resolvers", "trust_anchor", "timeout",
-     "max_timeout", "ca_files"}
+     "max_timeout", "ca_files", "users"}
 )
 
 
@@ -67,6 +72,7 @@ class WebConfig:
     max_runs_per_client: int = 2
     runs_per_minute: int = 6
     requests_per_minute: int = 600
+    users: Mapping[str, str] = field(default_factory=dict)
 
 
 def load_web_config(path: Path) -> WebConfig:
@@ -138,7 +144,25 @@ def parse_web_config(data: Mapping[str, Any], *, base: Path, source: str) -> Web
             str(name): _file(base, path, bad(f"ca_files.{name}", ""))
             for name, path in files.items()
         }
+    if "users" in table:
+        values["users"] = _users(table["users"], bad)
     return WebConfig(**values)
+
+
+def _users(table: Any, bad: Callable[[str, str], BatchFileError]) -> dict[str, str]:
+    from analyzer.web.security import is_password_hash  # noqa: PLC0415
+
+    if not isinstance(table, Mapping):
+        raise bad("users", 'expected a table: name = "scrypt$..." (rca web --hash-password)')
+    users: dict[str, str] = {}
+    for name, value in table.items():
+        if not _USER.fullmatch(str(name)):
+            raise bad(f"users.{name}", "use letters, digits and . _ @ - in user names")
+        if not isinstance(value, str) or not is_password_hash(value):
+            raise bad(f"users.{name}", "expected a hash from rca web --hash-password "
+                      "(never the password itself)")
+        users[str(name)] = value
+    return users
 
 
 def _file(base: Path, value: Any, error: BatchFileError) -> Path:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from analyzer.errors import UsageError
@@ -158,7 +158,7 @@ def parse_run_form(test: WebTest, form: Mapping[str, str], config: WebConfig) ->
     return RunRequest(
         test=test,
         target=target,
-        argv=tuple(argv[0:]),
+        argv=tuple(argv),
         options=dataclasses.replace(options, credentials=credentials),
     )
 
@@ -182,8 +182,8 @@ def _extra_fields(
     config: WebConfig,
     argv: list[str],
     errors: dict[str, str],
-    text: Any,
-    checked: Any,
+    text: Callable[[str, int], str],
+    checked: Callable[[str], bool],
 ) -> None:
     """The test's own options (catalogue ``fields``), each as its ``rca check`` flag."""
     for name in ("autodiscover_url", "ews_url", "activesync_url"):

@@ -7,8 +7,10 @@ and the response headers.
 * **Rate limit** per client address (``requests_per_minute``); runs have their own limits
   (:class:`analyzer.web.runs.RunManager`), and so do login attempts.
 * **Session.** Every browser gets a random session cookie (``HttpOnly``,
-  ``SameSite=Strict``, ``Secure`` over TLS). Off localhost a session must log in with the
-  access token printed at start; sessions live in memory and end with the server.
+  ``SameSite=Strict``, ``Secure`` over TLS). Off localhost a session must log in: as one
+  of the configuration's users (scrypt password hashes, ``rca web --hash-password``), or
+  else with the access token printed at start. Sessions live in memory and end with the
+  server; a login gets a new session id.
 * **CSRF.** Every form carries a token bound to the session (an HMAC of the session id
   under a key made at start), and a POST must come from the server's own origin
   (``Origin``, else ``Referer``; ``Sec-Fetch-Site: cross-site`` is refused).
@@ -18,12 +20,14 @@ and the response headers.
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -31,7 +35,15 @@ from urllib.parse import urlsplit
 
 from analyzer.web.runs import SlidingWindow
 
-__all__ = ["CSP", "Guard", "GuardMiddleware", "is_loopback"]
+__all__ = [
+    "CSP",
+    "Guard",
+    "GuardMiddleware",
+    "hash_password",
+    "is_loopback",
+    "is_password_hash",
+    "verify_password",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -58,6 +70,42 @@ _OPEN_PATHS = ("/login", "/static/")
 SESSION_SECONDS = 12 * 3600
 
 
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """``scrypt$<salt>$<hash>`` (base64) of ``password``, for ``[web.users]``."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return "$".join(("scrypt", base64.b64encode(salt).decode(), base64.b64encode(digest).decode()))
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` matches a :func:`hash_password` value (False if malformed)."""
+    kind, _, rest = stored.partition("$")
+    salt_text, _, digest_text = rest.partition("$")
+    try:
+        salt, digest = base64.b64decode(salt_text, validate=True), base64.b64decode(
+            digest_text, validate=True)
+    except ValueError:
+        return False
+    if kind != "scrypt" or len(salt) < 8 or len(digest) != 32:
+        return False
+    computed = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return hmac.compare_digest(computed, digest)
+
+
+def is_password_hash(text: str) -> bool:
+    """Whether ``text`` has the shape of a :func:`hash_password` value."""
+    parts = text.split("$")
+    return len(parts) == 3 and parts[0] == "scrypt" and all(parts[1:])
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password("", salt=b"rca-web-dummy-salt")
+
+
 def is_loopback(host: str) -> bool:
     """Whether a listening address is this machine only."""
     if host == "localhost":
@@ -72,8 +120,10 @@ def is_loopback(host: str) -> bool:
 class Guard:
     """The server's secrets and the state of logins (one per app)."""
 
-    #: None: no login (localhost); else the access token a session must present.
+    #: None: no login (localhost, or users instead); else the access token to present.
     token: str | None = None
+    #: User name → password hash (:func:`hash_password`); a login is by user if any.
+    users: Mapping[str, str] = field(default_factory=dict)
     secure: bool = False
     local: bool = True
     #: Host names accepted besides localhost's (on localhost: the address listened on).
@@ -96,9 +146,14 @@ class Guard:
         """Whether a form's token belongs to ``session``."""
         return hmac.compare_digest(self.csrf_token(session), token)
 
+    @property
+    def login_required(self) -> bool:
+        """Whether a session must log in (off localhost)."""
+        return self.token is not None or bool(self.users)
+
     def logged_in(self, session: str) -> bool:
         """Whether ``session`` may use the server."""
-        if self.token is None:
+        if not self.login_required:
             return True
         expiry = self.sessions.get(session)
         if expiry is None:
@@ -108,11 +163,18 @@ class Guard:
             return False
         return True
 
-    def login(self, presented: str) -> str | None:
-        """A new logged-in session id if ``presented`` is the access token, else None."""
-        if self.token is None or not hmac.compare_digest(
-            presented.encode(), self.token.encode()
-        ):
+    def login(self, presented: str, *, user: str = "") -> str | None:
+        """A new logged-in session id if ``presented`` is ``user``'s password (with users)
+        or the access token (without), else None."""
+        if self.users:
+            stored = self.users.get(user)
+            # An unknown user costs a hash too, so timing does not tell names apart.
+            ok = verify_password(presented, stored or _dummy_hash()) and stored is not None
+        else:
+            ok = self.token is not None and hmac.compare_digest(
+                presented.encode(), self.token.encode()
+            )
+        if not ok:
             return None
         now = time.monotonic()
         for sid in [s for s, exp in self.sessions.items() if exp < now]:

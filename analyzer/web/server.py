@@ -31,7 +31,14 @@ if TYPE_CHECKING:
     from analyzer.lab import LabInfo
     from analyzer.probe import Probe
 
-__all__ = ["bind", "lab_config", "main_web", "serve_in_thread", "uvicorn_config"]
+__all__ = [
+    "bind",
+    "hash_password_command",
+    "lab_config",
+    "main_web",
+    "serve_in_thread",
+    "uvicorn_config",
+]
 
 
 def bind(listen: tuple[str, int]) -> socket.socket:
@@ -117,12 +124,34 @@ def serve_in_thread(
         sock.close()
 
 
+def hash_password_command(stdin: Any = None) -> int:
+    """``rca web --hash-password``: a ``[web.users]`` hash of a password read from the
+    terminal (twice) or from the first line of standard input."""
+    import getpass  # noqa: PLC0415
+
+    from analyzer.web.security import hash_password  # noqa: PLC0415
+
+    stdin = stdin or sys.stdin
+    if stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            raise UsageError("the two passwords differ")
+    else:
+        password = stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        raise UsageError("use a password of at least 8 characters")
+    print(hash_password(password))
+    return 0
+
+
 def main_web(args: Any) -> int:
     """``rca web``: serve until interrupted."""
     import uvicorn  # noqa: PLC0415
 
     from analyzer.web.app import create_app  # noqa: PLC0415
 
+    if getattr(args, "hash_password", False):
+        return hash_password_command()
     config = load_web_config(args.config) if args.config else WebConfig()
     netns = args.netns
     if args.lab is not None:
@@ -149,13 +178,14 @@ def main_web(args: Any) -> int:
             f"listening on {listen[0]} (not localhost) needs a target allowlist: "
             '[web] allow = ["example.com"] in the --config file'
         )
-    token = None if local else secrets.token_urlsafe(32)
+    # Off localhost: the configured users log in, or else whoever has the printed token.
+    token = None if local or config.users else secrets.token_urlsafe(32)
     sock = bind(listen)
     if netns:
         from analyzer.lab.netns import enter_netns  # noqa: PLC0415
 
         enter_netns(netns)
-    guard = Guard(token=token, secure=args.cert is not None, local=local,
+    guard = Guard(token=token, users=config.users, secure=args.cert is not None, local=local,
                   hosts=frozenset({listen[0].strip("[]").lower()}),
                   requests_per_minute=config.requests_per_minute)
     app = create_app(config, guard=guard)

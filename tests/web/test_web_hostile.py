@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
 import logging
 import re
@@ -19,8 +20,8 @@ from analyzer.context import Credentials
 from analyzer.errors import UsageError
 from analyzer.serve import Allowlist
 from analyzer.web.config import WebConfig
-from analyzer.web.security import CSP, Guard
-from analyzer.web.server import main_web, serve_in_thread
+from analyzer.web.security import CSP, Guard, hash_password, verify_password
+from analyzer.web.server import hash_password_command, main_web, serve_in_thread
 from tests.web.support import BASE, SECRET, client, csrf_of, probes, start_run
 
 TOKEN = "an-access-token-for-tests-only-0123456789"  # noqa: S105 - test data
@@ -156,7 +157,8 @@ async def test_off_localhost_every_page_needs_the_token(tmp_path: Path) -> None:
 
 def web_args(**kw: object) -> argparse.Namespace:
     defaults: dict[str, object] = dict(config=None, listen=None, cert=None, key=None,
-                                       history=None, netns=None, lab=None)
+                                       history=None, netns=None, lab=None,
+                                       hash_password=False)
     return argparse.Namespace(**{**defaults, **kw})
 
 
@@ -191,6 +193,52 @@ def test_off_localhost_a_token_is_printed_once_and_required(
     guard = config.app.state.guard
     assert guard.token == tokens[0] and guard.secure and not guard.local
     assert config.ssl_certfile == str(pem)
+
+
+async def test_configured_users_log_in_with_their_password(tmp_path: Path) -> None:
+    # Given a server whose configuration lists one user (by password hash)
+    password = "a-long-user-password"  # noqa: S105 - test data
+    guard = Guard(users={"alice": hash_password(password)}, secure=True, local=False)
+    async with client(tmp_path, guard=guard, base="https://rca.example.test") as http:
+        page = await http.get("/login")
+        token = csrf_of(page.text)
+        # When a wrong password, an unknown user, then the right password are tried
+        wrong = await http.post("/login", data={"csrf": token, "user": "alice",
+                                                "password": "guess"})
+        nobody = await http.post("/login", data={"csrf": token, "user": "mallory",
+                                                 "password": password})
+        right = await http.post("/login", data={"csrf": token, "user": "alice",
+                                                "password": password})
+        after = await http.get("/")
+    # Then the login form asks for a user name and password, and only the right pair works
+    assert 'id="f-user"' in page.text and 'id="f-token"' not in page.text
+    assert (wrong.status_code, nobody.status_code, right.status_code) == (403, 403, 303)
+    assert password not in wrong.text + nobody.text
+    assert after.status_code == 200
+
+
+def test_users_are_configured_by_hash_never_by_password(tmp_path: Path) -> None:
+    from analyzer.batch import BatchFileError
+    from analyzer.web.config import parse_web_config
+
+    stored = hash_password("a-long-user-password")
+    config = parse_web_config({"web": {"users": {"alice": stored}}}, base=tmp_path, source="t")
+    assert config.users == {"alice": stored}
+    with pytest.raises(BatchFileError, match="never the password itself"):
+        parse_web_config({"web": {"users": {"alice": "plain-text"}}}, base=tmp_path, source="t")
+    with pytest.raises(BatchFileError, match="written in the file is not accepted"):
+        parse_web_config({"web": {"password": "x"}}, base=tmp_path, source="t")
+
+
+def test_hash_password_reads_stdin_and_prints_a_verifiable_hash(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert hash_password_command(io.StringIO("a-long-user-password\n")) == 0
+    printed = capsys.readouterr().out.strip()
+    assert verify_password("a-long-user-password", printed)
+    assert "a-long-user-password" not in printed
+    with pytest.raises(UsageError, match="at least 8"):
+        hash_password_command(io.StringIO("short\n"))
 
 
 async def test_off_localhost_targets_must_be_allowed(tmp_path: Path) -> None:
