@@ -75,7 +75,7 @@ LABELS = {
     "token": "OAuth token",
     "resolver": "DNS server",
     "ca_file": "Extra CA certificates",
-    "insecure_confirm": "Ignore certificate errors",
+    "insecure_confirm": "Ignore trust for TLS: I understand",
     "family": "IP version",
     "timeout": "Deadline",
     "autodiscover_url": "Autodiscover URL",

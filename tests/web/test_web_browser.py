@@ -198,7 +198,7 @@ def test_expired_certificate_fails_and_insecure_needs_confirmation(
     # Then it comes back naming it, with the password field empty
     alert = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#errors"), timeout=10,
                      message="the error summary")[0]
-    assert "Ignore certificate errors" in alert.text
+    assert "Ignore trust for TLS: I understand" in alert.text
     assert browser.css("#f-password").get_attribute("value") == ""
     # When the password is given again and the confirmation ticked
     browser.css("#f-password").send_keys(user.password)
