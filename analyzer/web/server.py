@@ -197,9 +197,15 @@ def main_web(args: Any) -> int:
     if token is not None:
         print(f"rca web: access token (shown once, needed to log in): {token}",
               file=sys.stderr, flush=True)
-    # uvicorn configures its own loggers only: give rca's (runs started and ended) a handler.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    # uvicorn configures its own loggers only: give rca's (runs started and ended, logins)
+    # a handler of its own; libraries' INFO lines (httpx names every URL) stay silent.
+    log = logging.getLogger("rca.web")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
+                                               "%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     server = uvicorn.Server(uvicorn_config(app, cert=args.cert, key=args.key))
     try:
         server.run(sockets=[sock])
