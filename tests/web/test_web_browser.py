@@ -65,6 +65,7 @@ class WebBrowser(Browser):
         self.downloads = downloads
         self.cdp("Browser.setDownloadBehavior",
                  {"behavior": "allow", "downloadPath": str(downloads)})
+        self.requests()  # forget the browser's own start page
 
     def css(self, selector: str) -> WebElement:
         return self.find(selector)
@@ -129,7 +130,8 @@ def on_run_page(browser: WebBrowser) -> None:
 
 def only_the_server(urls: list[str], base: str) -> None:
     assert urls, "the browser's network log is empty"
-    strays = [u for u in urls if not u.startswith(base + "/")]
+    # chrome:// pages are the browser's own (its start page), never the network
+    strays = [u for u in urls if not u.startswith((base + "/", "chrome://"))]
     assert not strays, f"requests to other hosts: {strays}"
 
 
@@ -258,3 +260,31 @@ def test_hostile_text_stays_text_live_on_a_phone_by_keyboard(
         finally:
             gate.set()
             driver.set_window_size(1280, 1000)
+
+
+def test_without_javascript_the_run_page_reloads_until_the_report(
+    browser: WebBrowser, tmp_path: Path
+) -> None:
+    gate = threading.Event()
+    driver = browser.driver
+    with serve_in_thread(WebConfig(history=tmp_path), probes=probes(gate)) as base:
+        # Given a browser that runs no script
+        browser.cdp("Emulation.setScriptExecutionDisabled", {"value": True})
+        try:
+            driver.get(base + "/test/imap")
+            browser.css("#f-target").send_keys("alice@example.test")
+            browser.css("#run-button").click()
+            on_run_page(browser)
+            # When the run is still going, and then ends
+            assert browser.css("#live-status").text.startswith("Running")
+            gate.set()
+            # Then the page reloads itself into the verdict and the downloads
+            wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#verdict"), timeout=20,
+                     every=0.2, message="the verdict after a reload")
+            assert browser.css("#verdict .word").text == "Passed"
+            assert browser.css("#download-html").get_attribute("href").endswith("/report.html")
+            assert browser.state()[1] == "1"
+            only_the_server(browser.requests(), base)
+        finally:
+            gate.set()
+            browser.cdp("Emulation.setScriptExecutionDisabled", {"value": False})
