@@ -271,6 +271,25 @@ async def test_html_in_a_banner_or_subject_is_shown_as_text(tmp_path: Path) -> N
     assert "&lt;script&gt;no&lt;/script&gt;" in events[-1]["checks"]
 
 
+async def test_html_in_the_target_is_shown_as_text(tmp_path: Path) -> None:
+    accepted = '"<script>alert(1)</script>"@example.test'
+    refused = "<img src=x onerror=alert(1)>@example.test"
+    async with client(tmp_path) as http:
+        # When a target with markup is refused, and one with markup is run
+        form = await http.get("/test/imap")
+        bad = await http.post("/test/imap", data={"csrf": csrf_of(form.text),
+                                                  "target": refused})
+        run = await start_run(http, target=accepted)
+        stream = await finish(http, run)
+        pages = [bad.text, stream, (await http.get(run)).text,
+                 (await http.get("/history")).text]
+    # Then every page shows it as text, never as markup
+    assert bad.status_code == 400 and "&lt;img src=x onerror=alert(1)&gt;" in bad.text
+    for page in pages:
+        assert "<script>alert(1)" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[2]
+
+
 async def test_pages_run_no_inline_script(tmp_path: Path) -> None:
     async with client(tmp_path) as http:
         run = await start_run(http)
