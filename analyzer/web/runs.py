@@ -232,10 +232,14 @@ class RunManager:
             status=status, results=event.results,
         )
         view.state, view.status = "finished", status.value
-        view.html = "".join(
-            render_result(provisional, result, anchor=f"live-{event.probe}-{index}")
-            for index, result in enumerate(event.results)
-        )
+        try:
+            view.html = "".join(
+                render_result(provisional, result, anchor=f"live-{event.probe}-{index}")
+                for index, result in enumerate(event.results)
+            )
+        except Exception:  # the live view is a courtesy: a drawing bug must not stop the run
+            LOG.exception("run %s: the live view of %s could not be drawn", run.id, event.probe)
+            view.html = ""
         run.add({"kind": "finished", "probe": event.probe, "status": status.value,
                  "html": view.html})
 
