@@ -343,3 +343,24 @@ def test_lab_option_offers_the_labs_resolver_and_ca_and_enters_its_namespace(
     config = served[0].config.app.state.runs.config  # type: ignore[attr-defined]
     assert config.resolvers == ("198.18.0.53",)
     assert config.ca_files == {"rca lab CA": ca} and config.trust_anchor == anchors
+
+
+async def test_a_live_view_that_cannot_be_drawn_does_not_stop_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a renderer that fails on every live section
+    import reports.html
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("drawing bug")
+
+    monkeypatch.setattr(reports.html, "render_result", broken)
+    async with client(tmp_path) as http:
+        run = await start_run(http)
+        seen = await events(http, run)
+        report = await http.get(f"{run}/report.json")
+    # Then the run still ends with its verdict and its report, and the bug is logged
+    assert seen[-1]["kind"] == "done" and seen[-1]["status"] == "pass"
+    assert report.status_code == 200 and report.json()["status"] == "pass"
+    assert "the live view of dns could not be drawn" in caplog.text
+    assert [e["kind"] for e in seen].count("finished") == 2
