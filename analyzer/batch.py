@@ -101,7 +101,9 @@ __all__ = [
     "options_for",
     "parse_batch",
     "parse_settings",
+    "read_toml",
     "run_batch",
+    "safe_name",
     "worst_exit_code",
 ]
 
@@ -384,21 +386,27 @@ _BATCH_KEYS = frozenset(
 )
 
 
-def load_batch(path: Path) -> BatchConfig:
-    """Read and check a batch file; :class:`BatchFileError` (one line) if it is unusable."""
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's tables; :class:`BatchFileError` (one line) if it cannot be read
+    (shared by the batch, exporter and web files)."""
     import tomllib  # noqa: PLC0415
 
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except OSError as exc:
         raise BatchFileError(f"{path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise BatchFileError(f"{path}: not valid TOML: {exc}") from None
-    return parse_batch(data, base=path.parent, source=str(path))
 
 
-def _safe_name(raw: str) -> str:
+def load_batch(path: Path) -> BatchConfig:
+    """Read and check a batch file; :class:`BatchFileError` (one line) if it is unusable."""
+    return parse_batch(read_toml(path), base=path.parent, source=str(path))
+
+
+def safe_name(raw: str) -> str:
+    """A file and history-folder name for a target without an explicit ``name``."""
     # The same alphabet as explicit names (and history folders): starts with a letter or digit.
     text = re.sub(r"[^A-Za-z0-9._@+-]+", "_", raw.strip()).strip("._@+-") or "target"
     return text[:120]
@@ -506,7 +514,7 @@ def parse_batch(data: Mapping[str, Any], *, base: Path, source: str) -> BatchCon
     for spec in specs:
         name = spec.name
         if not name:
-            stem = _safe_name(spec.target)
+            stem = safe_name(spec.target)
             name, n = stem, 1
             while name.lower() in taken or name.lower() in explicit:
                 n += 1

@@ -115,6 +115,26 @@ def _add_schedule_commands(sub: Any) -> None:
                        help="address to bind (default: the file's, else 127.0.0.1:9117)")
     serve.add_argument("--netns", metavar="NAME", help="run inside this network namespace")
 
+    web = sub.add_parser("web", help="the checks as a web page (a self-hosted ExRCA)")
+    web.add_argument("--listen", metavar="HOST:PORT",
+                     help="address to bind (default: the config's, else 127.0.0.1:8080); "
+                     "anything but localhost needs --cert/--key and an allowlist")
+    web.add_argument("--config", type=Path, metavar="FILE",
+                     help="the web file (TOML; allowlist, DNS servers, CA files, limits)")
+    web.add_argument("--cert", type=Path, metavar="PEM", help="TLS certificate (chain) file")
+    web.add_argument("--key", type=Path, metavar="PEM", help="TLS private key file")
+    web.add_argument("--history", type=Path, metavar="DIR",
+                     help="where runs are kept (default: the config's, else ./rca-web-history)")
+    web.add_argument("--netns", metavar="NAME",
+                     help="run the checks inside this network namespace (the page stays "
+                     "reachable where rca web was started)")
+    web.add_argument("--lab", type=Path, nargs="?", const=Path("/run/rca-lab"), metavar="DIR",
+                     help="test the running bundled lab: its client namespace, DNS server "
+                     "and CA (default DIR /run/rca-lab)")
+    web.add_argument("--hash-password", action="store_true",
+                     help="print the [web.users] hash of a password (read from the terminal "
+                     "or standard input) and exit")
+
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("where and how to test")
@@ -307,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from analyzer.serve import main_serve  # noqa: PLC0415
 
             return main_serve(args)
+        if args.command == "web":
+            from analyzer.web.server import main_web  # noqa: PLC0415
+
+            return main_web(args)
         parser.print_help()
         return EXIT_UNKNOWN
     except RcaError as exc:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PIPELINE_FINDINGS",
+    "Progress",
     "ProgressEvent",
     "plan",
     "run_probes",
@@ -68,13 +69,18 @@ PIPELINE_FINDINGS = (PROBE_SKIPPED, PROBE_NOT_APPLICABLE, RUN_DEADLINE)
 
 @dataclass(frozen=True, slots=True)
 class ProgressEvent:
-    """Sent to a progress callback when a probe starts or finishes."""
+    """Sent to a progress callback when a probe is planned, starts or finishes.
+
+    A ``finished`` event carries the probe's results (their step trees, already redacted),
+    so a live view can show them before the run ends (``rca web``).
+    """
 
     probe: str
     title: str
     event: Literal["planned", "started", "finished"]
     status: Status | None = None
     elapsed_ms: float = 0.0
+    results: tuple[ProbeResult, ...] = ()
 
 
 Progress = Callable[[ProgressEvent], None]
@@ -209,6 +215,7 @@ class _Scheduler:
                     "finished",
                     status,
                     round((time.monotonic() - started) * 1000, 1),
+                    tuple(results),
                 )
             )
         finally:

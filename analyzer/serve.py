@@ -79,6 +79,7 @@ from analyzer.batch import (
     check_target,
     merge_prometheus,
     parse_settings,
+    read_toml,
     refuse_inline_secrets,
 )
 from analyzer.errors import UsageError
@@ -220,16 +221,7 @@ def parse_listen(text: str, *, where: str) -> tuple[str, int]:
 
 def load_exporter(path: Path) -> ExporterConfig:
     """Read and check an exporter file; :class:`BatchFileError` (one line) if unusable."""
-    import tomllib  # noqa: PLC0415
-
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise BatchFileError(f"{path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BatchFileError(f"{path}: not valid TOML: {exc}") from None
-    return parse_exporter(data, base=path.parent, source=str(path))
+    return parse_exporter(read_toml(path), base=path.parent, source=str(path))
 
 
 def _number(table: Mapping[str, Any], key: str, default: float, *, source: str,

@@ -31,7 +31,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 from urllib.parse import urlsplit
 
 from analyzer.model import Finding, Json, ProbeResult, Report, Status, Step, to_json
@@ -41,6 +41,7 @@ from reports.summary import (
     check_status,
     clean_text,
     counts,
+    finalize_template_value,
     fix_first,
     ordered_results,
     parse_time,
@@ -51,7 +52,14 @@ from reports.summary import (
 if TYPE_CHECKING:
     from analyzer.history import Changes
 
-__all__ = ["MAX_TRANSCRIPT_LINES", "render"]
+__all__ = [
+    "MAX_TRANSCRIPT_LINES",
+    "icon_sheet",
+    "render",
+    "render_part",
+    "render_result",
+    "stylesheet",
+]
 
 #: Transcript lines shown per step (the JSON report keeps what the probe recorded).
 MAX_TRANSCRIPT_LINES = 100
@@ -111,6 +119,49 @@ def render(report: Report, *, changes: Changes | None = None) -> str:
     run" section under the verdict (``rca batch --history``).
     """
     return _Renderer(report, changes).render()
+
+
+def render_part(report: Report, part: Literal["summary", "checks"]) -> str:
+    """One part of the report page as an HTML fragment, exactly as :func:`render` draws it:
+    ``summary`` (the verdict card and "what to fix first") or ``checks`` (one section per
+    probe result). ``rca web`` shows them when a run ends; they need :func:`stylesheet`
+    and :func:`icon_sheet` on the page."""
+    renderer = _Renderer(report)
+    env = _environment()
+    return str(env.get_template(f"_{part}.html.j2").render(**renderer.context()))
+
+
+def render_result(report: Report, result: ProbeResult, *, anchor: str) -> str:
+    """The section of one probe result (its step tree, findings and transcripts), drawn
+    as in the report; ``report`` supplies the run's start (certificate expiry is relative
+    to it) and may be a provisional one while the run goes on. ``anchor`` is the
+    section's element id."""
+    renderer = _Renderer(report)
+    env = _environment()
+    return str(
+        env.get_template(_partial(result, _page_parts()[2])).render(
+            result=result, anchor=anchor, r=renderer
+        )
+    )
+
+
+def stylesheet() -> str:
+    """The report's style sheet (inline in the report; a file of its own for rca web)."""
+    return _page_parts()[0]
+
+
+def icon_sheet() -> str:
+    """The SVG symbols the status icons of :func:`render_part` and :func:`render_result`
+    refer to (once per page)."""
+    return str(_environment().get_template("_icons.html.j2").render())
+
+
+def _partial(result: ProbeResult, names: frozenset[str]) -> str:
+    """The template drawing ``result``: its probe's own partial, or the default one."""
+    # Flat names: the package data glob (templates/*) ships no subfolder.
+    own = f"probe-{result.probe}.html.j2"
+    mine = _PARTIAL_NAME.fullmatch(result.probe) is not None and own in names
+    return own if mine else "probe-default.html.j2"
 
 
 # --- view pieces ------------------------------------------------------------------------------
@@ -450,43 +501,43 @@ class _Renderer:
 
     # --- the page -------------------------------------------------------------------------
 
-    def render(self) -> str:
+    def context(self) -> dict[str, Any]:
+        """The variables of ``report.html.j2`` and of its parts."""
         report = self.report
-        env = _environment()
         css, csp_hash, names = _page_parts()
-        sections = []
-        for index, result in enumerate(ordered_results(report)):
-            # Flat names: the package data glob (templates/*) ships no subfolder.
-            own = f"probe-{result.probe}.html.j2"
-            mine = _PARTIAL_NAME.fullmatch(result.probe) is not None and own in names
-            sections.append((result, f"p{index}", own if mine else "probe-default.html.j2"))
+        sections = [
+            (result, f"p{index}", _partial(result, names))
+            for index, result in enumerate(ordered_results(report))
+        ]
         rows, axis = self.timeline()
         options, unset = _public_options(report.options)
         verdict_status = verdict(report)
-        return str(
-            env.get_template("report.html.j2").render(
-                report=report,
-                css=css,
-                csp_hash=csp_hash,
-                sections=sections,
-                counts=counts(report),
-                verdict=verdict_status,
-                verdict_word=VERDICTS[verdict_status],
-                sentence=_sentence(report),
-                exit_code=check_status(report),
-                fixes=fix_first(report),
-                options=options,
-                unset_options=unset,
-                environment=[(str(k), _value_text(v)) for k, v in report.environment.items()],
-                timeline=rows,
-                axis=axis,
-                started=_when(report.started),
-                r=self,
-                changes=self.changes,
-                CHANGE_STATUS=CHANGE_STATUS,
-                CHANGE_WORDS=CHANGE_WORDS,
-            )
+        return dict(
+            report=report,
+            css=css,
+            csp_hash=csp_hash,
+            sections=sections,
+            counts=counts(report),
+            verdict=verdict_status,
+            verdict_word=VERDICTS[verdict_status],
+            sentence=_sentence(report),
+            exit_code=check_status(report),
+            fixes=fix_first(report),
+            options=options,
+            unset_options=unset,
+            environment=[(str(k), _value_text(v)) for k, v in report.environment.items()],
+            timeline=rows,
+            axis=axis,
+            started=_when(report.started),
+            r=self,
+            changes=self.changes,
+            CHANGE_STATUS=CHANGE_STATUS,
+            CHANGE_WORDS=CHANGE_WORDS,
         )
+
+    def render(self) -> str:
+        env = _environment()
+        return str(env.get_template("report.html.j2").render(**self.context()))
 
 
 #: Statuses in the order a reader cares about, with how a count of them reads.
@@ -511,15 +562,6 @@ def _sentence(report: Report) -> str:
     return f"{total} {noun} of {where}."
 
 
-def _finalize(value: Any) -> Any:
-    """Applied to every ``{{ … }}`` before escaping: server text made visible and safe."""
-    from markupsafe import Markup  # noqa: PLC0415
-
-    if isinstance(value, str) and not isinstance(value, Markup):
-        return clean_text(value)
-    return value
-
-
 @functools.cache
 def _page_parts() -> tuple[str, str, frozenset[str]]:
     """What every page shares: the CSS, its CSP hash, and the template names (listing
@@ -542,7 +584,7 @@ def _environment() -> Any:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
-        finalize=_finalize,
+        finalize=finalize_template_value,
     )
     env.filters["duration"] = _duration
     env.filters["when"] = _when

@@ -21,6 +21,7 @@ __all__ = [
     "check_status",
     "clean_text",
     "counts",
+    "finalize_template_value",
     "fix_first",
     "ordered_results",
     "parse_time",
@@ -151,6 +152,16 @@ def clean_text(text: str) -> str:
     encodes as UTF-8, and cannot move a terminal's cursor or reorder displayed text.
     """
     return _UNSAFE.sub(_escape_char, text)
+
+
+def finalize_template_value(value: Any) -> Any:
+    """Applied by the template environments to every ``{{ … }}`` before escaping: server
+    text made visible and safe (:func:`clean_text`); markup already made is left alone."""
+    from markupsafe import Markup  # noqa: PLC0415
+
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return clean_text(value)
+    return value
 
 
 def truncate(text: str, limit: int) -> str:

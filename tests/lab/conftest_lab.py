@@ -33,6 +33,8 @@ from analyzer.lab import Lab, LabError, LabInfo, check_prerequisites, enter_netn
 
 LAB_NAME = os.environ.get("RCA_LAB_TEST_NAME", "rca-lab-test")
 LAB_DIR = Path(os.environ.get("RCA_LAB_TEST_DIR", "/run/rca-lab-test"))
+#: Comma-separated scenario names to start instead of all (a quicker lab for a few tests).
+LAB_SCENARIOS = [s for s in os.environ.get("RCA_LAB_TEST_SCENARIOS", "").split(",") if s] or None
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -69,7 +71,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[LabInfo]:
         _unavailable(str(exc))
     started = time.monotonic()
     try:
-        info = Lab(directory=LAB_DIR, scenarios=None, latency_ms=0, name=LAB_NAME).up()
+        info = Lab(directory=LAB_DIR, scenarios=LAB_SCENARIOS, latency_ms=0, name=LAB_NAME).up()
     except LabError as exc:
         _unavailable(f"the lab did not start: {exc}")
     elapsed = time.monotonic() - started

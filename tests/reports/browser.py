@@ -1,10 +1,9 @@
-"""Headless Chromium driven through chromedriver's W3C WebDriver endpoint, stdlib only.
+"""Headless Chromium driven through selenium and Debian's chromedriver.
 
-Debian's ``chromium`` and ``chromium-driver`` packages are all it needs: the WebDriver
-protocol is plain JSON over HTTP on loopback, so no Python browser package (and no
-browser download) is involved. Chrome DevTools commands go through chromedriver's
-``goog/cdp/execute`` endpoint; console messages and network events come from the
-``browser`` and ``performance`` logs.
+Debian's ``chromium`` and ``chromium-driver`` packages and the ``selenium`` library are
+all it needs: selenium is pointed at both binaries and kept offline, so no browser or
+driver is ever downloaded. Chrome DevTools commands go through chromedriver; console
+messages and network events come from the ``browser`` and ``performance`` logs.
 
 The browser is started so that it *cannot* reach anything even if a report tried:
 every host name resolves to nothing, every request goes to a proxy on a closed
@@ -17,19 +16,18 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 
 #: The flags every launch uses (root in a container needs --no-sandbox).
 BASE_FLAGS = (
@@ -52,7 +50,6 @@ BASE_FLAGS = (
     "--proxy-server=http://127.0.0.1:9",
     "--proxy-bypass-list=<-loopback>",
 )
-_W3C_ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
 
 def require(*tools: str) -> dict[str, str]:
@@ -81,77 +78,66 @@ def chromium_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess
 
 
 class Browser:
-    """One WebDriver session; see :func:`browser_session`."""
+    """One WebDriver session (selenium's), with what the browser tests do often; the
+    driver itself is ``driver``. Elements are selenium's ``WebElement``."""
 
-    def __init__(self, base: str, session: str) -> None:
-        self.base = base
-        self.session = session
-
-    # --- the protocol ---------------------------------------------------------------------
-
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        url = f"{self.base}/session/{self.session}{path}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method,  # noqa: S310 - loopback
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-                return json.loads(response.read())["value"]
-        except urllib.error.HTTPError as exc:
-            raise AssertionError(f"WebDriver {method} {path}: {exc.read()[:500]!r}") from None
+    def __init__(self, driver: WebDriver) -> None:
+        self.driver = driver
 
     def get(self, url: str) -> None:
         """Navigate and wait for the load to finish."""
-        self._call("POST", "/url", {"url": url})
+        self.driver.get(url)
 
-    def find(self, css: str) -> str:
-        """The first element matching ``css`` (its WebDriver id)."""
-        return str(self._call("POST", "/element", {"using": "css selector", "value": css})[
-            _W3C_ELEMENT])
+    def find(self, css: str) -> WebElement:
+        """The first element matching ``css``."""
+        return self.driver.find_element(By.CSS_SELECTOR, css)
 
-    def find_all(self, css: str) -> list[str]:
+    def find_all(self, css: str) -> list[WebElement]:
         """Every element matching ``css``."""
-        found = self._call("POST", "/elements", {"using": "css selector", "value": css})
-        return [str(e[_W3C_ELEMENT]) for e in found]
+        return list(self.driver.find_elements(By.CSS_SELECTOR, css))
 
-    def displayed(self, element: str) -> bool:
+    def displayed(self, element: WebElement) -> bool:
         """WebDriver's "is displayed" (rendered, not hidden by CSS or a closed <details>)."""
-        return bool(self._call("GET", f"/element/{element}/displayed"))
+        return bool(element.is_displayed())
 
-    def text(self, element: str) -> str:
+    def text(self, element: WebElement) -> str:
         """The rendered text of an element."""
-        return str(self._call("GET", f"/element/{element}/text"))
+        return str(element.text)
 
-    def prop(self, element: str, name: str) -> Any:
+    def prop(self, element: WebElement, name: str) -> Any:
         """A DOM property (``open`` of a <details>, ``href`` of a link…)."""
-        return self._call("GET", f"/element/{element}/property/{name}")
+        return element.get_property(name)
 
-    def rect(self, element: str) -> dict[str, float]:
+    def rect(self, element: WebElement) -> dict[str, float]:
         """Position and size in CSS pixels."""
-        return dict(self._call("GET", f"/element/{element}/rect"))
+        return dict(element.rect)
 
-    def click(self, element: str) -> None:
+    def click(self, element: WebElement) -> None:
         """A real click (scrolls into view first)."""
-        self._call("POST", f"/element/{element}/click", {})
+        element.click()
 
     def script(self, source: str, *args: Any) -> Any:
         """Evaluate ``source`` (a function body) through DevTools: the page's CSP does not
         apply, and the page itself still runs no script of its own."""
-        return self._call("POST", "/execute/sync", {"script": source, "args": list(args)})
+        return self.driver.execute_script(source, *args)
 
     def cdp(self, command: str, params: dict[str, Any] | None = None) -> Any:
         """A Chrome DevTools Protocol command."""
-        return self._call("POST", "/goog/cdp/execute", {"cmd": command, "params": params or {}})
+        return self.driver.execute_cdp_cmd(command, params or {})
 
     def log(self, kind: str) -> list[dict[str, Any]]:
         """Entries of the ``browser`` (console) or ``performance`` log since the last call."""
-        return list(self._call("POST", "/se/log", {"type": kind}))
+        return list(self.driver.get_log(kind))
 
     def print_pdf(self, *, width_cm: float, height_cm: float) -> bytes:
         """The page printed to PDF on paper of this size (WebDriver "Print Page")."""
-        data = self._call("POST", "/print", {
-            "page": {"width": width_cm, "height": height_cm}, "background": True})
-        return base64.b64decode(data)
+        from selenium.webdriver.common.print_page_options import PrintOptions  # noqa: PLC0415
+
+        options = PrintOptions()
+        options.page_width = width_cm
+        options.page_height = height_cm
+        options.background = True
+        return base64.b64decode(self.driver.print_page(options))
 
     # --- conveniences ---------------------------------------------------------------------
 
@@ -188,55 +174,24 @@ class Browser:
 
 
 @contextmanager
-def browser_session(profile: Path) -> Iterator[Browser]:
-    """chromedriver on a loopback port of its choosing, and one Chromium session."""
+def browser_session(profile: Path, *, flags: Sequence[str] = BASE_FLAGS) -> Iterator[Browser]:
+    """Debian's chromedriver and one Chromium session (selenium), with a fresh ``profile``."""
     paths = require("chromium", "chromedriver")
+    from selenium import webdriver  # noqa: PLC0415
+    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = paths["chromium"]
+    for flag in (*flags, f"--user-data-dir={profile}", "--window-size=1280,1000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     log_path = profile.parent / f"{profile.name}-chromedriver.log"
-    with log_path.open("w") as log_file:
-        driver = subprocess.Popen(
-            [paths["chromedriver"], "--port=0", "--allowed-ips=127.0.0.1"],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
+    service = Service(executable_path=paths["chromedriver"], log_output=str(log_path))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SE_OFFLINE", "true")  # selenium-manager must not look anything up
+        driver = webdriver.Chrome(service=service, options=options)
     try:
-        port = _driver_port(driver, log_path)
-        base = f"http://127.0.0.1:{port}"
-        capabilities = {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": paths["chromium"],
-                "args": [*BASE_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,1000"],
-            },
-            "goog:loggingPrefs": {"browser": "ALL", "performance": "ALL"},
-        }
-        request = urllib.request.Request(  # noqa: S310 - loopback
-            f"{base}/session", method="POST",
-            data=json.dumps({"capabilities": {"alwaysMatch": capabilities}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            session = json.loads(response.read())["value"]["sessionId"]
-        browser = Browser(base, session)
-        try:
-            yield browser
-        finally:
-            browser._call("DELETE", "")
+        driver.set_page_load_timeout(60)
+        yield Browser(driver)
     finally:
-        driver.terminate()
-        try:
-            driver.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            driver.kill()
-            driver.wait()
-
-
-def _driver_port(driver: subprocess.Popen[bytes], log_path: Path) -> int:
-    """The port chromedriver chose (it prints it once it listens)."""
-    deadline = time.monotonic() + 20
-    text = ""
-    while time.monotonic() < deadline and driver.poll() is None:
-        text = log_path.read_text(errors="replace")
-        match = re.search(r"started successfully on port (\d+)", text)
-        if match:
-            return int(match.group(1))
-        time.sleep(0.05)
-    raise AssertionError(f"chromedriver did not start: {text[-500:]}")
+        driver.quit()

@@ -432,3 +432,20 @@ def test_a_saved_report_with_times_without_a_zone_still_renders() -> None:
     # Then the time is shown as written, and the result sits at the timeline's start
     assert "2026-11-29 12:00:00" in page.root.find("header", "verdict").text()
     assert page.root.find(cls="tl-bar").find("rect").attrs["x"] == "0.0"
+
+
+def test_parts_are_drawn_exactly_as_in_the_whole_report(sample: Report) -> None:
+    # Given the whole report, and its parts drawn on their own (rca web shows them)
+    from reports.html import icon_sheet, render_part, render_result, stylesheet
+
+    whole = render(sample)
+    # Then the verdict with "what to fix first", the sections, the style and the icons are
+    # the very text of the report
+    for part in (render_part(sample, "summary"), render_part(sample, "checks"),
+                 stylesheet(), icon_sheet().strip()):
+        assert part and part in whole
+    # And one result's section is its section of the report, under the anchor given
+    first = sample.results[0]
+    section = render_result(sample, first, anchor="live-0")
+    assert section.startswith('<section class="card probe') and 'id="live-0"' in section
+    assert all(step.title in section for step in first.steps)
