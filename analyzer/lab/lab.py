@@ -60,7 +60,10 @@ RESOLVER6: Final = "2001:db8::53"
 PKI_ADDRESSES: Final = ("198.18.0.80", "2001:db8::80")
 EMULATOR_LISTEN: Final = ("127.0.0.1", 8080)
 AIA_URL: Final = f"http://{zones.PKI_HOST}/intermediate-ca.der"
-READY_TIMEOUT_S: Final = 30.0
+#: How long the lab waits for its servers to be ready. A quiet 2-core machine needs ~15 s for
+#: every scenario; a loaded one (parallel test runs, a busy CI host) was seen to need over 30 s,
+#: and a start that gives up early fails the whole test session. It returns as soon as ready.
+READY_TIMEOUT_S: Final = 90.0
 EXPIRING_DAYS: Final = 10
 _NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,29}")
 
