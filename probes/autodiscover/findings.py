@@ -291,6 +291,20 @@ SETTINGS_INSECURE_URL = FindingSpec(
     "on the network, and modern clients refuse it.",
     remediation="Set the virtual directories' ExternalUrl/InternalUrl to https URLs.",
 )
+SETTINGS_UNVOUCHED = FindingSpec(
+    code="autodiscover.settings.unvouched",
+    status=Status.WARN,
+    title="Settings from an untrusted answer: they name no host for the password",
+    meaning="The settings were answered by a host the credential policy does not trust by "
+    "its name (outside the e-mail domain, answering without authentication), or over a "
+    "certificate that failed. Anyone who can answer that look-up (a stale SRV record, a "
+    "hijacked http redirect, a captive portal) can write such settings, so rca sends no "
+    "credentials to the hosts they name unless the policy allows those hosts by name "
+    "(docs/security.md).",
+    remediation="Serve Autodiscover from the e-mail domain's own hosts, with authentication; "
+    "if the outside host is expected (a hosting provider), run again with --trust-redirect "
+    "<its domain>.",
+)
 SETTINGS_NO_EWS = FindingSpec(
     code="autodiscover.settings.no_ews",
     status=Status.WARN,
@@ -550,6 +564,7 @@ FINDINGS = (
     ERROR_OTHER,
     SETTINGS_FOUND,
     SETTINGS_INSECURE_URL,
+    SETTINGS_UNVOUCHED,
     SETTINGS_NO_EWS,
     SETTINGS_NO_EXTERNAL,
     REDIRECT_ADDR,

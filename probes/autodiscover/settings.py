@@ -43,7 +43,9 @@ def _socket_type(block: ProtocolBlock) -> str:
     return "plain"
 
 
-def _mail_servers(response: PoxResponse) -> tuple[MailServerSetting, ...]:
+def _mail_servers(
+    response: PoxResponse, *, vouched: bool, unvouched_reason: str
+) -> tuple[MailServerSetting, ...]:
     servers = []
     for block in response.protocols:
         protocol = _MAIL_TYPES.get(block.type.upper())
@@ -58,15 +60,26 @@ def _mail_servers(response: PoxResponse) -> tuple[MailServerSetting, ...]:
                 authentication=("NTLM",) if block.spa.lower() == "on" else ("password-cleartext",),
                 username=block.login_name,
                 source="autodiscover",
+                vouched=vouched,
+                unvouched_reason=unvouched_reason,
             )
         )
     return tuple(servers)
 
 
 def to_settings(
-    response: PoxResponse, *, email: str, source_url: str, method: str, eas_url: str = ""
+    response: PoxResponse,
+    *,
+    email: str,
+    source_url: str,
+    method: str,
+    eas_url: str = "",
+    vouched: bool = False,
+    unvouched_reason: str = "",
 ) -> AutodiscoverSettings:
-    """The :class:`~analyzer.facts.AutodiscoverSettings` of an outlook ``settings`` answer."""
+    """The :class:`~analyzer.facts.AutodiscoverSettings` of an outlook ``settings`` answer;
+    ``vouched``: whether the answer may name hosts that receive credentials
+    (:mod:`analyzer.credpolicy`)."""
     exch = response.protocol("EXCH")
     mapi = response.protocol("mapiHttp")
     anywhere = tuple(
@@ -97,7 +110,9 @@ def to_settings(
         ),
         outlook_anywhere=anywhere,
         method=method,
-        mail_servers=_mail_servers(response),
+        mail_servers=_mail_servers(response, vouched=vouched, unvouched_reason=unvouched_reason),
+        vouched=vouched,
+        unvouched_reason=unvouched_reason,
     )
     hosts: dict[str, None] = {}
     for url in (
