@@ -130,7 +130,9 @@ def map_exception(exc: BaseException, *, phase: Phase) -> RcaError:
     if isinstance(exc, EOFError):
         return ConnectionReset(f"connection closed by peer during {phase}", phase=phase)
     mapped = (
-        _map_httpx(exc, phase, text) or _map_httpcore(exc, phase, text) or _map_dns(exc, phase, text)
+        _map_httpx(exc, phase, text)
+        or _map_httpcore(exc, phase, text)
+        or _map_dns(exc, phase, text)
     )
     if mapped is not None:
         return mapped

@@ -344,7 +344,8 @@ async def test_redirect_url_with_embedded_credentials_is_refused_and_not_shown(
         for _, f in report.findings()
         if f.code == "autodiscover.redirect.credentials_in_url"
     )
-    assert "«redacted»@" in detail and "alice:" not in detail
+    # (shown as user:***@, docs/security.md)
+    assert "alice:***@" in detail and PASSWORD not in detail
 
 
 async def test_redirect_url_to_itself_is_a_loop(
