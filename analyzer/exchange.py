@@ -457,7 +457,8 @@ async def open_session(
     context: ssl.SSLContext = ctx.run.ssl_context() if verify else insecure_context()
     creds = ctx.options.credentials
     redacting = _RedactingFilter(creds)
-    loggers = [logging.getLogger(name) for name in _HTTP_LOGGERS] if creds.has_secret else []
+    # Always: besides the secrets, a logged URL's userinfo is hidden.
+    loggers = [logging.getLogger(name) for name in _HTTP_LOGGERS]
     for logger in loggers:
         logger.addFilter(redacting)
     try:

@@ -66,8 +66,10 @@ CREDENTIALS_WITHHELD = FindingSpec(
     status=Status.SKIP,
     title="Credentials not sent to this URL",
     meaning="rca sends credentials only over HTTPS to a host whose certificate is valid and "
-    "trusted, inside the e-mail domain or a domain trusted with --trust-redirect; the reason "
-    "is in the detail (run with --insecure to continue past certificate failures).",
+    "trusted, and that the credential policy allows by its name (inside the e-mail domain, a "
+    "domain trusted with --trust-redirect, a Microsoft 365 Exchange Online namespace; "
+    "docs/security.md); the reason is in the detail, with the flag that allows the host "
+    "(run with --insecure to continue past certificate failures).",
 )
 TLS_INSECURE = FindingSpec(
     code="autodiscover.tls.insecure",
