@@ -38,7 +38,7 @@ from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
 from tests.servers.dnsserver import DnsServer, dns_server
-from tests.servers.tcp import TcpServer, tls_then
+from tests.servers.tcp import TcpServer, read_http_request, tls_then
 
 ADDRESS = "alice@policy.test"
 PASSWORD = "Policy-Pa55word-7f3a!"
@@ -75,23 +75,6 @@ class Log:
         return [r for r in self.requests if r.authorization]
 
 
-def _read_request(rfile: object) -> tuple[Request, bytes] | None:
-    line = rfile.readline(65536)  # type: ignore[attr-defined]
-    if not line:
-        return None
-    method, path = (line.decode("latin-1").split(" ") + ["", ""])[:2]
-    headers: dict[str, str] = {}
-    while True:
-        raw = rfile.readline(65536)  # type: ignore[attr-defined]
-        if raw in (b"\r\n", b"\n", b""):
-            break
-        name, _, value = raw.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0") or 0)
-    body = rfile.read(length) if length else b""  # type: ignore[attr-defined]
-    return Request(method, path, headers.get("host", ""), headers.get("authorization", "")), body
-
-
 def http_script(route: Route, log: Log) -> Callable[[socket.socket, threading.Event], None]:
     """Serve requests on one connection (keep-alive) with ``route``, logging each."""
 
@@ -99,11 +82,14 @@ def http_script(route: Route, log: Log) -> Callable[[socket.socket, threading.Ev
         conn.settimeout(5)
         with conn.makefile("rb") as rfile:
             while not stop.is_set():
-                read = _read_request(rfile)
+                read = read_http_request(rfile)
                 if read is None:
                     return
-                log.requests.append(read[0])
-                conn.sendall(route(read[0]))
+                method, path, headers, _ = read
+                request = Request(method, path, headers.get("host", ""),
+                                  headers.get("authorization", ""))  # fmt: skip
+                log.requests.append(request)
+                conn.sendall(route(request))
 
     return script
 

@@ -179,6 +179,25 @@ def smtp_server(*, starttls: bool = True, extra: bytes = b"") -> Script:
     return script
 
 
+def read_http_request(rfile: Any) -> tuple[str, str, dict[str, str], bytes] | None:
+    """One HTTP/1.1 request from a binary file object: method, target, headers (names
+    lower-cased) and the body of its Content-Length; None at the end of the connection."""
+    line = rfile.readline(65536)
+    if not line:
+        return None
+    method, target = (line.decode("latin-1").split(" ") + ["", ""])[:2]
+    headers: dict[str, str] = {}
+    while True:
+        raw = rfile.readline(65536)
+        if raw in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = raw.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0") or 0)
+    body = rfile.read(length) if length else b""
+    return method, target, headers, body
+
+
 def tls_then(context: Any, after: Script | None = None) -> Script:
     """Implicit TLS with ``context`` (an ``ssl.SSLContext`` for servers), then ``after``."""
 
