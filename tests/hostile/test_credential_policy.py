@@ -274,6 +274,29 @@ async def test_the_flag_named_in_the_finding_allows_the_host(world: World) -> No
     assert not found(report, "ews.login.withheld")
 
 
+async def test_an_authenticated_answer_from_the_domain_vouches_for_an_outside_host(
+    world: World,
+) -> None:
+    # Given Autodiscover inside the domain (through SRV) that asks for the login and then
+    # names EWS on an outside host (a hosting provider)
+    def route(request: Request) -> bytes:
+        if not request.authorization:
+            return CHALLENGE
+        if request.path.lower().startswith("/autodiscover/"):
+            return reply("200 OK", outside_settings(server.port))
+        return reply("200 OK", b"<ok/>")
+
+    server, log = world.https(route)
+    srv = f"_autodiscover._tcp IN SRV 0 0 {server.port} autodiscover.policy.test.\n"
+    with dns_server(zones(policy=srv + "autodiscover IN A 127.0.0.1\n")) as dns:
+        report = await run(world, dns, "autodiscover", "ews")
+    # Then the outside EWS host, named by a trusted answer, gets the login
+    hosts = {r.host.split(":")[0] for r in log.with_credentials()}
+    assert hosts == {"autodiscover.policy.test", "mail.outside.test"}, log.requests
+    assert not found(report, "ews.login.withheld")
+    assert not found(report, "autodiscover.settings.unvouched")
+
+
 async def test_http_redirect_to_an_outside_host_gets_no_password(world: World) -> None:
     # Given http://autodiscover.policy.test redirecting to an outside host that answers
     # Autodiscover without authentication
