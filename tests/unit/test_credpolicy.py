@@ -5,6 +5,7 @@ report check of tests/conftest.py."""
 from __future__ import annotations
 
 import errno
+import ssl
 
 import httpcore
 import httpx
@@ -15,7 +16,9 @@ from analyzer.credpolicy import Provenance, hide_userinfo, judge, m365_namespace
 from analyzer.errors import InternalError, NetError, NetTimeout, map_exception
 from analyzer.http import make_client
 from analyzer.httpauth import NoChallenge, send_authenticated
+from analyzer.rawhttp import open_channel
 from tests.conftest import leaks
+from tests.unit.test_httpauth import Transcript
 
 DOMAINS = ("example.test",)
 ANSWER = Provenance(source="the Autodiscover answer of https://ad.other.test/x",
@@ -126,3 +129,16 @@ def test_the_report_check_finds_noted_secrets_and_userinfo() -> None:
     # When a report text holds it, or a URL's password / Then the check finds both
     assert len(leaks("x Noted-Secret-5b2c y https://svc:pw@host/")) == 2
     assert leaks("https://svc:***@host/ and «redacted»") == []
+
+
+@pytest.mark.parametrize("scheme", ["basic", "bearer"])
+async def test_rpc_over_http_sends_no_basic_or_bearer_without_their_challenge(scheme: str) -> None:
+    # Given a 401 that offered only NTLM / When an RPC channel would open with Basic/Bearer
+    # Then it is refused before anything is connected (the guard needs no run context)
+    with pytest.raises(NoChallenge, match="did not ask"):
+        await open_channel(
+            None, host="mail.example.test", address="127.0.0.1", port=9,  # type: ignore[arg-type]
+            target="/rpc/rpcproxy.dll", method="RPC_IN_DATA", scheme=scheme,  # type: ignore[arg-type]
+            offered=("NTLM",), content_length=0, first_body=b"", body_shown="",
+            context=ssl.create_default_context(), transcript=Transcript(),
+        )  # fmt: skip
