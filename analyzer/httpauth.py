@@ -389,7 +389,10 @@ async def send_authenticated(
 
     ``timeout`` bounds the whole exchange (every leg of an NTLM handshake together).
     ``offered``: the schemes a previous unauthenticated 401 listed
-    (:func:`parse_www_authenticate`); for NTLM it saves the first round trip.
+    (:func:`parse_www_authenticate`); it saves the first round trip, which otherwise asks
+    without credentials which methods the server wants: Basic or Bearer not among them is
+    :class:`NoChallenge`, nothing sent; for NTLM a first answer other than 401 is returned
+    for the caller to judge, and a 401 without NTLM/Negotiate is :class:`NtlmFailed`.
     ``handshake_content``: the body of the NTLM legs before the last (default: ``content``;
     RPC over HTTP sends ``b""`` there). Raises :class:`AuthError` subclasses (see the module
     docstring) and :class:`~analyzer.errors.NetError` subclasses.
