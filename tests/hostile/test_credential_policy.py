@@ -166,14 +166,16 @@ class World:
         rng = random.Random()  # noqa: S311 - an address, not a secret
         for _ in range(20):
             address = f"127.{rng.randint(100, 250)}.{rng.randint(1, 250)}.{rng.randint(2, 250)}"
-            try:
-                server = TcpServer(http_script(route, log), address=address, port=80)
-            except OSError:
-                continue
+            with socket.socket() as trial:  # closed at once: no socket left behind on failure
+                try:
+                    trial.bind((address, 80))
+                except OSError:
+                    continue
+            server = TcpServer(http_script(route, log), address=address, port=80)
             server.__enter__()
             self.stack.append(server)
             return server, log
-        raise AssertionError("no free loopback address for port 80")
+        raise AssertionError("could not bind port 80 on loopback (it needs root, as the lab)")
 
 
 @pytest.fixture(scope="module")
