@@ -45,7 +45,8 @@ PASSWORD = "Policy-Pa55word-7f3a!"
 URL_SECRET = "Url-Secret-9c1e"
 DEADLINE_S = 25.0
 NAMES = (
-    "policy.test", "autodiscover.policy.test", "mail.policy.test", "ad.outside.test",
+    "policy.test", "autodiscover.policy.test", "ad.policy.test", "mail.policy.test",
+    "ad.outside.test",
     "mail.outside.test", "imap.outside.test", "outlook.office365.com",
 )  # fmt: skip
 #: ``scheme://user:password@`` with a password that is not the hidden form.
@@ -289,12 +290,12 @@ async def test_an_authenticated_answer_from_the_domain_vouches_for_an_outside_ho
         return reply("200 OK", b"<ok/>")
 
     server, log = world.https(route)
-    srv = f"_autodiscover._tcp IN SRV 0 0 {server.port} autodiscover.policy.test.\n"
-    with dns_server(zones(policy=srv + "autodiscover IN A 127.0.0.1\n")) as dns:
+    srv = f"_autodiscover._tcp IN SRV 0 0 {server.port} ad.policy.test.\n"
+    with dns_server(zones(policy=srv + "ad IN A 127.0.0.1\n")) as dns:
         report = await run(world, dns, "autodiscover", "ews")
     # Then the outside EWS host, named by a trusted answer, gets the login
     hosts = {r.host.split(":")[0] for r in log.with_credentials()}
-    assert hosts == {"autodiscover.policy.test", "mail.outside.test"}, log.requests
+    assert hosts == {"ad.policy.test", "mail.outside.test"}, log.requests
     assert not found(report, "ews.login.withheld")
     assert not found(report, "autodiscover.settings.unvouched")
 
