@@ -426,7 +426,7 @@ class Discovery:
                 host,
                 domains=(_domain_of(self.original),),
                 trusted=self.trusted,
-                provenance=Provenance(source=_source_of(base), why="not allowed by its name"),
+                provenance=Provenance(source=_source_of(base)),
             )
             with parent.step(f"Log in to {host}") as step:
                 step.add(
