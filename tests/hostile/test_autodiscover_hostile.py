@@ -25,6 +25,7 @@ from analyzer.model import Report, Status
 from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
+from tests.servers.autodiscover import settings_xml
 from tests.servers.dnsserver import dns_server
 from tests.servers.tcp import TcpServer, read_http_request, tls_then
 
@@ -82,15 +83,6 @@ def respond(
         )
 
     return answer
-
-
-def settings_xml(inner: str) -> bytes:
-    return (
-        '<?xml version="1.0"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
-        'autodiscover/responseschema/2006"><Response xmlns="http://schemas.microsoft.com/'
-        'exchange/autodiscover/outlook/responseschema/2006a"><Account><AccountType>email'
-        f"</AccountType>{inner}</Account></Response></Autodiscover>"
-    ).encode()
 
 
 GOOD = settings_xml(

@@ -37,6 +37,7 @@ from analyzer.model import Report, Status
 from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
+from tests.servers.autodiscover import settings_xml
 from tests.servers.dnsserver import DnsServer, dns_server
 from tests.servers.tcp import TcpServer, read_http_request, tls_then
 
@@ -104,15 +105,6 @@ def reply(status: str, body: bytes = b"", *, headers: str = "",
 
 
 CHALLENGE = reply("401 Unauthorized", headers='WWW-Authenticate: Basic realm="x"\r\n')
-
-
-def settings_xml(inner: str) -> bytes:
-    return (
-        '<?xml version="1.0"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
-        'autodiscover/responseschema/2006"><Response xmlns="http://schemas.microsoft.com/'
-        'exchange/autodiscover/outlook/responseschema/2006a"><Account><AccountType>email'
-        f"</AccountType>{inner}</Account></Response></Autodiscover>"
-    ).encode()
 
 
 def outside_settings(port: int, *, ews_host: str = "mail.outside.test",

@@ -179,9 +179,12 @@ def smtp_server(*, starttls: bool = True, extra: bytes = b"") -> Script:
     return script
 
 
-def read_http_request(rfile: Any) -> tuple[str, str, dict[str, str], bytes] | None:
+def read_http_request(
+    rfile: Any, *, max_body: int = 10_000_000
+) -> tuple[str, str, dict[str, str], bytes] | None:
     """One HTTP/1.1 request from a binary file object: method, target, headers (names
-    lower-cased) and the body of its Content-Length; None at the end of the connection."""
+    lower-cased) and the body of its Content-Length (unread past ``max_body``); None at the
+    end of the connection."""
     line = rfile.readline(65536)
     if not line:
         return None
@@ -194,7 +197,7 @@ def read_http_request(rfile: Any) -> tuple[str, str, dict[str, str], bytes] | No
         name, _, value = raw.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
     length = int(headers.get("content-length", "0") or 0)
-    body = rfile.read(length) if length else b""
+    body = rfile.read(length) if 0 < length < max_body else b""
     return method, target, headers, body
 
 
