@@ -547,6 +547,9 @@ def error_report(
     options: Mapping[str, Any] | None = None,
 ) -> Report:
     """A report for a target that could not be checked: one ``error`` result saying why."""
+    from analyzer.credpolicy import hide_userinfo  # noqa: PLC0415
+
+    raw = hide_userinfo(raw)  # the batch file refuses such targets; never shown if one slips
     step = Step(
         title=f"Prepare the check of {raw}",
         status=finding.status,

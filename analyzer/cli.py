@@ -365,9 +365,7 @@ def options_from_args(args: argparse.Namespace, *, needs_secret: bool = False) -
         if path is not None and not path.is_file():
             raise UsageError(f"{flag} {path}: no such file")
     tests = tuple(t.strip() for t in (args.tests or "").split(",") if t.strip())
-    autodiscover_url = getattr(args, "autodiscover_url", None)
-    if autodiscover_url is not None and not autodiscover_url.lower().startswith("https://"):
-        raise UsageError(f"--autodiscover-url {autodiscover_url!r}: an https:// URL is needed")
+    autodiscover_url = _https_url(getattr(args, "autodiscover_url", None), "--autodiscover-url")
     return RunOptions(
         autodiscover_url=autodiscover_url,
         all_methods=getattr(args, "all_methods", False),
@@ -405,14 +403,26 @@ def options_from_args(args: argparse.Namespace, *, needs_secret: bool = False) -
 
 
 def _https_url(url: str | None, flag: str) -> str | None:
-    """``url`` if it is an https URL with a host (credentials only ever go over https)."""
+    """``url`` if it is an https URL with a host and no ``user:password@`` (credentials
+    only ever go over https, and only the user's own, from --password-file)."""
     if url is None:
         return None
     from urllib.parse import urlsplit  # noqa: PLC0415
 
-    parts = urlsplit(url.strip())
-    if parts.scheme.lower() != "https" or not parts.hostname:
-        raise UsageError(f"{flag} {url!r}: expected an https:// URL")
+    from analyzer.credpolicy import hide_userinfo  # noqa: PLC0415
+
+    try:
+        parts = urlsplit(url.strip())
+        has_host = bool(parts.hostname)
+    except ValueError:
+        raise UsageError(f"{flag} {hide_userinfo(url)!r}: not a URL") from None
+    if parts.scheme.lower() != "https" or not has_host:
+        raise UsageError(f"{flag} {hide_userinfo(url)!r}: expected an https:// URL")
+    if "@" in parts.netloc:
+        raise UsageError(
+            f"{flag} {hide_userinfo(url)!r}: the URL contains credentials (user:password@); "
+            "remove them and use --user with --password-file or RCA_PASSWORD"
+        )
     return url.strip()
 
 

@@ -120,10 +120,13 @@ class Credentials:
         return tuple(sorted({f for f in forms if len(f) >= 3}, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
-        """``text`` with every form of every secret replaced by a marker."""
+        """``text`` with every form of every secret replaced by a marker, and the userinfo
+        of any URL in it hidden (:func:`analyzer.credpolicy.hide_userinfo`)."""
+        from analyzer.credpolicy import hide_userinfo  # noqa: PLC0415
+
         for form in self.secret_forms():
             text = text.replace(form, _REDACTED)
-        return text
+        return hide_userinfo(text)
 
     def __repr__(self) -> str:
         return f"Credentials(username={self.username!r}, secret={_REDACTED!r})"
@@ -278,9 +281,13 @@ class RunOptions:
 
     def describe(self) -> dict[str, Any]:
         """The options as shown in a report: secrets never included."""
+        from analyzer.credpolicy import hide_userinfo  # noqa: PLC0415
+
         return {
             "resolvers": [str(n) for n in self.nameservers] or ["system"],
-            "autodiscover_url": self.autodiscover_url,
+            "autodiscover_url": (
+                hide_userinfo(self.autodiscover_url) if self.autodiscover_url else None
+            ),
             "all_methods": self.all_methods,
             "mobilesync": self.mobilesync,
             "trust_redirect": list(self.trust_redirect),
@@ -298,8 +305,8 @@ class RunOptions:
             "dnsbl": list(self.dnsbl),
             "send_test_message": self.send_test_message,
             "relay_test": self.relay_test,
-            "ews_url": self.ews_url,
-            "activesync_url": self.activesync_url,
+            "ews_url": hide_userinfo(self.ews_url) if self.ews_url else None,
+            "activesync_url": hide_userinfo(self.activesync_url) if self.activesync_url else None,
         }
 
 

@@ -5,6 +5,7 @@
     RcaError
      ├── UsageError              the user's input cannot be used (bad target, bad option); exit 3
      ├── LabUnavailable          the bundled lab cannot start here (not root, packages missing)
+     ├── InternalError           rca itself failed (a bug, a library misused): never the target's
      └── NetError                the target or the network misbehaved; carries a ``phase``
           ├── NetTimeout         no answer in time (resolve, connect, tls, read, write)
           ├── ConnectionRefused  RST / ICMP port unreachable: nothing listens (port closed)
@@ -17,6 +18,10 @@ Anything else a probe raises is a bug in rca (or an input we cannot interpret): 
 pipeline turns it into an ``error`` result. :func:`map_exception` is the only function
 that knows about ``OSError``/``ssl``/``httpx``/``dns`` exception classes; code that talks
 to the network wraps its calls with ``raise map_exception(exc, phase=...) from exc``.
+Only transport and protocol failures become a :class:`NetError` (a finding about the
+target); any other exception — a ``TypeError`` in rca's own code running inside a
+request, an ``httpx`` usage error — becomes an :class:`InternalError`, which no probe
+handles as the target's fault, so the pipeline reports it as rca's crash.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Literal
 __all__ = [
     "ConnectionRefused",
     "ConnectionReset",
+    "InternalError",
     "LabUnavailable",
     "NetError",
     "NetTimeout",
@@ -54,6 +60,11 @@ class UsageError(RcaError):
 
 class LabUnavailable(RcaError):
     """The lab cannot start on this machine; the message names the fix."""
+
+
+class InternalError(RcaError):
+    """rca failed, not the target: an exception that is no transport or protocol failure
+    (its ``__cause__`` is the original)."""
 
 
 class NetError(RcaError):
@@ -96,9 +107,10 @@ _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errn
 def map_exception(exc: BaseException, *, phase: Phase) -> RcaError:
     """Translate a lower-layer exception into rca's tree (see the module docstring).
 
-    Exceptions that are already :class:`RcaError` pass through unchanged; anything
-    unknown becomes a :class:`NetError` carrying the original type name, so the report
-    still says what happened.
+    Exceptions that are already :class:`RcaError` pass through unchanged; an ``OSError``
+    not named below is still a network failure (:class:`NetError`); anything else is not
+    the target's doing and becomes an :class:`InternalError` carrying the original type
+    name, so the report says rca failed and what happened.
     """
     if isinstance(exc, RcaError):
         return exc
@@ -117,12 +129,16 @@ def map_exception(exc: BaseException, *, phase: Phase) -> RcaError:
         return Unreachable(f"unreachable: {text}", phase=phase)
     if isinstance(exc, EOFError):
         return ConnectionReset(f"connection closed by peer during {phase}", phase=phase)
-    mapped = _map_httpx(exc, phase, text) or _map_dns(exc, phase, text)
+    mapped = (
+        _map_httpx(exc, phase, text)
+        or _map_httpcore(exc, phase, text)
+        or _map_dns(exc, phase, text)
+    )
     if mapped is not None:
         return mapped
     if isinstance(exc, OSError):
         return NetError(f"{text}", phase=phase)
-    return NetError(f"{type(exc).__name__}: {text}", phase=phase)
+    return InternalError(f"{type(exc).__name__}: {text}")
 
 
 def _describe(exc: BaseException) -> str:
@@ -150,7 +166,10 @@ def _map_httpx(exc: BaseException, phase: Phase, text: str) -> RcaError | None:
         return NetTimeout("timed out", phase=phase)
     if isinstance(exc, httpx.ConnectError | httpx.ReadError | httpx.WriteError) and cause:
         connect = isinstance(exc, httpx.ConnectError)
-        return map_exception(cause, phase="connect" if connect else phase)
+        mapped = map_exception(cause, phase="connect" if connect else phase)
+        if not isinstance(mapped, InternalError):
+            return mapped
+        # An httpx transport error is the network's even when its cause is unknown here.
     if isinstance(exc, httpx.ConnectError):
         if "SSL" in text or "TLS" in text or "certificate" in text.lower():
             return TlsFailure(f"TLS handshake failed: {text}", phase="tls")
@@ -161,9 +180,27 @@ def _map_httpx(exc: BaseException, phase: Phase, text: str) -> RcaError | None:
         return ProtocolViolation(f"HTTP protocol error: {text}", phase="request")
     if isinstance(exc, httpx.TooManyRedirects):
         return ProtocolViolation(f"too many redirects: {text}", phase="request")
-    if isinstance(exc, httpx.HTTPError):
+    if isinstance(exc, httpx.DecodingError):
+        return ProtocolViolation(f"the response cannot be decoded: {text}", phase="read")
+    if isinstance(exc, httpx.TransportError):
         return NetError(f"HTTP error: {text}", phase="request")
-    return None
+    # HTTPStatusError (raise_for_status), InvalidURL, StreamError...: rca's own use of httpx.
+    return InternalError(f"{type(exc).__name__}: {text}")
+
+
+def _map_httpcore(exc: BaseException, phase: Phase, text: str) -> RcaError | None:
+    """httpcore's exceptions (the cause of httpx's) are all transport failures."""
+    if not type(exc).__module__.startswith("httpcore"):
+        return None
+    import httpcore  # noqa: PLC0415
+
+    if isinstance(exc, httpcore.TimeoutException):
+        return NetTimeout("timed out", phase=phase)
+    if isinstance(exc, httpcore.ProtocolError):
+        return ProtocolViolation(f"HTTP protocol error: {text}", phase="request")
+    if isinstance(exc, httpcore.ConnectError):
+        return NetError(f"could not connect: {text}", phase="connect")
+    return NetError(f"HTTP error: {text}", phase=phase)
 
 
 def _map_dns(exc: BaseException, phase: Phase, text: str) -> RcaError | None:

@@ -14,7 +14,10 @@
 - :func:`anonymous`: the unauthenticated request ExRCA makes first: which methods the 401
   offers, or an anonymous 200.
 - :func:`choose_scheme`: the authentication to use with the methods offered and the
-  credentials given (Bearer for a token; NTLM, else Basic, for a password).
+  credentials given (Bearer for a token; NTLM, else Basic, for a password). Credentials go
+  only to a host the credential policy allows (:mod:`analyzer.credpolicy`: every
+  :class:`ServiceUrl` carries its verdict) and only after a 401 offering the method: an
+  endpoint that answers without a challenge gets no credentials.
 - :class:`HttpFindings` / :func:`http_findings`: the codes every one of these probes has,
   one set per probe (``ews.auth.rejected``, ``activesync.auth.rejected``...).
 """
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit
 
+from analyzer.credpolicy import Provenance, Verdict, judge_for, trust_flag
 from analyzer.endpoints import resolve_host
 from analyzer.errors import (
     ConnectionRefused,
@@ -46,6 +50,7 @@ from analyzer.httpauth import (
     AuthScheme,
     InsecureUrl,
     MissingSecret,
+    NoChallenge,
     NtlmFailed,
     parse_www_authenticate,
     send_authenticated,
@@ -114,6 +119,8 @@ class ServiceUrl:
     source: Source
     #: For a guess, which host it was made on when not the usual ones ("the EWS host").
     guess_host: str = ""
+    #: The credential policy's verdict on the URL's host (None: not judged, withheld).
+    verdict: Verdict | None = None
 
     @property
     def host(self) -> str:
@@ -147,8 +154,11 @@ async def conventional_host(ctx: ProbeContext, target: Target) -> str | None:
 async def service_url(ctx: ProbeContext, target: Target, kind: Kind) -> ServiceUrl | None:
     """The URL of ``kind`` to test (see the module docstring), or None."""
     option = {"ews": ctx.options.ews_url, "eas": ctx.options.activesync_url}.get(kind)
+    flag = {"ews": "--ews-url", "eas": "--activesync-url"}.get(kind, "")
     if option:
-        return ServiceUrl(url=option, source="option")
+        named = Provenance(source=f"{flag} on the command line", vouched=True)
+        return ServiceUrl(url=option, source="option",
+                          verdict=judge_for(ctx, target, _host(option), named))  # fmt: skip
     settings = autodiscover(ctx)
     if kind == "eas":
         return await _activesync_url(ctx, target, settings)
@@ -162,11 +172,24 @@ async def service_url(ctx: ProbeContext, target: Target, kind: Kind) -> ServiceU
                         ""),  # fmt: skip
         }[kind]
         if found:
-            return ServiceUrl(url=found, source="autodiscover")
-    host = await conventional_host(ctx, target)
-    if host is None:
-        return None
-    return ServiceUrl(url=f"https://{host}{CONVENTIONAL_PATHS[kind]}", source="conventional")
+            return ServiceUrl(url=found, source="autodiscover",
+                              verdict=judge_for(ctx, target, _host(found),
+                                                _answer(settings)))  # fmt: skip
+    return await _conventional(ctx, target, kind)
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _answer(settings: AutodiscoverSettings) -> Provenance:
+    """The provenance of a host that an Autodiscover answer named (or that a guess took from
+    it): as trusted as the answer itself (:mod:`analyzer.credpolicy`)."""
+    return Provenance(source=f"the Autodiscover answer of {settings.source_url[:200]}",
+                      vouched=settings.vouched, why=settings.unvouched_reason)
 
 
 async def _activesync_url(
@@ -176,16 +199,27 @@ async def _activesync_url(
     answer, else the conventional path on the EWS host (a guess), else on the usual hosts."""
     if settings is not None and settings.eas_url:
         source = _EAS_SOURCES.get(settings.eas_source, "autodiscover")
-        return ServiceUrl(url=settings.eas_url, source=source)
+        return ServiceUrl(url=settings.eas_url, source=source,
+                          verdict=judge_for(ctx, target, _host(settings.eas_url),
+                                            _answer(settings)))  # fmt: skip
     if settings is not None and settings.ews_url:
         parts = urlsplit(settings.ews_url)
-        if parts.scheme == "https" and parts.netloc:
+        if parts.scheme == "https" and parts.hostname:
             return ServiceUrl(url=f"https://{parts.netloc}{CONVENTIONAL_PATHS['eas']}",
-                              source="conventional", guess_host="the EWS host")  # fmt: skip
+                              source="conventional", guess_host="the EWS host",
+                              verdict=judge_for(ctx, target, parts.hostname.lower(),
+                                                _answer(settings)))  # fmt: skip
+    return await _conventional(ctx, target, "eas")
+
+
+async def _conventional(ctx: ProbeContext, target: Target, kind: Kind) -> ServiceUrl | None:
+    """The conventional URL of ``kind`` on the usual hosts of the domain, or None."""
     host = await conventional_host(ctx, target)
     if host is None:
         return None
-    return ServiceUrl(url=f"https://{host}{CONVENTIONAL_PATHS['eas']}", source="conventional")
+    guess = Provenance(source="the conventional name", vouched=target.kind in ("host", "url"))
+    return ServiceUrl(url=f"https://{host}{CONVENTIONAL_PATHS[kind]}", source="conventional",
+                      verdict=judge_for(ctx, target, host, guess))  # fmt: skip
 
 
 def describe_source(url: ServiceUrl) -> str:
@@ -213,7 +247,9 @@ class HttpFindings:
     methods: FindingSpec
     anonymous: FindingSpec
     no_method: FindingSpec
+    no_challenge: FindingSpec
     login_skipped: FindingSpec
+    login_withheld: FindingSpec
     auth_rejected: FindingSpec
     auth_broken: FindingSpec
     forbidden: FindingSpec
@@ -303,10 +339,33 @@ def http_findings(prefix: str, name: str, *, enable_for_user: str, reference: st
             "example Kerberos-only Negotiate, or Bearer without a token).",
             "Offer NTLM or Basic (over TLS) for password clients, or Bearer (OAuth) with a token.",
         ),
+        no_challenge=spec(
+            "auth.no_challenge", Status.WARN, "No authentication challenge: credentials not sent",
+            f"The request without credentials was not answered 401 with a WWW-Authenticate "
+            f"header offering a method rca can use, so nothing says this endpoint wants the "
+            f"password: rca sends Basic only after a challenge offering Basic (NTLM, Negotiate "
+            f"and Bearer likewise). A real {name} server asks for credentials; what answers "
+            "here (a proxy, a captive portal, another application) would receive them.",
+            f"Check what answers at this URL; {name} should answer 401 with the methods it "
+            "accepts.",
+        ),
         login_skipped=spec(
             "login.skipped", Status.SKIP, "Login not tested: no credentials",
             "No password or OAuth2 token was given, so only the unauthenticated steps ran.",
             "Give --password-file (or RCA_PASSWORD) or --oauth-token-file.",
+        ),
+        login_withheld=spec(
+            "login.withheld", Status.WARN,
+            "Login withheld: the credential policy does not trust this host",
+            f"The {name} URL's host is outside the e-mail domain, and what named it (an "
+            "Autodiscover answer given without authentication by a host outside the domain, "
+            "or over a certificate that failed) could have been written by anyone who can "
+            "answer that look-up. rca ran every step that needs no credentials and did not "
+            "send them; the detail names the host, the source and the flag that allows it "
+            "(docs/security.md).",
+            "If the host is expected (a hosting provider), run again with the --trust-redirect "
+            "flag the detail names; otherwise serve Autodiscover from the domain's own hosts "
+            "with authentication.",
         ),
         auth_rejected=spec(
             "auth.rejected", Status.FAIL, f"{name} refused the credentials",
@@ -453,7 +512,8 @@ async def open_session(
     context: ssl.SSLContext = ctx.run.ssl_context() if verify else insecure_context()
     creds = ctx.options.credentials
     redacting = _RedactingFilter(creds)
-    loggers = [logging.getLogger(name) for name in _HTTP_LOGGERS] if creds.has_secret else []
+    # Always: besides the secrets, a logged URL's userinfo is hidden.
+    loggers = [logging.getLogger(name) for name in _HTTP_LOGGERS]
     for logger in loggers:
         logger.addFilter(redacting)
     try:
@@ -538,6 +598,8 @@ def auth_error_finding(f: HttpFindings, exc: AuthError) -> Finding:
         return f.auth_broken(detail=str(exc))
     if isinstance(exc, InsecureUrl):
         return f.tls_untrusted(title="Not an https URL: credentials not sent", detail=str(exc))
+    if isinstance(exc, NoChallenge):
+        return f.no_challenge(detail=str(exc))
     if isinstance(exc, MissingSecret):
         return f.login_skipped(detail=str(exc))
     return f.auth_broken(detail=str(exc))
@@ -646,6 +708,14 @@ def _gate(
         detail = "no password or token was given" if creds.username else "no login name"
         step.add(f.login_skipped(detail=detail))
         return None
+    verdict = prepared.url.verdict
+    if verdict is None or not verdict.allowed:
+        if verdict is None:
+            verdict = Verdict(allowed=False, host=prepared.url.host, source=prepared.url.source,
+                              reason="the URL's origin was not judged",
+                              flag=trust_flag(prepared.url.host))
+        step.add(f.login_withheld(detail=verdict.detail(), evidence=dict(verdict.evidence())))
+        return None
     session = prepared.session
     if not session.verified:
         if not ctx.options.insecure:  # a second guard: only --insecure opens one
@@ -662,7 +732,13 @@ def _gate(
                                  evidence={"offered": list(prepared.offered)}))  # fmt: skip
             return None
     else:
-        # Answered without a challenge: present the credentials the usual way.
-        scheme = "bearer" if creds.token() and not creds.password() else "basic"
+        # Basic only after a challenge offering Basic (and every method likewise): what
+        # answers without asking has not asked for the password.
+        status = response.status if response is not None else "no answer"
+        step.add(f.no_challenge(
+            detail=f"HTTP {status} without credentials, no WWW-Authenticate challenge: the "
+            "credentials were not sent", evidence={"url": prepared.url.url, "status": status},
+        ))  # fmt: skip
+        return None
     step.note(f"logging in as {creds.username} with {scheme}")
     return scheme

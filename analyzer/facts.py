@@ -145,6 +145,11 @@ class AutodiscoverSettings:
     method: str = ""  # the discovery method that answered: root, autodiscover, http, srv, url
     #: IMAP/POP3/SMTP Protocol blocks of the answer (Exchange publishes them when configured).
     mail_servers: tuple[MailServerSetting, ...] = ()
+    #: The answer came over verified HTTPS from a host the credential policy allows by name
+    #: (:mod:`analyzer.credpolicy`, rule 4): it vouches for the hosts it names.
+    vouched: bool = False
+    #: Why it does not vouch (anonymous answer from outside the domain...), for findings.
+    unvouched_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +163,10 @@ class MailServerSetting:
     authentication: tuple[str, ...] = ()  # password-cleartext, OAuth2, NTLM...
     username: str = ""
     source: str = ""  # autoconfig URL, "srv", "autodiscover", "guess"
+    #: The source vouches for this host (:mod:`analyzer.credpolicy`, rule 4).
+    vouched: bool = False
+    #: Why it does not (fetched over http, from a host outside the domain...).
+    unvouched_reason: str = ""
 
 #: ``tuple[str, ...]``: ``host:port`` endpoints found open by the reachability probe.
 OPEN_PORTS = "open_ports"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from analyzer.errors import NetError, NetTimeout, ProtocolViolation, Unreachable, map_exception
+from analyzer.errors import NetError, NetTimeout, ProtocolViolation, map_exception
 
 if TYPE_CHECKING:
     import httpx
@@ -324,10 +324,9 @@ async def request_bounded(
             f"no complete response header within {timeout:.1f} s", phase="read"
         ) from None
     except Exception as exc:
-        mapped = map_exception(exc, phase="request")
-        if isinstance(mapped, NetError):
-            raise mapped from exc
-        raise Unreachable(str(exc), phase="connect") from exc
+        # Only transport and protocol failures are the target's; anything else (a bug in
+        # rca's resolving backend, a usage error) is rca's and reaches the pipeline as such.
+        raise map_exception(exc, phase="request") from exc
     try:
         body = await read_bounded(response, max_bytes=max_bytes, deadline=deadline)
     except NetError:

@@ -19,7 +19,10 @@ in" is for the caller to judge (a final 401 is returned, not raised).
 
 Security rules, enforced here so no probe can forget them: credentials are never sent
 over plain ``http`` (:class:`InsecureUrl`), nor to a URL carrying its own ``user:pass@``
-part; redirects are never followed. The transcript shows every request and response
+part; a method is used only after a ``WWW-Authenticate`` challenge offering it (Basic only
+after ``Basic``, Bearer after ``Bearer``, NTLM after ``NTLM``/``Negotiate``: without
+``offered``, an unauthenticated request asks first; :class:`NoChallenge`); redirects are
+never followed. The transcript shows every request and response
 line with secrets replaced: ``Authorization: Basic «redacted»``, NTLM blobs as
 ``«NTLM type 1, 40 bytes»``.
 
@@ -29,6 +32,7 @@ Exceptions::
      └── AuthError            the credentials could not be presented
           ├── InsecureUrl     not https, or the URL holds credentials of its own
           ├── MissingSecret   no password (basic, ntlm) or no token (bearer)
+          ├── NoChallenge     the server did not offer the method (no 401 asking for it)
           └── NtlmFailed      the handshake broke (no challenge, bad token, connection closed)
 
 Network failures are the usual :class:`~analyzer.errors.NetError` subclasses.
@@ -46,7 +50,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from analyzer.errors import NetError, NetTimeout, RcaError, Unreachable, map_exception
+from analyzer.credpolicy import hide_userinfo
+from analyzer.errors import NetError, NetTimeout, RcaError, map_exception
 from analyzer.http import DEFAULT_MAX_BYTES, BoundedResponse, OwnConnection, read_bounded
 
 if TYPE_CHECKING:
@@ -61,6 +66,7 @@ __all__ = [
     "Challenge",
     "InsecureUrl",
     "MissingSecret",
+    "NoChallenge",
     "NtlmFailed",
     "check_url",
     "describe_token",
@@ -102,6 +108,10 @@ class InsecureUrl(AuthError):
 
 class MissingSecret(AuthError):
     """The scheme needs a secret the run does not have."""
+
+
+class NoChallenge(AuthError):
+    """The server did not ask for the method: no 401 whose ``WWW-Authenticate`` offers it."""
 
 
 class NtlmFailed(AuthError):
@@ -264,11 +274,7 @@ def shown_header(name: str, value: str) -> str:
 
 
 def _safe_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"{_REDACTED}@{netloc}").geturl()
+    return hide_userinfo(url)
 
 
 def record_request(
@@ -345,10 +351,9 @@ async def _send_leg(
     except TimeoutError:
         raise NetTimeout("no response before the deadline", phase="read") from None
     except Exception as exc:
-        mapped = map_exception(exc, phase="request")
-        if isinstance(mapped, NetError):
-            raise mapped from exc
-        raise Unreachable(str(exc), phase="connect") from exc
+        # Only transport and protocol failures are the target's; anything else (a bug in
+        # rca's resolving backend, a usage error) is rca's and reaches the pipeline as such.
+        raise map_exception(exc, phase="request") from exc
     if own is not None and not own.used:
         await response.aclose()
         raise TypeError("the client ignores OwnConnection: make it with analyzer.http.make_client")
@@ -392,7 +397,10 @@ async def send_authenticated(
 
     ``timeout`` bounds the whole exchange (every leg of an NTLM handshake together).
     ``offered``: the schemes a previous unauthenticated 401 listed
-    (:func:`parse_www_authenticate`); for NTLM it saves the first round trip.
+    (:func:`parse_www_authenticate`); it saves the first round trip, which otherwise asks
+    without credentials which methods the server wants: Basic or Bearer not among them is
+    :class:`NoChallenge`, nothing sent; for NTLM a first answer other than 401 is returned
+    for the caller to judge, and a 401 without NTLM/Negotiate is :class:`NtlmFailed`.
     ``handshake_content``: the body of the NTLM legs before the last (default: ``content``;
     RPC over HTTP sends ``b""`` there). Raises :class:`AuthError` subclasses (see the module
     docstring) and :class:`~analyzer.errors.NetError` subclasses.
@@ -400,23 +408,28 @@ async def send_authenticated(
     check_url(url)
     deadline = time.monotonic() + timeout
     base = dict(headers or {})
-    if scheme == "basic":
-        password = creds.password()
-        if password is None or creds.username is None:
-            raise MissingSecret("Basic authentication needs a user name and a password")
-        # RFC 7617 2.1: UTF-8 is what servers that accept non-ASCII passwords expect.
-        pair = base64.b64encode(f"{creds.username}:{password}".encode()).decode("ascii")
-        leg = await _send_leg(
-            client, method, url, headers={**base, "Authorization": f"Basic {pair}"},
-            content=content, max_bytes=max_bytes, deadline=deadline, transcript=transcript,
+    if scheme in ("basic", "bearer"):
+        if scheme == "basic":
+            password = creds.password()
+            if password is None or creds.username is None:
+                raise MissingSecret("Basic authentication needs a user name and a password")
+            # RFC 7617 2.1: UTF-8 is what servers that accept non-ASCII passwords expect.
+            pair = base64.b64encode(f"{creds.username}:{password}".encode()).decode("ascii")
+            authorization = f"Basic {pair}"
+        else:
+            token = creds.token()
+            if token is None:
+                raise MissingSecret(
+                    "Bearer authentication needs an OAuth2 token (--oauth-token-file)"
+                )
+            authorization = f"Bearer {token}"
+        await _require_challenge(
+            client, method, url, scheme, offered=offered, headers=base,
+            content=handshake_content if handshake_content is not None else content,
+            max_bytes=max_bytes, deadline=deadline, transcript=transcript,
         )  # fmt: skip
-        return leg.response
-    if scheme == "bearer":
-        token = creds.token()
-        if token is None:
-            raise MissingSecret("Bearer authentication needs an OAuth2 token (--oauth-token-file)")
         leg = await _send_leg(
-            client, method, url, headers={**base, "Authorization": f"Bearer {token}"},
+            client, method, url, headers={**base, "Authorization": authorization},
             content=content, max_bytes=max_bytes, deadline=deadline, transcript=transcript,
         )  # fmt: skip
         return leg.response
@@ -430,6 +443,36 @@ async def send_authenticated(
                 offered=offered, max_bytes=max_bytes, deadline=deadline, transcript=transcript,
             )  # fmt: skip
     raise ValueError(f"unknown authentication scheme {scheme!r}")
+
+
+async def _require_challenge(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    scheme: AuthScheme,
+    *,
+    offered: tuple[str, ...] | None,
+    headers: dict[str, str],
+    content: bytes | None,
+    max_bytes: int,
+    deadline: float,
+    transcript: TranscriptSink | None,
+) -> None:
+    """:class:`NoChallenge` unless the server offers ``scheme`` (asked without credentials
+    first when the caller did not see a 401 already)."""
+    status = "401"
+    if offered is None:
+        first = await _send_leg(
+            client, method, url, headers=headers, content=content, max_bytes=max_bytes,
+            deadline=deadline, transcript=transcript,
+        )  # fmt: skip
+        status = str(first.response.status)
+        offered = parse_www_authenticate(first.response) if status == "401" else ()
+    if scheme not in {s.lower() for s in offered}:
+        raise NoChallenge(
+            f"the server did not ask for {_CANONICAL[scheme]} authentication (HTTP {status}, "
+            f"offered: {', '.join(offered) or 'nothing'}): the credentials were not sent"
+        )
 
 
 async def send_recorded(

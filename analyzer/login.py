@@ -8,7 +8,9 @@ safe to, how a failure reads, and the finding codes every one of them has.
 - :func:`connect_tls` / :func:`tls_context`: connect to the address rca resolved, with
   the run's trust and the host name checked; when the certificate is rejected, a session
   without verification is opened for the steps that send no secret, and the login is
-  withheld (:func:`may_send_credentials`) unless ``--insecure``.
+  withheld (:func:`may_send_credentials`) unless ``--insecure``; so is a login to a host
+  the credential policy does not allow (:mod:`analyzer.credpolicy`: every endpoint carries
+  the policy's :class:`~analyzer.credpolicy.Verdict`, from where it was learned).
 - :class:`SessionFindings`: one set of codes per protocol (``imap.login.failed``,
   ``pop3.login.failed``...) built by :func:`session_findings`, so the three probes judge
   the same situations the same way and ``rca findings`` still lists every code.
@@ -27,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
+from analyzer.credpolicy import Provenance, Verdict, judge_for
 from analyzer.endpoints import SERVICES, Endpoint, plan_endpoints, resolve_host
 from analyzer.errors import (
     ConnectionRefused,
@@ -103,6 +106,8 @@ class LoginEndpoint:
     service: str
     source: str
     expected: bool
+    #: Whether the credential policy lets this host receive the credentials, and why.
+    verdict: Verdict
     ipv4: tuple[str, ...] = ()
     ipv6: tuple[str, ...] = ()
     #: The reachability check tests this endpoint as published (and fails it when closed).
@@ -116,6 +121,28 @@ class LoginEndpoint:
     def addresses(self, families: Sequence[int]) -> tuple[str, ...]:
         """The addresses to try, IPv4 first, for the run's families."""
         return (self.ipv4 if 4 in families else ()) + (self.ipv6 if 6 in families else ())
+
+
+def _setting_provenance(setting: MailServerSetting) -> Provenance:
+    source = setting.source or "client settings"
+    if source.startswith(("http://", "https://")):
+        named = f"the autoconfig document {source[:200]}"
+    elif source == "autodiscover":
+        named = "the Autodiscover answer"
+    elif source == "srv":
+        named = "an RFC 6186 SRV record"
+    else:
+        named = source
+    return Provenance(source=named, vouched=setting.vouched, why=setting.unvouched_reason)
+
+
+#: Endpoints planned from DNS or the command line: who named them.
+_PLANNED_PROVENANCE = {
+    "srv": Provenance(source="an RFC 6186 SRV record",
+                      why="DNS names no host outside the domain for credentials"),
+    "user": Provenance(source="--port on the command line", vouched=True),
+    "target": Provenance(source="the target on the command line", vouched=True),
+}  # fmt: skip
 
 
 def _service_for(protocol: str, port: int, socket_type: str) -> tuple[str, TlsMode]:
@@ -151,6 +178,7 @@ async def login_endpoints(
             found[key] = LoginEndpoint(
                 host=host, port=setting.port, tls=mode, service=service,
                 source=setting.source or "client settings", expected=True,
+                verdict=judge_for(ctx, target, host, _setting_provenance(setting)),
                 ipv4=addrs.ipv4, ipv6=addrs.ipv6,
             )  # fmt: skip
 
@@ -174,11 +202,13 @@ async def login_endpoints(
                 known, reachability_checked=known.reachability_checked or ep.expected
             )
             continue
+        provenance = _PLANNED_PROVENANCE.get(ep.source) or Provenance(source=f"a {ep.source}")
         found[(ep.host, ep.port)] = LoginEndpoint(
             host=ep.host, port=ep.port,
             tls="implicit" if ep.service.tls == "implicit" else "starttls", service=ep.service.name,
             source=ep.source, expected=ep.expected, ipv4=ep.ipv4, ipv6=ep.ipv6,
             reachability_checked=ep.expected,
+            verdict=judge_for(ctx, target, ep.host, provenance),
         )  # fmt: skip
 
     open_ports: tuple[str, ...] | None = ctx.fact_or(OPEN_PORTS)
@@ -224,6 +254,7 @@ class SessionFindings:
     login_unavailable: FindingSpec
     login_refused: FindingSpec
     login_skipped: FindingSpec
+    login_withheld: FindingSpec
     no_mechanism: FindingSpec
 
     def all(self) -> tuple[FindingSpec, ...]:
@@ -397,6 +428,19 @@ def session_findings(
             "No password or OAuth2 token was given, so only the steps before login ran.",
             "Give --password-file (or RCA_PASSWORD) or --oauth-token-file to test the login.",
         ),
+        login_withheld=spec(
+            "login.withheld", Status.WARN,
+            "Login withheld: the credential policy does not trust this host",
+            f"This {name} server is outside the e-mail domain, and what named it (an "
+            "RFC 6186 SRV record, autoconfig over http or from another domain, an "
+            "Autodiscover answer without authentication from another domain) could have been "
+            "written by anyone who can answer that look-up. rca ran every step that needs no "
+            "credentials and did not send them; the detail names the host, the source and "
+            "the flag that allows it (docs/security.md).",
+            "If this server is expected (a hosting provider), run again with the "
+            "--trust-redirect flag the detail names; otherwise publish the settings from the "
+            "domain's own hosts over https.",
+        ),
         no_mechanism=spec(
             "login.no_mechanism", Status.FAIL, "No login method in common with the server",
             "The server announces no login method that works with the credentials given "
@@ -544,10 +588,15 @@ async def connect_tls(
 
 
 def may_send_credentials(
-    ctx: ProbeContext, f: SessionFindings, choice: TlsChoice
+    ctx: ProbeContext, f: SessionFindings, choice: TlsChoice, ep: LoginEndpoint
 ) -> tuple[bool, Finding | None]:
-    """Whether the login may go over this TLS session, and the finding saying why not
-    (or the loud warning when ``--insecure`` lets it go anyway)."""
+    """Whether the login may go to this host (the credential policy) over this TLS session,
+    and the finding saying why not (or the loud warning when ``--insecure`` lets it go
+    anyway)."""
+    if not ep.verdict.allowed:
+        return False, f.login_withheld(
+            detail=ep.verdict.detail(), evidence=dict(ep.verdict.evidence())
+        )
     if choice.verified:
         return True, None
     if ctx.options.insecure:
@@ -557,16 +606,17 @@ def may_send_credentials(
 
 def login_precheck(
     ctx: ProbeContext, step: StepRecorder, f: SessionFindings, user: str | None,
-    choice: TlsChoice,
+    choice: TlsChoice, ep: LoginEndpoint,
 ) -> bool:  # fmt: skip
-    """Whether to attempt the login; records why not (no secret or user, untrusted TLS),
-    or the loud ``--insecure`` warning when it goes ahead anyway."""
+    """Whether to attempt the login; records why not (no secret or user, a host the
+    credential policy does not allow, untrusted TLS), or the loud ``--insecure`` warning
+    when it goes ahead anyway."""
     if not ctx.options.credentials.has_secret or user is None:
         step.add(f.login_skipped(
             detail="no password or token was given" if user else "no login name: give --user"
         ))  # fmt: skip
         return False
-    allowed, gate = may_send_credentials(ctx, f, choice)
+    allowed, gate = may_send_credentials(ctx, f, choice, ep)
     if gate is not None:
         step.add(gate)
     return allowed

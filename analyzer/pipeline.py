@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from analyzer.credpolicy import hide_userinfo
 from analyzer.findings import FindingSpec
 from analyzer.model import Finding, ProbeResult, Report, Status, Step, to_json, worst
 from analyzer.probe import (
@@ -28,6 +29,7 @@ from analyzer.probe import (
     ProbeContext,
     exception_finding,
     redact_finding,
+    redact_json,
 )
 
 if TYPE_CHECKING:
@@ -240,13 +242,15 @@ class _Scheduler:
             finding = reason or _empty_probe_finding(probe)
             results = [_single(probe, self.target, self.run, finding)]
         shown = {k: v for k, v in ctx.published.items() if k not in ctx.hidden}
-        return _attach_facts(results, shown)
+        return _attach_facts(results, shown, ctx.redact)
 
 
-def _attach_facts(results: list[ProbeResult], published: dict[str, Any]) -> list[ProbeResult]:
+def _attach_facts(
+    results: list[ProbeResult], published: dict[str, Any], redact: Callable[[str], str]
+) -> list[ProbeResult]:
     """Show facts published at probe level (not by one result) in the probe's first result."""
     shown = {name for r in results for name in r.facts}
-    missing = {k: to_json(v) for k, v in published.items() if k not in shown}
+    missing = {k: redact_json(to_json(v), redact) for k, v in published.items() if k not in shown}
     if not missing or not results:
         return results
     first = results[0]
@@ -310,7 +314,7 @@ async def run_probes(
             )
     return Report(
         tool_version=tool_version,
-        target=target.display,
+        target=hide_userinfo(target.display),
         options=run.options.describe(),
         started=run.started,
         elapsed_ms=round(run.elapsed_ms(), 1),

@@ -237,7 +237,8 @@ class ResultRecorder:
     def publish(self, name: str, value: Any) -> None:
         """Publish a fact for other probes, and show it in this result."""
         self.ctx.publish(name, value)
-        self.facts[name] = to_json(value)
+        # A fact may quote a server (an Autodiscover URL with user:password@ in it).
+        self.facts[name] = redact_json(to_json(value), self.ctx.redact)
 
     def close(self, *, reason: Finding | None = None) -> ProbeResult:
         """Freeze the result; open steps are closed innermost first with ``reason``."""
@@ -478,14 +479,22 @@ CORE_FINDINGS = (PROBE_DEADLINE, PROBE_CRASHED, PROBE_NETWORK)
 
 def exception_finding(exc: BaseException) -> Finding:
     """The finding that explains an exception a probe did not handle itself."""
-    from analyzer.errors import NetError  # noqa: PLC0415
+    from analyzer.errors import InternalError, NetError  # noqa: PLC0415
 
     if isinstance(exc, NetError):
         return PROBE_NETWORK(detail=str(exc), evidence={"phase": exc.phase})
     if isinstance(exc, TimeoutError):
         return PROBE_DEADLINE(detail="a timeout expired")
+    if isinstance(exc, InternalError):
+        # Raised where rca talked to the network, but not by the network: the original
+        # exception is the cause, and its words are already in the message.
+        original = exc.__cause__ or exc
+        return PROBE_CRASHED(
+            detail=f"rca failed: {exc}"[:2000],
+            evidence={"exception": type(original).__qualname__},
+        )
     return PROBE_CRASHED(
-        detail=f"{type(exc).__name__}: {exc}"[:2000],
+        detail=f"rca failed: {type(exc).__name__}: {exc}"[:2000],
         evidence={"exception": type(exc).__qualname__},
     )
 
@@ -497,25 +506,25 @@ def _unrecorded(exc: BaseException) -> Finding | None:
 
 
 def redact_finding(creds: Credentials, finding: Finding) -> Finding:
-    """A copy of ``finding`` with ``creds``' secrets removed from every string in it."""
-    if not creds.has_secret:
-        return finding
+    """A copy of ``finding`` with ``creds``' secrets and every URL's userinfo removed from
+    every string in it (:meth:`~analyzer.context.Credentials.redact`)."""
     return Finding(
         code=finding.code,
         status=finding.status,
         title=creds.redact(finding.title),
         detail=creds.redact(finding.detail),
         remediation=finding.remediation,
-        evidence=_redact_json(finding.evidence, creds.redact),
+        evidence=redact_json(finding.evidence, creds.redact),
         reference=finding.reference,
     )
 
 
-def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+def redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+    """``value`` (JSON data) with ``redact`` applied to every string in it."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, Mapping):
-        return {k: _redact_json(v, redact) for k, v in value.items()}
+        return {k: redact_json(v, redact) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_redact_json(v, redact) for v in value]
+        return [redact_json(v, redact) for v in value]
     return value

@@ -24,6 +24,7 @@ from analyzer.errors import NetTimeout, ProtocolViolation, map_exception
 from analyzer.httpauth import (
     AuthScheme,
     MissingSecret,
+    NoChallenge,
     NtlmFailed,
     ntlm_client,
     parse_challenges,
@@ -181,6 +182,12 @@ async def open_channel(
     announce more), so the caller ends the channel with ``conn.abort()``. Raises
     :class:`ChannelRefused` if an authentication leg gets a final answer,
     :class:`~analyzer.httpauth.NtlmFailed` when the handshake breaks."""
+    if scheme in ("basic", "bearer") and scheme not in {o.lower() for o in offered}:
+        # Basic/Bearer go at once, so only to a server whose 401 asked for them.
+        raise NoChallenge(
+            f"the server did not ask for {scheme} authentication (offered: "
+            f"{', '.join(offered) or 'nothing'}): the credentials were not sent"
+        )
     conn = await connect(ctx.run, host, address, port, timeout=ctx.op_timeout(), tls=context,
                          server_hostname=host, transcript=transcript)  # fmt: skip
     http = RawHttp(conn, host=host, timeout=ctx.op_timeout(), transcript=transcript)

@@ -25,12 +25,14 @@ which source is right.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
+from analyzer.credpolicy import allowed_by_name
 from analyzer.endpoints import resolve_host
 from analyzer.errors import ConnectionRefused, NetError, NetTimeout, ProtocolViolation, TlsFailure
 from analyzer.facts import (
@@ -351,6 +353,8 @@ def srv_settings(
                 authentication=("password-cleartext",),
                 username=address,
                 source="srv",
+                unvouched_reason="an RFC 6186 SRV record: DNS names no host outside the "
+                "domain for credentials",
             )
         )
     return tuple(settings), frozenset(refused)
@@ -414,10 +418,15 @@ def _list(endpoints: Iterable[tuple[str, int]]) -> str:
 
 
 def _merge(*groups: Iterable[MailServerSetting]) -> tuple[MailServerSetting, ...]:
+    """The servers in source order, one per protocol/host/port; a server any source vouches
+    for is vouched for (:mod:`analyzer.credpolicy`)."""
     seen: dict[tuple[str, str, int], MailServerSetting] = {}
     for group in groups:
         for server in group:
-            seen.setdefault((server.protocol, server.host, server.port), server)
+            key = (server.protocol, server.host, server.port)
+            kept = seen.setdefault(key, server)
+            if server.vouched and not kept.vouched:
+                seen[key] = dataclasses.replace(kept, vouched=True, unvouched_reason="")
     return tuple(seen.values())
 
 
@@ -440,7 +449,7 @@ async def run(ctx: ProbeContext, target: Target) -> None:
     from analyzer.http import make_client  # noqa: PLC0415
 
     async with make_client(ctx.run) as client:
-        fetch = _Fetcher(ctx=ctx, client=client, address=address)
+        fetch = _Fetcher(ctx=ctx, client=client, address=address, domain=domain)
         param = quote(target.address, safe="") if target.address else ""
         query = f"?emailaddress={param}" if param else ""
         https = [
@@ -476,6 +485,25 @@ class _Fetcher:
     ctx: ProbeContext
     client: httpx.AsyncClient
     address: str
+    domain: str
+
+    def vouch(self, document: AutoconfigDocument, final: str) -> AutoconfigDocument:
+        """Mark the servers of ``document`` as vouched for when it came over verified https
+        (the client verifies) from a host the credential policy allows by name."""
+        parts = urlsplit(final)
+        host = (parts.hostname or "").lower()
+        trusted = tuple(d.lower().rstrip(".") for d in self.ctx.options.trust_redirect)
+        if parts.scheme.lower() != "https":
+            why = f"fetched over plain {parts.scheme or 'http'} ({final[:200]})"
+        elif allowed_by_name(host, domains=(self.domain,), trusted=trusted) is None:
+            why = f"served by {host}, outside {self.domain}"
+        else:
+            why = ""
+        servers = tuple(
+            dataclasses.replace(s, vouched=not why, unvouched_reason=why)
+            for s in document.servers
+        )
+        return dataclasses.replace(document, servers=servers)
 
     async def source(self, url: str, *, insecure: bool = False) -> AutoconfigDocument | None:
         """One source as a result of its own: the document, or None with the reason."""
@@ -489,7 +517,9 @@ class _Fetcher:
             if body is None:
                 return None
             try:
-                document = parse_autoconfig(body, address=self.address, source=final)
+                document = self.vouch(
+                    parse_autoconfig(body, address=self.address, source=final), final
+                )
             except AutoconfigError as exc:
                 step.add(MALFORMED(detail=str(exc), evidence={"url": final}))
                 return None

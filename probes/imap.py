@@ -169,7 +169,7 @@ async def _after_tls(
     with res.step(f"Log in as {user or '(no user)'}") as step:
         session.conn.transcript = step
         session.timeout = ctx.op_timeout()
-        if not login_precheck(ctx, step, F, user, choice) or user is None:
+        if not login_precheck(ctx, step, F, user, choice, ep) or user is None:
             await _logout(ctx, session, step)
             return
         with guard(step, F):

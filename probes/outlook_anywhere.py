@@ -29,6 +29,7 @@ from analyzer.errors import NetError
 from analyzer.exchange import (
     Prepared,
     ServiceUrl,
+    auth_error_finding,
     autodiscover,
     http_findings,
     net_finding,
@@ -253,7 +254,7 @@ async def _ping(
         except NtlmFailed as exc:
             step.add(F.auth_broken(detail=str(exc)))
         except AuthError as exc:
-            step.add(F.auth_broken(detail=str(exc)))
+            step.add(auth_error_finding(F, exc))
         except NetError as exc:
             step.add(net_finding(F, exc, prepared.url))
         finally:

@@ -311,7 +311,7 @@ async def _submission_after_tls(
         session.timeout = ctx.op_timeout()
         if creds.has_secret and user is not None and not session.auth_mechanisms():
             step.note("no AUTH offered: nothing to log in with")
-        elif login_precheck(ctx, step, F, user, choice) and user is not None:
+        elif login_precheck(ctx, step, F, user, choice, ep) and user is not None:
             with guard(step, F):
                 await smtp_login(ctx, session, step, F, user, ep)
         await _quit(ctx, session, step)
@@ -754,7 +754,7 @@ async def _send_test(
     opened = await open_session(ctx, ep, res, R, SmtpDialect())
     session = opened.session
     try:
-        allowed, gate = may_send_credentials(ctx, R, opened.choice)
+        allowed, gate = may_send_credentials(ctx, R, opened.choice, ep)
         with res.step(f"Submit the test message via {ep.label}") as step:
             session.conn.transcript = step
             session.timeout = ctx.op_timeout()
@@ -793,7 +793,7 @@ async def _await_delivery(
     opened = await open_session(ctx, ep, res, R, ImapDialect())
     session: ImapSession = opened.session
     try:
-        allowed, gate = may_send_credentials(ctx, R, opened.choice)
+        allowed, gate = may_send_credentials(ctx, R, opened.choice, ep)
         with res.step(f"Log in to IMAP on {ep.label}") as step:
             session.conn.transcript = step
             session.timeout = ctx.op_timeout()

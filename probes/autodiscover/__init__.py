@@ -145,7 +145,12 @@ def _outcome(
                 )
             return None
         settings = to_settings(
-            found.response, email=found.address, source_url=found.url, method=found.method
+            found.response,
+            email=found.address,
+            source_url=found.url,
+            method=found.method,
+            vouched=found.vouched,
+            unvouched_reason=found.unvouched_reason,
         )
         via = f" after {found.hops} redirect(s)" if found.hops else ""
         step.add(
@@ -157,6 +162,14 @@ def _outcome(
         )
         if found.method == "http":
             step.add(F.HTTP_REDIRECT_METHOD(detail=f"settings reached through {found.url}"))
+        if not found.vouched:
+            step.add(
+                F.SETTINGS_UNVOUCHED(
+                    detail=f"{found.unvouched_reason}: the hosts it names receive credentials "
+                    "only if the credential policy allows them by name",
+                    evidence={"url": found.url, "hosts": list(settings.hosts)},
+                )
+            )
         for finding in check_settings(found.response, settings):
             step.add(finding)
         availability = check_availability(settings)

@@ -17,9 +17,13 @@ certificate (diagnosed by :mod:`probes.tlschain`), an unauthenticated POST (the 
 methods; anonymous access flagged), then the authenticated POST and the answer. Redirects
 (redirectUrl, HTTP 3xx) are followed inside the step that met them, only to https, at most
 :data:`MAX_REDIRECTS` in all (redirectAddr included), loops reported as such; visited URLs
-(per address) and visited addresses are tracked apart. Credentials go only to hosts inside
-the e-mail domain or a domain named with ``--trust-redirect``, over https with a valid
-certificate (``--insecure`` continues past certificate failures).
+(per address) and visited addresses are tracked apart. Credentials go only to hosts the
+credential policy allows by name (:func:`analyzer.credpolicy.allowed_by_name`: inside the
+e-mail domain, a ``--trust-redirect`` domain, a Microsoft 365 namespace, the host of
+``--autodiscover-url``), over https with a valid certificate (``--insecure`` continues past
+certificate failures). An answer vouches for the hosts it names (:attr:`Attempt.vouched`)
+only when such a host gave it over a verified certificate; an anonymous answer from any
+other host is still read and reported, but vouches for nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from analyzer.credpolicy import Provenance, allowed_by_name, hide_userinfo, inside, judge
 from analyzer.endpoints import resolve_host
 from analyzer.errors import ConnectionRefused, NetError, NetTimeout, ProtocolViolation, TlsFailure
 from analyzer.httpauth import (
@@ -110,6 +115,9 @@ class Attempt:
     chain: tuple[str, ...] = ()
     auth: str = ""
     detail: str = ""
+    #: The answer vouches for the hosts it names (see the module docstring).
+    vouched: bool = False
+    unvouched_reason: str = ""
 
 
 @dataclass(slots=True)
@@ -128,12 +136,6 @@ def normalize_url(url: str) -> str:
     port = parts.port
     netloc = host if port in (None, {"https": 443, "http": 80}.get(scheme)) else f"{host}:{port}"
     return urlunsplit((scheme, netloc, parts.path.lower() or "/", parts.query, ""))
-
-
-def inside(host: str, domains: Sequence[str]) -> bool:
-    """True when ``host`` is one of ``domains`` or below one of them."""
-    host = host.lower().rstrip(".")
-    return any(host == d or host.endswith("." + d) for d in domains)
 
 
 def _domain_of(address: str) -> str:
@@ -171,6 +173,13 @@ class Discovery:
                 make_client(self.ctx.run, verify=verify)
             )
         return self._clients[key]
+
+    def allowed(self, host: str) -> str | None:
+        """Why the policy lets ``host`` receive credentials by its name, or None."""
+        named = self.ctx.options.autodiscover_url
+        user_host = (urlsplit(named).hostname or "").lower() if named else ""
+        trusted = (*self.trusted, user_host) if user_host else self.trusted
+        return allowed_by_name(host, domains=(_domain_of(self.original),), trusted=trusted)
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -391,6 +400,7 @@ class Discovery:
                 return replace(base, kind="not_found")
             if response.status == 200:
                 step.add(F.AUTH_ANONYMOUS(detail=f"HTTP 200 without credentials from {url}"))
+                base = self._vouch(base, host, check, anonymous=True)
                 return await self._answer(step, response, base, auth="anonymous")
             if response.status != 401:
                 step.add(
@@ -411,13 +421,16 @@ class Discovery:
                 )
                 return replace(base, kind="failed")
             step.add(F.AUTH_OFFERED(detail=", ".join(offered), evidence=evidence))
-        if not inside(host, (_domain_of(self.original), *self.trusted)):
+        if self.allowed(host) is None:
+            verdict = judge(
+                host,
+                domains=(_domain_of(self.original),),
+                trusted=self.trusted,
+                provenance=Provenance(source=_source_of(base)),
+            )
             with parent.step(f"Log in to {host}") as step:
                 step.add(
-                    F.CREDENTIALS_WITHHELD(
-                        detail=f"{host} is outside {_domain_of(self.original)}; trust it with "
-                        f"--trust-redirect {_registrable_hint(host)}"
-                    )
+                    F.CREDENTIALS_WITHHELD(detail=verdict.detail(), evidence=verdict.evidence())
                 )
             return replace(base, kind="withheld")
         creds = self.ctx.options.credentials
@@ -474,7 +487,20 @@ class Discovery:
                     )
                 )
                 return replace(base, kind="failed", auth=scheme)
+            base = self._vouch(base, host, check, anonymous=False)
             return await self._answer(step, response, base, auth=scheme)
+
+    def _vouch(self, base: Attempt, host: str, check: _Host, *, anonymous: bool) -> Attempt:
+        """Whether the answer about to be read vouches for the hosts it names."""
+        by_name = self.allowed(host)
+        if by_name is not None and check.valid_certificate:
+            return replace(base, vouched=True, unvouched_reason="")
+        how = "without authentication" if anonymous else "after a login"
+        if by_name is None:
+            why = f"answered {how} by {host}, outside {_domain_of(self.original)}"
+        else:
+            why = f"answered by {host} over a certificate that failed (--insecure)"
+        return replace(base, vouched=False, unvouched_reason=why)
 
     async def _http_redirect(
         self, step: StepRecorder, response: BoundedResponse, url: str, base: Attempt
@@ -638,7 +664,7 @@ class Discovery:
         )
         host = (parts.hostname or "").lower()
         with parent.step(f"Follow the {kind} to {absolute[:200]}") as step:
-            if not inside(host, (_domain_of(self.original), *self.trusted)):
+            if self.allowed(host) is None:
                 step.add(
                     F.REDIRECT_OTHER_DOMAIN(detail=f"{host} is outside {_domain_of(self.original)}")
                 )
@@ -865,16 +891,8 @@ def scheme_name(scheme: str) -> str:
 
 
 def _safe(url: str) -> str:
-    """``url`` with any ``user:password@`` part replaced (it is shown in reports)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url[:300]
-    if "@" not in parts.netloc:
-        return url[:300]
-    return urlunsplit(
-        (parts.scheme, "«redacted»@" + parts.netloc.rsplit("@", 1)[1], parts.path, parts.query, "")
-    )[:300]
+    """``url`` with any ``user:password@`` part hidden (it is shown in reports)."""
+    return hide_userinfo(url)[:300]
 
 
 def _head(body: bytes) -> dict[str, Json]:
@@ -882,6 +900,11 @@ def _head(body: bytes) -> dict[str, Json]:
     return {"body_start": body[:300].decode("utf-8", "replace"), "body_bytes": len(body)}
 
 
-def _registrable_hint(host: str) -> str:
-    labels = host.split(".")
-    return ".".join(labels[-2:]) if len(labels) >= 2 else host
+def _source_of(attempt: Attempt) -> str:
+    """The discovery step that named a host, for the credential policy's findings."""
+    how = {
+        "srv": "the Autodiscover SRV record",
+        "http": "the Autodiscover http redirect",
+        "url": "--autodiscover-url",
+    }.get(attempt.method, f"the Autodiscover {attempt.method} URL")
+    return f"a redirect during {how}" if attempt.hops else how

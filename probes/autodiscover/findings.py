@@ -71,8 +71,10 @@ CREDENTIALS_WITHHELD = FindingSpec(
     status=Status.SKIP,
     title="Credentials not sent to this URL",
     meaning="rca sends credentials only over HTTPS to a host whose certificate is valid and "
-    "trusted, inside the e-mail domain or a domain trusted with --trust-redirect; the reason "
-    "is in the detail (run with --insecure to continue past certificate failures).",
+    "trusted, and that the credential policy allows by its name (inside the e-mail domain, a "
+    "domain trusted with --trust-redirect, a Microsoft 365 Exchange Online namespace; "
+    "docs/security.md); the reason is in the detail, with the flag that allows the host "
+    "(run with --insecure to continue past certificate failures).",
 )
 TLS_INSECURE = FindingSpec(
     code="autodiscover.tls.insecure",
@@ -295,6 +297,20 @@ SETTINGS_INSECURE_URL = FindingSpec(
     meaning="A URL in the settings is http, not https: clients would send credentials readable "
     "on the network, and modern clients refuse it.",
     remediation="Set the virtual directories' ExternalUrl/InternalUrl to https URLs.",
+)
+SETTINGS_UNVOUCHED = FindingSpec(
+    code="autodiscover.settings.unvouched",
+    status=Status.WARN,
+    title="Settings from an untrusted answer: they name no host for the password",
+    meaning="The settings were answered by a host the credential policy does not trust by "
+    "its name (outside the e-mail domain, answering without authentication), or over a "
+    "certificate that failed. Anyone who can answer that look-up (a stale SRV record, a "
+    "hijacked http redirect, a captive portal) can write such settings, so rca sends no "
+    "credentials to the hosts they name unless the policy allows those hosts by name "
+    "(docs/security.md).",
+    remediation="Serve Autodiscover from the e-mail domain's own hosts, with authentication; "
+    "if the outside host is expected (a hosting provider), run again with --trust-redirect "
+    "<its domain>.",
 )
 SETTINGS_NO_EWS = FindingSpec(
     code="autodiscover.settings.no_ews",
@@ -581,6 +597,7 @@ FINDINGS = (
     ERROR_OTHER,
     SETTINGS_FOUND,
     SETTINGS_INSECURE_URL,
+    SETTINGS_UNVOUCHED,
     SETTINGS_NO_EWS,
     SETTINGS_NO_EXTERNAL,
     AVAILABILITY_SAME,

@@ -67,7 +67,9 @@ def _socket_type(block: ProtocolBlock) -> str:
     return "plain"
 
 
-def _mail_servers(response: PoxResponse) -> tuple[MailServerSetting, ...]:
+def _mail_servers(
+    response: PoxResponse, *, vouched: bool, unvouched_reason: str
+) -> tuple[MailServerSetting, ...]:
     servers = []
     for block in response.protocols:
         protocol = _MAIL_TYPES.get(block.type.upper())
@@ -82,6 +84,8 @@ def _mail_servers(response: PoxResponse) -> tuple[MailServerSetting, ...]:
                 authentication=("NTLM",) if block.spa.lower() == "on" else ("password-cleartext",),
                 username=block.login_name,
                 source="autodiscover",
+                vouched=vouched,
+                unvouched_reason=unvouched_reason,
             )
         )
     return tuple(servers)
@@ -110,14 +114,21 @@ def _hosts(settings: AutodiscoverSettings, extra: tuple[str, ...] = ()) -> tuple
 
 
 def to_settings(
-    response: PoxResponse, *, email: str, source_url: str, method: str
+    response: PoxResponse,
+    *,
+    email: str,
+    source_url: str,
+    method: str,
+    vouched: bool = False,
+    unvouched_reason: str = "",
 ) -> AutodiscoverSettings:
     """The :class:`~analyzer.facts.AutodiscoverSettings` of an outlook ``settings`` answer.
 
     ``ASUrl`` is the Availability service, an EWS URL (Microsoft's "ASUrl (POX)": "the URL
     that is used to access the Availability service"): it becomes ``availability_url``. The
     outlook schema has no ActiveSync URL; that comes from the mobilesync schema or
-    Autodiscover v2 (:func:`with_activesync`).
+    Autodiscover v2 (:func:`with_activesync`). ``vouched``: whether the answer may name hosts
+    that receive credentials (:mod:`analyzer.credpolicy`).
     """
     exch = response.protocol("EXCH")
     mapi = response.protocol("mapiHttp")
@@ -149,7 +160,9 @@ def to_settings(
         ),
         outlook_anywhere=anywhere,
         method=method,
-        mail_servers=_mail_servers(response),
+        mail_servers=_mail_servers(response, vouched=vouched, unvouched_reason=unvouched_reason),
+        vouched=vouched,
+        unvouched_reason=unvouched_reason,
     )
     extra = tuple(u for b in response.protocols for u in b.urls())
     return replace(settings, hosts=_hosts(settings, extra))

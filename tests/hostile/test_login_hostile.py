@@ -28,7 +28,7 @@ from analyzer.model import Report, Status
 from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
-from tests.servers.tcp import Script, serve, silent, smtp_server, tls_then
+from tests.servers.tcp import Script, read_http_request, serve, silent, smtp_server, tls_then
 
 HOST = "mail.hostile.test"
 USER = "alice@hostile.test"
@@ -314,19 +314,10 @@ def http(handler: HttpHandler) -> Script:
         reader = conn.makefile("rb")
         while not stop.is_set():
             try:
-                line = reader.readline(65536)
-                if not line:
+                request = read_http_request(reader)
+                if request is None:
                     return
-                method, target = line.decode("latin-1").split(" ")[:2]
-                headers: dict[str, str] = {}
-                while True:
-                    raw = reader.readline(65536)
-                    if raw in (b"\r\n", b"\n", b""):
-                        break
-                    name, _, value = raw.decode("latin-1").partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0") or "0")
-                body = reader.read(length) if 0 < length < 10_000_000 else b""
+                method, target, headers, body = request
                 status, extra, payload = handler(method, target, headers, body)
                 head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(payload)}\r\n"
                 head += "".join(f"{k}: {v}\r\n" for k, v in extra) + "\r\n"

@@ -191,6 +191,28 @@ def server_context(pki: Any, name: str, *dns_names: str) -> ssl.SSLContext:
     return context
 
 
+def read_http_request(
+    rfile: Any, *, max_body: int = 10_000_000
+) -> tuple[str, str, dict[str, str], bytes] | None:
+    """One HTTP/1.1 request from a binary file object: method, target, headers (names
+    lower-cased) and the body of its Content-Length (unread past ``max_body``); None at the
+    end of the connection."""
+    line = rfile.readline(65536)
+    if not line:
+        return None
+    method, target = (line.decode("latin-1").split(" ") + ["", ""])[:2]
+    headers: dict[str, str] = {}
+    while True:
+        raw = rfile.readline(65536)
+        if raw in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = raw.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0") or 0)
+    body = rfile.read(length) if 0 < length < max_body else b""
+    return method, target, headers, body
+
+
 def tls_then(context: Any, after: Script | None = None) -> Script:
     """Implicit TLS with ``context`` (an ``ssl.SSLContext`` for servers), then ``after``."""
 

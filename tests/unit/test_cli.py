@@ -59,6 +59,19 @@ def test_bad_options_exit_3_without_traceback(args: list[str]) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("flag", ["--ews-url", "--activesync-url", "--autodiscover-url"])
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_url_options_with_credentials_are_refused_without_echoing_them(
+    flag: str, scheme: str
+) -> None:
+    # Given a URL option carrying user:password@ / When rca starts
+    out = rca("check", "example.test", flag, f"{scheme}://svc:Opt-Secret-4d1a@mail.example.test/")
+    # Then it exits 3, and the password is not repeated (shown as user:***@)
+    assert out.returncode == 3
+    assert "Opt-Secret-4d1a" not in out.stderr + out.stdout
+    assert "svc:***@" in out.stderr
+
+
 def test_findings_lists_codes() -> None:
     out = rca("findings", "--format", "json")
     assert out.returncode == 0
