@@ -64,6 +64,7 @@ class Request:
     path: str
     host: str
     authorization: str
+    body: bytes = b""
 
 
 @dataclass
@@ -87,9 +88,9 @@ def http_script(route: Route, log: Log) -> Callable[[socket.socket, threading.Ev
                 read = read_http_request(rfile)
                 if read is None:
                     return
-                method, path, headers, _ = read
+                method, path, headers, body = read
                 request = Request(method, path, headers.get("host", ""),
-                                  headers.get("authorization", ""))  # fmt: skip
+                                  headers.get("authorization", ""), body)  # fmt: skip
                 log.requests.append(request)
                 conn.sendall(route(request))
 
@@ -107,14 +108,35 @@ def reply(status: str, body: bytes = b"", *, headers: str = "",
 CHALLENGE = reply("401 Unauthorized", headers='WWW-Authenticate: Basic realm="x"\r\n')
 
 
-def outside_settings(port: int, *, ews_host: str = "mail.outside.test",
-                     eas_host: str = "mail.outside.test") -> bytes:  # fmt: skip
+def outside_settings(port: int, *, ews_host: str = "mail.outside.test") -> bytes:
+    """An outlook-schema answer: EWS and the Availability service (ASUrl) on ``ews_host``."""
+    ews = f"https://{ews_host}:{port}/EWS/Exchange.asmx"
     return settings_xml(
         "<Action>settings</Action><Protocol><Type>EXPR</Type><Server>mail.outside.test</Server>"
         "<SSL>On</SSL><AuthPackage>Basic</AuthPackage>"
-        f"<EwsUrl>https://{ews_host}:{port}/EWS/Exchange.asmx</EwsUrl>"
-        f"<ASUrl>https://{eas_host}:{port}/Microsoft-Server-ActiveSync</ASUrl></Protocol>"
+        f"<EwsUrl>{ews}</EwsUrl><ASUrl>{ews}</ASUrl></Protocol>"
     )
+
+
+def mobilesync_settings(port: int, *, eas_host: str) -> bytes:
+    """A mobilesync-schema answer ([MS-ASCMD] 4.2.4) naming ActiveSync on ``eas_host``."""
+    url = f"https://{eas_host}:{port}/Microsoft-Server-ActiveSync"
+    return (
+        '<?xml version="1.0"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
+        'autodiscover/responseschema/2006"><Response xmlns="http://schemas.microsoft.com/'
+        'exchange/autodiscover/mobilesync/responseschema/2006"><Action><Settings><Server>'
+        f"<Type>MobileSync</Type><Url>{url}</Url><Name>{url}</Name></Server></Settings>"
+        "</Action></Response></Autodiscover>"
+    ).encode()
+
+
+def outside_answer(request: Request, port: int, *, ews_host: str = "mail.outside.test",
+                   eas_host: str = "mail.outside.test") -> bytes:  # fmt: skip
+    """The outside Autodiscover server's answer to ``request``, in the schema it asked for:
+    ActiveSync's URL comes from the mobilesync schema (ASUrl is the Availability service)."""
+    if b"mobilesync/requestschema" in request.body:
+        return mobilesync_settings(port, eas_host=eas_host)
+    return outside_settings(port, ews_host=ews_host)
 
 
 def hostile_autodiscover(port: Callable[[], int]) -> Route:
@@ -123,7 +145,7 @@ def hostile_autodiscover(port: Callable[[], int]) -> Route:
 
     def route(request: Request) -> bytes:
         if request.path.lower().startswith("/autodiscover/"):
-            return reply("200 OK", outside_settings(port()))
+            return reply("200 OK", outside_answer(request, port()))
         if not request.authorization:
             return CHALLENGE
         return reply("200 OK", b"<ok/>")
@@ -278,7 +300,7 @@ async def test_an_authenticated_answer_from_the_domain_vouches_for_an_outside_ho
         if not request.authorization:
             return CHALLENGE
         if request.path.lower().startswith("/autodiscover/"):
-            return reply("200 OK", outside_settings(server.port))
+            return reply("200 OK", outside_answer(request, server.port))
         return reply("200 OK", b"<ok/>")
 
     server, log = world.https(route)
@@ -318,7 +340,7 @@ async def test_a_microsoft_365_namespace_is_allowed_and_nothing_else(world: Worl
     # outside host
     def route(request: Request) -> bytes:
         if request.path.lower().startswith("/autodiscover/"):
-            body = outside_settings(server.port, ews_host="outlook.office365.com")
+            body = outside_answer(request, server.port, ews_host="outlook.office365.com")
             return reply("200 OK", body)
         return CHALLENGE if not request.authorization else reply("200 OK", b"<ok/>")
 

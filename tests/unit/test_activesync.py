@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from analyzer import wbxml
 from analyzer.model import Status
-from probes.activesync import _folders_finding
+from probes.activesync import folders_finding
 
 #: alice: SOGo reached her mailbox on Dovecot: six mail folders (INBOX is type 2), a calendar,
 #: a task list and an address book.
@@ -42,7 +42,7 @@ SOGO_FOLDERSYNC_IMAP_REFUSED = bytes.fromhex(
 
 def test_sogo_hierarchy_with_an_inbox_passes() -> None:
     # Given SOGo's answer for a user whose mailbox it could open
-    finding = _folders_finding(wbxml.decode(SOGO_FOLDERSYNC))
+    finding = folders_finding(wbxml.decode(SOGO_FOLDERSYNC))
     # Then FolderSync succeeded, naming the folders
     assert (finding.code, finding.status) == ("activesync.foldersync.ok", Status.PASS)
     assert finding.detail.startswith("9 folders: INBOX, Drafts, Sent, Trash")
@@ -53,7 +53,7 @@ def test_sogo_hierarchy_without_mail_folders_fails() -> None:
     root = wbxml.decode(SOGO_FOLDERSYNC_IMAP_REFUSED)
     assert root.findtext("Status") == "1"
     # When judged
-    finding = _folders_finding(root)
+    finding = folders_finding(root)
     # Then the missing Inbox is a failure: the phone would sync no mail
     assert (finding.code, finding.status) == ("activesync.foldersync.no_inbox", Status.FAIL)
     assert finding.evidence["types"] == ["8", "7", "9"]
@@ -65,6 +65,6 @@ def test_failure_status_is_reported_before_the_folders() -> None:
     root = wbxml.Element(tag="FolderHierarchy:FolderSync",
                          children=(wbxml.Element(tag="FolderHierarchy:Status", text="110"),))
     # Then the status is the finding, not the missing Inbox
-    finding = _folders_finding(root)
+    finding = folders_finding(root)
     assert (finding.code, finding.detail) == ("activesync.foldersync.status",
                                               "FolderSync status 110")
