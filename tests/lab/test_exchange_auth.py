@@ -26,11 +26,11 @@ import pytest
 
 from analyzer.api import check
 from analyzer.context import Credentials, Nameserver, RunOptions
+from analyzer.ewsxml import GETFOLDER_INBOX as GETFOLDER
 from analyzer.lab import LabInfo
 from analyzer.model import Report, Status
 from analyzer.targets import parse_target
 from probes.autodiscover.pox import build_request
-from probes.ews import GETFOLDER
 
 pytestmark = pytest.mark.lab
 
