@@ -411,7 +411,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     from analyzer.api import check, exit_code  # noqa: PLC0415
     from analyzer.pipeline import plan  # noqa: PLC0415
-    from analyzer.registry import load_probes  # noqa: PLC0415
+    from analyzer.registry import probe_index  # noqa: PLC0415
     from analyzer.targets import parse_target  # noqa: PLC0415
 
     if args.netns:
@@ -420,7 +420,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         enter_netns(args.netns)
     target = parse_target(args.target)
     args._default_user = target.address
-    probes = load_probes()
+    probes = probe_index()  # the planned probes are imported when they start
     tests = tuple(t.strip() for t in (args.tests or "").split(",") if t.strip())
     try:
         # Which probes run decides whether a password is needed: plan before reading it.

@@ -18,7 +18,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from analyzer.findings import FindingSpec
 from analyzer.model import Finding, ProbeResult, Report, Status, Step, to_json, worst
@@ -29,6 +29,7 @@ from analyzer.probe import (
     exception_finding,
     redact_finding,
 )
+from analyzer.registry import ProbeEntry
 
 if TYPE_CHECKING:
     from analyzer.context import RunContext
@@ -80,7 +81,30 @@ class ProgressEvent:
 Progress = Callable[[ProgressEvent], None]
 
 
-def plan(probes: Sequence[Probe], selected: Sequence[str] = ()) -> list[Probe]:
+class Declared(Protocol):
+    """What planning reads of a probe: a :class:`Probe`, or its index entry
+    (:class:`analyzer.registry.ProbeEntry`), which the pipeline imports only to run it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def needs(self) -> tuple[str, ...]: ...
+    @property
+    def uses(self) -> tuple[str, ...]: ...
+    @property
+    def provides(self) -> tuple[str, ...]: ...
+    @property
+    def default(self) -> bool: ...
+
+
+D = TypeVar("D", bound=Declared)
+#: A planned probe: the probe itself, or its index entry (imported when it is about to run).
+Planned = Probe | ProbeEntry
+
+
+def plan(probes: Sequence[D], selected: Sequence[str] = ()) -> list[D]:
     """The probes to run: the selected ones (or the defaults) plus the providers they need.
 
     Raises :class:`ValueError` naming an unknown probe id.
@@ -111,7 +135,7 @@ def plan(probes: Sequence[Probe], selected: Sequence[str] = ()) -> list[Probe]:
     return planned
 
 
-def _check_acyclic(planned: Sequence[Probe], providers: dict[str, list[str]]) -> None:
+def _check_acyclic(planned: Sequence[Declared], providers: dict[str, list[str]]) -> None:
     """A probe waiting (needs/uses) on itself through others would wait forever."""
     ids = {p.id for p in planned}
     deps = {
@@ -139,7 +163,7 @@ class _Scheduler:
         self,
         run: RunContext,
         target: Target,
-        probes: list[Probe],
+        probes: list[Planned],
         progress: Progress | None,
     ) -> None:
         self.run = run
@@ -184,35 +208,43 @@ class _Scheduler:
             )
         return None
 
-    async def run_one(self, probe: Probe) -> None:
+    async def run_one(self, planned: Planned) -> None:
         try:
-            await self._wait_for(probe.needs + probe.uses)
-            ctx = ProbeContext(run=self.run, probe=probe, facts=self.facts, published={})
+            await self._wait_for(planned.needs + planned.uses)
             started = time.monotonic()
-            skip = self._skip_reason(probe)
-            if skip is None and self.run.remaining() <= 0:
-                skip = RUN_DEADLINE(detail=f"{self.run.options.timeout:g} s elapsed")
-            if skip is not None:
-                results = [_single(probe, self.target, self.run, skip)]
+            loaded = _load(planned)
+            if isinstance(loaded, Finding):
+                results = [_single(planned, self.target, self.run, loaded)]
             else:
-                self._emit(ProgressEvent(probe.id, probe.title, "started"))
-                results = await self._execute(probe, ctx)
-                for name, value in ctx.published.items():
-                    self.facts[name] = value
+                results = await self._start(loaded)
             status = worst((r.status for r in results), default=Status.SKIP)
-            self.outcome[probe.id] = status
-            self.results[probe.id] = results
+            self.outcome[planned.id] = status
+            self.results[planned.id] = results
             self._emit(
                 ProgressEvent(
-                    probe.id,
-                    probe.title,
+                    planned.id,
+                    planned.title,
                     "finished",
                     status,
                     round((time.monotonic() - started) * 1000, 1),
                 )
             )
         finally:
-            self.done[probe.id].set()
+            self.done[planned.id].set()
+
+    async def _start(self, probe: Probe) -> list[ProbeResult]:
+        """Run ``probe`` now that what it waits for is known, or say why it is skipped."""
+        skip = self._skip_reason(probe)
+        if skip is None and self.run.remaining() <= 0:
+            skip = RUN_DEADLINE(detail=f"{self.run.options.timeout:g} s elapsed")
+        if skip is not None:
+            return [_single(probe, self.target, self.run, skip)]
+        ctx = ProbeContext(run=self.run, probe=probe, facts=self.facts, published={})
+        self._emit(ProgressEvent(probe.id, probe.title, "started"))
+        results = await self._execute(probe, ctx)
+        for name, value in ctx.published.items():
+            self.facts[name] = value
+        return results
 
     async def _execute(self, probe: Probe, ctx: ProbeContext) -> list[ProbeResult]:
         budget = min(self.run.options.probe_timeout, self.run.remaining())
@@ -236,6 +268,18 @@ class _Scheduler:
         return _attach_facts(results, shown)
 
 
+def _load(planned: Planned) -> Probe | Finding:
+    """The probe itself: an index entry is imported only now, when it is about to run (the
+    probes that start at once are already waiting on the network while the others load).
+    A probe that cannot be imported is an ``error`` result, not a crashed run."""
+    if isinstance(planned, Probe):
+        return planned
+    try:
+        return planned.load()
+    except Exception as exc:
+        return exception_finding(exc)
+
+
 def _attach_facts(results: list[ProbeResult], published: dict[str, Any]) -> list[ProbeResult]:
     """Show facts published at probe level (not by one result) in the probe's first result."""
     shown = {name for r in results for name in r.facts}
@@ -246,14 +290,14 @@ def _attach_facts(results: list[ProbeResult], published: dict[str, Any]) -> list
     return [dataclasses.replace(first, facts={**first.facts, **missing}), *results[1:]]
 
 
-def _empty_probe_finding(probe: Probe) -> Finding:
+def _empty_probe_finding(probe: Declared) -> Finding:
     return PROBE_NOT_APPLICABLE(
         title="Nothing to check",
         detail=f"the {probe.id} check found nothing to examine for this target",
     )
 
 
-def _single(probe: Probe, target: Target, run: RunContext, finding: Finding) -> ProbeResult:
+def _single(probe: Declared, target: Target, run: RunContext, finding: Finding) -> ProbeResult:
     # An exception's words may quote what a server echoed: redact like every step.
     finding = redact_finding(run.options.credentials, finding)
     return ProbeResult(
@@ -271,12 +315,14 @@ def _single(probe: Probe, target: Target, run: RunContext, finding: Finding) -> 
 async def run_probes(
     run: RunContext,
     target: Target,
-    probes: Sequence[Probe],
+    probes: Sequence[Planned],
     *,
     tool_version: str,
     progress: Progress | None = None,
 ) -> Report:
     """Run ``probes`` (already planned) against ``target`` and build the :class:`Report`.
+
+    Index entries are imported when their probe is about to run.
 
     Never raises for a probe's failure; returns when every probe has finished or the
     global deadline (``run.options.timeout``) has passed, whichever comes first.

@@ -80,9 +80,11 @@ class Probe:
     default: bool = True
     #: Logs in with the user's credentials (the CLI prompts for a password if needed).
     uses_credentials: bool = False
-    #: For an opt-in probe (``default=False``): whether the run's options ask for it
-    #: (``--dnsbl`` turns the block-list probe on without naming it in ``--tests``).
-    enabled: Callable[[Any], bool] | None = None
+    #: For an opt-in probe (``default=False``): the :class:`~analyzer.context.RunOptions`
+    #: field that turns it on when not empty (``dnsbl``: ``--dnsbl`` runs the block-list
+    #: probe without naming it in ``--tests``). A name, not a function, so that the run can
+    #: be planned from the probe index without importing the probe.
+    enabled_by: str | None = None
 
 
 class MissingFact(LookupError):

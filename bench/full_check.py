@@ -27,7 +27,7 @@ from analyzer.context import Credentials, Nameserver, RunOptions
 from analyzer.lab import Lab, enter_netns
 from analyzer.model import Report
 from analyzer.pipeline import plan
-from analyzer.registry import load_probes
+from analyzer.registry import probe_index
 from analyzer.targets import parse_target
 
 LAB_DIR = Path("/run/rca-lab-bench")
@@ -48,7 +48,7 @@ def probe_spans(report: Report) -> dict[str, tuple[float, float]]:
 
 def critical_path(report: Report) -> float:
     """Longest chain of dependent probe durations, in ms."""
-    probes = {p.id: p for p in plan(load_probes())}
+    probes = {p.id: p for p in plan(probe_index())}
     spans = probe_spans(report)
     duration = {pid: end - start for pid, (start, end) in spans.items()}
     providers: dict[str, list[str]] = {}
