@@ -270,6 +270,18 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--quiet", action="store_true", help="print only the verdict line")
 
 
+def _asyncio_only() -> None:
+    """Keep httpcore from importing trio in the ``rca`` process.
+
+    Every command runs on asyncio. httpcore imports trio whenever it is installed (selenium,
+    for one, pulls it in) only to support trio's event loop: 0.2-0.5 s of imports before the
+    first HTTP request of a run. A ``None`` entry makes ``import trio`` fail at once, which
+    httpcore expects (trio is optional for it). Only for the command line: a program using
+    rca's API keeps its own choice.
+    """
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rca`` console script."""
     parser = build_parser()
@@ -277,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A root in certifi has a negative serial number: cryptography warns on every parse of
     # it. Set once, before any thread starts (warning filters are process-wide).
     warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
+    _asyncio_only()
     try:
         if args.command == "check":
             return _cmd_check(args)
