@@ -270,16 +270,20 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--quiet", action="store_true", help="print only the verdict line")
 
 
-def _asyncio_only() -> None:
-    """Keep httpcore from importing trio in the ``rca`` process.
+def _skip_unused_imports() -> None:
+    """Keep httpx and httpcore from importing what the ``rca`` process never uses.
 
-    Every command runs on asyncio. httpcore imports trio whenever it is installed (selenium,
-    for one, pulls it in) only to support trio's event loop: 0.2-0.5 s of imports before the
-    first HTTP request of a run. A ``None`` entry makes ``import trio`` fail at once, which
-    httpcore expects (trio is optional for it). Only for the command line: a program using
-    rca's API keeps its own choice.
+    - httpcore imports trio whenever it is installed (selenium, for one, pulls it in) only to
+      support trio's event loop; every rca command runs on asyncio;
+    - ``import httpx`` imports its own command line (``httpx._main``: click, pygments, rich's
+      progress bars and syntax highlighting) whenever click is installed.
+
+    Together 0.1-0.5 s of imports before the first HTTP request of a run. A ``None`` entry
+    makes such an import fail at once, which both libraries expect (the modules are
+    optional for them). Only in the command line: a program using rca's API keeps its own.
     """
-    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
+    for name in ("trio", "httpx._main"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -289,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A root in certifi has a negative serial number: cryptography warns on every parse of
     # it. Set once, before any thread starts (warning filters are process-wide).
     warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
-    _asyncio_only()
+    _skip_unused_imports()
     try:
         if args.command == "check":
             return _cmd_check(args)
