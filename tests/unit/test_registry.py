@@ -30,7 +30,7 @@ SHOW_MODULES = (
     "    runpy.run_module('analyzer', run_name='__main__')\n"
     "except SystemExit:\n"
     "    pass\n"
-    "open(out, 'w').write('\\n'.join(sorted(sys.modules)))\n"
+    "open(out, 'w').write('\\n'.join(sorted(m for m, v in sys.modules.items() if v)))\n"
 )
 
 
