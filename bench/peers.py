@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -36,13 +35,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
+
+from benchlib import append_rows, machine, stamp
 
 from analyzer.lab import Lab, LabInfo
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).with_name("RESULTS.md")
 PEERS = ("sslyze", "checkdmarc")
 ENDPOINT = "mail.healthy.test:993"
 DOMAIN = "healthy.test"
@@ -163,12 +162,10 @@ def main() -> int:
     def med(ts: list[Timing], field: str) -> float:
         return statistics.median(getattr(t, field) for t in ts)
 
-    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    note = args.note or "conditions not stated"
     lines = []
     failed = False
-    print(f"median of {args.runs} alternating runs; {peer_versions}; {note}")
+    print(f"median of {args.runs} alternating runs; {peer_versions}; "
+          f"{args.note or 'conditions not stated'}")
     for pair, ours, theirs in results:
         ratio = med(ours, "wall") / med(theirs, "wall")
         goal = GOALS.get(pair.name)
@@ -179,35 +176,20 @@ def main() -> int:
               f"{pair.peer_name} {med(theirs, 'wall'):.2f} s (CPU {med(theirs, 'cpu'):.2f} s)  "
               f"ratio {ratio:.2f}{verdict}  exit {exits}")
         lines.append(
-            f"| {date} | {machine} | {note} | {pair.name} | {med(ours, 'wall'):.2f} s | "
-            f"{med(ours, 'cpu'):.2f} s | {pair.peer_name} | {med(theirs, 'wall'):.2f} s | "
-            f"{med(theirs, 'cpu'):.2f} s | {ratio:.2f}{verdict} | {exits} |"
+            f"| {stamp()} | {machine(args.note)} | {args.runs} | {pair.name} | "
+            f"{med(ours, 'wall'):.2f} s | {med(ours, 'cpu'):.2f} s | {pair.peer_name} | "
+            f"{med(theirs, 'wall'):.2f} s | {med(theirs, 'cpu'):.2f} s | {ratio:.2f}{verdict} | "
+            f"{exits} |"
         )
     if not args.no_record and lines:
-        text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-        if "## bench/peers.py" not in text:
-            text += (
-                "\n## bench/peers.py (rca beside its peers, alternating, medians)\n\n"
-                "| date | machine | conditions | comparison | rca wall | rca CPU | peer | "
-                "peer wall | peer CPU | ratio | exit rca/peer |\n"
-                "|---|---|---|---|---|---|---|---|---|---|---|\n"
-            )
-        text = _append_to_section(text, "## bench/peers.py", [
-            *lines, f"| | | {args.runs} runs each; {peer_versions} | | | | | | | | |"])
-        RESULTS.write_text(text, encoding="utf-8")
+        append_rows(
+            "## bench/peers.py (rca beside its peers, alternating runs, medians)",
+            "| date | machine; conditions | runs | comparison | rca wall | rca CPU | peer | "
+            "peer wall | peer CPU | ratio (wall) | exit rca/peer |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            [*lines, f"| | peers: {peer_versions} | | | | | | | | | |"],
+        )
     return 1 if failed else 0
-
-
-def _append_to_section(text: str, heading: str, rows: list[str]) -> str:
-    """``text`` with ``rows`` added at the end of the table under ``heading``."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
-    end = start + 1
-    while end < len(lines) and not lines[end].startswith("## "):
-        end += 1
-    while end > start and not lines[end - 1].strip():
-        end -= 1
-    return "\n".join([*lines[:end], *rows, *lines[end:]]) + "\n"
 
 
 if __name__ == "__main__":
