@@ -2,7 +2,13 @@
 
 Each planned probe becomes a task that waits only for the facts it ``needs``/``uses``,
 so independent probes overlap and a full check costs about its slowest chain of round
-trips. The pipeline owns what every probe shares (blackbox_exporter's handler idea):
+trips. A fact is ready as soon as every planned probe that provides it has published it
+(or ended without it), not when those probes end: the reachability and TLS checks start
+when the DNS probe has published the MX hosts and SRV records, while it still checks
+PTR and CAA records. Probes listed by the registry's index are imported when they start,
+and the ones still waiting are imported while the first ones wait on the network.
+
+The pipeline owns what every probe shares (blackbox_exporter's handler idea):
 
 - the per-probe deadline and the global deadline: on expiry the open steps end as
   ``fail`` with what was seen, and the run goes on;
@@ -14,6 +20,7 @@ trips. The pipeline owns what every probe shares (blackbox_exporter's handler id
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -177,7 +184,10 @@ class _Scheduler:
         for p in probes:
             for fact in p.provides:
                 self.providers.setdefault(fact, []).append(p.id)
-        self.done: dict[str, asyncio.Event] = {p.id: asyncio.Event() for p in probes}
+        #: Per fact: the providers that have neither published it nor ended yet, and the
+        #: event set when there are none left (the fact is as known as it will be).
+        self.unsettled: dict[str, set[str]] = {f: set(p) for f, p in self.providers.items()}
+        self.ready: dict[str, asyncio.Event] = {f: asyncio.Event() for f in self.providers}
 
     def _emit(self, event: ProgressEvent) -> None:
         if self.progress is not None:
@@ -185,8 +195,21 @@ class _Scheduler:
 
     async def _wait_for(self, facts: Sequence[str]) -> None:
         for fact in facts:
-            for pid in self.providers.get(fact, []):
-                await self.done[pid].wait()
+            if fact in self.ready:
+                await self.ready[fact].wait()
+
+    def _publish(self, probe_id: str, name: str, value: Any) -> None:
+        """``probe_id`` published a fact: probes waiting for it may start now."""
+        self.facts[name] = value
+        self._settle(probe_id, name)
+
+    def _settle(self, probe_id: str, fact: str) -> None:
+        waiting = self.unsettled.get(fact)
+        if waiting is None:
+            return
+        waiting.discard(probe_id)
+        if not waiting:
+            self.ready[fact].set()
 
     def _skip_reason(self, probe: Probe) -> Finding | None:
         if probe.applies is not None:
@@ -230,7 +253,8 @@ class _Scheduler:
                 )
             )
         finally:
-            self.done[planned.id].set()
+            for fact in planned.provides:
+                self._settle(planned.id, fact)
 
     async def _start(self, probe: Probe) -> list[ProbeResult]:
         """Run ``probe`` now that what it waits for is known, or say why it is skipped."""
@@ -239,12 +263,15 @@ class _Scheduler:
             skip = RUN_DEADLINE(detail=f"{self.run.options.timeout:g} s elapsed")
         if skip is not None:
             return [_single(probe, self.target, self.run, skip)]
-        ctx = ProbeContext(run=self.run, probe=probe, facts=self.facts, published={})
+        ctx = ProbeContext(
+            run=self.run,
+            probe=probe,
+            facts=self.facts,
+            published={},
+            on_publish=lambda name, value: self._publish(probe.id, name, value),
+        )
         self._emit(ProgressEvent(probe.id, probe.title, "started"))
-        results = await self._execute(probe, ctx)
-        for name, value in ctx.published.items():
-            self.facts[name] = value
-        return results
+        return await self._execute(probe, ctx)
 
     async def _execute(self, probe: Probe, ctx: ProbeContext) -> list[ProbeResult]:
         budget = min(self.run.options.probe_timeout, self.run.remaining())
@@ -266,6 +293,20 @@ class _Scheduler:
             results = [_single(probe, self.target, self.run, finding)]
         shown = {k: v for k, v in ctx.published.items() if k not in ctx.hidden}
         return _attach_facts(results, shown)
+
+
+async def _preload(planned: Sequence[Planned]) -> None:
+    """Import the planned probes while the first ones wait on the network.
+
+    Runs after the probes that need nothing have started (sent their first questions), one
+    probe at a time, yielding in between so that answers are read between two imports.
+    A probe that fails to import is reported when it starts (:func:`_load`).
+    """
+    for entry in planned:
+        await asyncio.sleep(0)
+        if isinstance(entry, ProbeEntry):
+            with contextlib.suppress(Exception):
+                entry.load()
 
 
 def _load(planned: Planned) -> Probe | Finding:
@@ -332,6 +373,7 @@ async def run_probes(
     for p in planned:
         sched._emit(ProgressEvent(p.id, p.title, "planned"))
     tasks = [asyncio.create_task(sched.run_one(p), name=f"rca-probe-{p.id}") for p in planned]
+    preload = asyncio.create_task(_preload(planned), name="rca-preload")
     # Per-probe deadlines are bounded by the global one; the grace period covers the
     # pipeline's own bookkeeping after a probe is cancelled.
     _done, pending = await asyncio.wait(tasks, timeout=run.remaining() + 1.0)
@@ -339,6 +381,7 @@ async def run_probes(
         task.cancel()
     if pending:
         await asyncio.wait(pending, timeout=1.0)
+    preload.cancel()
     results: list[ProbeResult] = []
     for p in planned:
         if p.id in sched.results:

@@ -282,6 +282,8 @@ class ProbeContext:
     published: dict[str, Any]
     results: list[ResultRecorder] = field(default_factory=list)
     hidden: set[str] = field(default_factory=set)
+    #: Called with each fact as it is published (the pipeline releases waiting probes).
+    on_publish: Callable[[str, Any], None] | None = None
 
     @property
     def options(self) -> Any:
@@ -306,13 +308,17 @@ class ProbeContext:
     def publish(self, name: str, value: Any, *, shown: bool = True) -> None:
         """Make a fact available to probes that need it (the probe must declare it).
 
-        ``shown=False`` keeps it out of the report (bulky data such as DER chains).
+        A fact is final once published (publish each once): probes waiting for it may
+        start at once, before this probe ends. ``shown=False`` keeps it out of the report
+        (bulky data such as DER chains).
         """
         if name not in self.probe.provides:
             raise ValueError(f"probe {self.probe.id!r} does not declare the fact {name!r}")
         self.published[name] = value
         if not shown:
             self.hidden.add(name)
+        if self.on_publish is not None:
+            self.on_publish(name, value)
 
     def result(self, subject: str) -> ResultRecorder:
         """Start the result for one subject (use with ``with``)."""
