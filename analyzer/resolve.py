@@ -174,13 +174,8 @@ async def _query_once(
     import dns.rcode  # noqa: PLC0415
     import dns.rdatatype  # noqa: PLC0415
 
-    resolver = ctx.resolver(timeout=timeout)
-    lifetime = resolver.lifetime
-    per_try = resolver.timeout
-    servers = [
-        (str(ns), resolver.nameserver_ports.get(str(ns), resolver.port))
-        for ns in resolver.nameservers
-    ]
+    servers = ctx.nameservers()
+    per_try, lifetime = ctx.dns_timeouts(timeout)
     name_text = qname.to_text().rstrip(".") or "."
     if not servers:
         return _Step(

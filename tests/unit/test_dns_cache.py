@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
 from analyzer.api import check
 from analyzer.context import Nameserver, RunContext, RunOptions
 from analyzer.resolve import lookup
@@ -101,3 +103,32 @@ async def test_a_dnssec_question_is_not_answered_from_a_plain_one(
         await lookup(ctx, "example.test", "MX", dnssec=True)
     # Then both went out: the answers differ (signatures)
     assert asked(example_dns, before) == {("example.test", "MX"): 2}
+
+
+async def test_the_system_resolver_configuration_is_read_once_per_run(
+    example_dns: DnsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a system configuration (stood in for: it names the loopback server)
+    import dns.resolver
+
+    reads: list[int] = []
+
+    class SystemResolver:
+        def __init__(self) -> None:
+            reads.append(1)
+            self.nameservers = [example_dns.address]
+            self.port = example_dns.port
+            self.nameserver_ports: dict[str, int] = {}
+
+    monkeypatch.setattr(dns.resolver, "Resolver", SystemResolver)
+    # When a run without --resolver asks three questions
+    async with RunContext(RunOptions()) as ctx:
+        found = [await lookup(ctx, "mx1.example.test", t) for t in ("A", "AAAA", "MX")]
+    # Then the configuration was read once, and the questions went to its server
+    assert reads == [1]
+    assert [f.outcome for f in found] == ["answer", "answer", "nodata"]
+
+
+def test_each_resolver_keeps_its_own_port() -> None:
+    options = RunOptions(nameservers=(Nameserver("127.0.0.1", 5353), Nameserver("::1")))
+    assert RunContext(options).nameservers() == (("127.0.0.1", 5353), ("::1", 53))
