@@ -6,8 +6,9 @@ Starts the lab (``--latency`` ms one way, default 25), runs a full ``rca check``
 - wall: the run's elapsed time;
 - sum: the sum of every probe's duration (what a sequential tool would cost);
 - critical path: the longest chain of dependent probes (a probe's duration plus the
-  longest path of the probes it waits for), i.e. the floor a concurrent run can reach
-  with probes as they are (sequential steps inside a probe inflate it);
+  longest path of the probes it waits for). Probes now start as soon as the facts they wait
+  for are published, often before their providers end, so this is an upper bound and
+  wall/critical can fall below 1; sequential steps inside a probe inflate it too;
 - network floor: the longest chain of dependent round trips the run waits through,
   measured rather than modelled: the same runs again with no added latency (the lab
   restarted at 0 ms), and ``(wall(L) - wall(0)) / 2L`` round trips of ``2L`` each. What is
