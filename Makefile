@@ -1,7 +1,7 @@
 # Developer shortcuts (after scripts/install.sh made .venv); the README's two commands need no make.
 PY ?= .venv/bin/python
 
-.PHONY: install test lint typecheck check schema docs bench-startup bench demo
+.PHONY: install test lint typecheck check schema catalogue docs bench-startup bench demo
 
 install:
 	scripts/install.sh
@@ -21,7 +21,11 @@ check: lint typecheck test
 schema:
 	$(PY) -c 'import json; from analyzer.model import report_json_schema as s; open("reports/schema/report.schema.json","w").write(json.dumps(s(), indent=2)+"\n")'
 
-docs:
+# probes/index.json: what planning and `rca findings` read instead of importing the probes.
+catalogue:
+	$(PY) -m analyzer.registry
+
+docs: catalogue
 	$(PY) -m analyzer findings --format markdown > docs/findings.md
 
 bench-startup:

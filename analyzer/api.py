@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from analyzer import __version__
 from analyzer.context import RunContext, RunOptions
 from analyzer.model import Report
-from analyzer.pipeline import Progress, plan, run_probes
-from analyzer.probe import Probe
-from analyzer.registry import load_probes
+from analyzer.pipeline import Planned, Progress, plan, run_probes
+from analyzer.registry import probe_index
 from analyzer.targets import Target
 
 __all__ = ["check", "exit_code", "selected_tests"]
@@ -19,26 +18,32 @@ async def check(
     target: Target,
     options: RunOptions,
     *,
-    probes: Sequence[Probe] | None = None,
+    probes: Sequence[Planned] | None = None,
     progress: Progress | None = None,
 ) -> Report:
     """Run the planned probes (``options.tests``, or the defaults) against ``target``.
 
-    ``probes`` replaces the registry (tests use it to run purpose-built probes).
+    ``probes`` replaces the registry's index (tests use it to run purpose-built probes).
+    Only the probes that run are imported, each when it starts.
     Raises :class:`ValueError` for an unknown test name; never for a probe's failure.
     """
-    available = list(probes) if probes is not None else load_probes()
+    available: list[Planned] = list(probes) if probes is not None else list(probe_index())
     planned = plan(available, selected_tests(available, options))
     async with RunContext(options) as run:
         return await run_probes(run, target, planned, tool_version=__version__, progress=progress)
 
 
-def selected_tests(probes: Sequence[Probe], options: RunOptions) -> tuple[str, ...]:
+def selected_tests(probes: Sequence[Planned], options: RunOptions) -> tuple[str, ...]:
     """``--tests``, plus opt-in probes that the options turn on (``--dnsbl``).
 
-    With no ``--tests`` the defaults run; an opt-in probe asked for by its option is added.
+    With no ``--tests`` the defaults run; an opt-in probe asked for by its option
+    (:attr:`~analyzer.probe.Probe.enabled_by`) is added.
     """
-    extra = tuple(p.id for p in probes if not p.default and p.enabled and p.enabled(options))
+    extra = tuple(
+        p.id
+        for p in probes
+        if not p.default and p.enabled_by and getattr(options, p.enabled_by)
+    )
     if not extra:
         return options.tests
     base = options.tests or tuple(p.id for p in probes if p.default)

@@ -84,6 +84,7 @@ from analyzer.model import ProbeResult, Report, Status, Step
 if TYPE_CHECKING:
     from analyzer.context import Credentials, HostLimits, RunOptions
     from analyzer.history import Changes
+    from analyzer.pipeline import Planned
     from analyzer.probe import Probe, SharedResults
     from analyzer.targets import Target
 
@@ -579,7 +580,7 @@ async def check_target(
     spec: TargetSpec,
     *,
     base: Path,
-    probes: Sequence[Probe],
+    probes: Sequence[Planned],
     limits: HostLimits | None = None,
     shared: SharedResults | None = None,
     env: Mapping[str, str] | None = None,
@@ -939,9 +940,11 @@ async def _check_share(plan: _Plan, done: Callable[[int, TargetSummary], None]) 
     """Check ``plan.targets`` in this process's event loop and write their reports."""
     from analyzer.context import HostLimits  # noqa: PLC0415
     from analyzer.probe import SharedResults  # noqa: PLC0415
-    from analyzer.registry import load_probes  # noqa: PLC0415
+    from analyzer.registry import probe_index  # noqa: PLC0415
 
-    available = list(plan.probes) if plan.probes is not None else load_probes()
+    available: list[Planned] = (
+        list(plan.probes) if plan.probes is not None else list(probe_index())
+    )
     limits = HostLimits(plan.per_host)
     shared = SharedResults(checks=plan.share)
     gate = asyncio.Semaphore(plan.concurrency)

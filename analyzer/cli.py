@@ -294,6 +294,22 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--quiet", action="store_true", help="print only the verdict line")
 
 
+def _skip_unused_imports() -> None:
+    """Keep httpx and httpcore from importing what the ``rca`` process never uses.
+
+    - httpcore imports trio whenever it is installed (selenium, for one, pulls it in) only to
+      support trio's event loop; every rca command runs on asyncio;
+    - ``import httpx`` imports its own command line (``httpx._main``: click, pygments, rich's
+      progress bars and syntax highlighting) whenever click is installed.
+
+    Together 0.1-0.5 s of imports before the first HTTP request of a run. A ``None`` entry
+    makes such an import fail at once, which both libraries expect (the modules are
+    optional for them). Only in the command line: a program using rca's API keeps its own.
+    """
+    for name in ("trio", "httpx._main"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rca`` console script."""
     parser = build_parser()
@@ -304,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive",
                             category=CryptographyDeprecationWarning)
+    _skip_unused_imports()
     try:
         if args.command == "check":
             return _cmd_check(args)
@@ -452,7 +469,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     from analyzer.api import check, exit_code  # noqa: PLC0415
     from analyzer.pipeline import plan  # noqa: PLC0415
-    from analyzer.registry import load_probes  # noqa: PLC0415
+    from analyzer.registry import probe_index  # noqa: PLC0415
     from analyzer.targets import parse_target  # noqa: PLC0415
 
     if args.netns:
@@ -461,7 +478,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         enter_netns(args.netns)
     target = parse_target(args.target)
     args._default_user = target.address
-    probes = load_probes()
+    probes = probe_index()  # the planned probes are imported when they start
     tests = tuple(t.strip() for t in (args.tests or "").split(",") if t.strip())
     try:
         # Which probes run decides whether a password is needed: plan before reading it.

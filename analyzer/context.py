@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 from analyzer.errors import UsageError
 
 if TYPE_CHECKING:
-    import dns.asyncresolver
-
     from analyzer.probe import SharedResults
 
 __all__ = [
@@ -361,7 +359,7 @@ class RunContext:
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._ssl: ssl.SSLContext | None = None
-        self._system_dns: dns.asyncresolver.Resolver | None = None
+        self._nameservers: tuple[tuple[str, int], ...] | None = None
         self._shared: dict[str, asyncio.Future[Any]] = {}
 
     # --- time ---------------------------------------------------------------------------------
@@ -446,38 +444,33 @@ class RunContext:
 
     # --- clients ------------------------------------------------------------------------------
 
-    def resolver(self, *, timeout: float | None = None) -> dns.asyncresolver.Resolver:
-        """A fresh dnspython async resolver configured from the options.
+    def nameservers(self) -> tuple[tuple[str, int], ...]:
+        """The DNS servers every question of the run goes to, as ``(address, port)``:
+        ``--resolver``, or the system's (``/etc/resolv.conf``, read once per run)."""
+        if self._nameservers is None:
+            if self.options.nameservers:
+                self._nameservers = tuple((n.address, n.port) for n in self.options.nameservers)
+            else:
+                import dns.resolver  # noqa: PLC0415 - keep start-up fast
 
-        ``timeout`` bounds each try; the overall ``lifetime`` is the smaller of the
-        per-operation timeout and the time left in the run.
-        """
-        import dns.asyncresolver  # noqa: PLC0415 - keep start-up fast
-
-        if self.options.nameservers:
-            res = dns.asyncresolver.Resolver(configure=False)
-            res.nameservers = [n.address for n in self.options.nameservers]
-            ports = {n.port for n in self.options.nameservers}
-            res.port = ports.pop() if len(ports) == 1 else 53
-            res.nameserver_ports = {n.address: n.port for n in self.options.nameservers}
-        else:
-            if self._system_dns is None:  # /etc/resolv.conf read once per run, not per query
                 try:
-                    self._system_dns = dns.asyncresolver.Resolver()
+                    system = dns.resolver.Resolver()
                 except Exception as exc:  # no /etc/resolv.conf, or an unreadable one
                     raise UsageError(
                         f"no system DNS resolver could be configured ({exc}); use --resolver IP"
                     ) from None
-            system = self._system_dns
-            res = dns.asyncresolver.Resolver(configure=False)
-            res.nameservers = list(system.nameservers)
-            res.port = system.port
-            res.nameserver_ports = dict(system.nameserver_ports)
-        res.cache = None  # a diagnostic looks afresh every time
+                self._nameservers = tuple(
+                    (str(ns), system.nameserver_ports.get(str(ns), system.port))
+                    for ns in system.nameservers
+                )
+        return self._nameservers
+
+    def dns_timeouts(self, timeout: float | None = None) -> tuple[float, float]:
+        """``(per try, overall)`` seconds for one DNS question, as dnspython's ``timeout``
+        and ``lifetime``: ``timeout`` (default: the per-operation timeout) overall and half
+        of it per try, bounded by the time left in the run."""
         op = self.options.op_timeout if timeout is None else timeout
-        res.timeout = max(0.05, min(op / 2, self.remaining()))
-        res.lifetime = max(0.05, min(op, self.remaining()))
-        return res
+        return max(0.05, min(op / 2, self.remaining())), max(0.05, min(op, self.remaining()))
 
     def connect_addresses(self, host: str) -> tuple[str, ...]:
         """Addresses forced by ``--connect HOST=IP`` for ``host`` (empty if none)."""

@@ -2,11 +2,15 @@
 
 Probes never import one another: they share what they learned through these values,
 keyed by name (the constants below). Every fact type is a frozen dataclass of plain
-data, so it can also be shown in a report (``analyzer.model.to_json``).
+data, so it can also be shown in a report (``analyzer.model.to_json``). One exception,
+:class:`TlsVerdicts`, fills up while its probe runs, so that a login waits for the verdict
+on *its* endpoint rather than for every TLS check.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = [
@@ -25,6 +29,7 @@ __all__ = [
     "MxHost",
     "OutlookAnywhere",
     "SrvRecord",
+    "TlsVerdicts",
 ]
 
 #: ``tuple[MxHost, ...]``, sorted by preference; empty for a null MX.
@@ -170,7 +175,8 @@ class MailServerSetting:
 
 #: ``tuple[str, ...]``: ``host:port`` endpoints found open by the reachability probe.
 OPEN_PORTS = "open_ports"
-#: ``dict[str, str]``: ``host:port`` → ``valid`` | ``invalid`` | ``unreachable`` (TLS probe).
+#: :class:`TlsVerdicts`, a mapping ``host:port`` → ``valid`` | ``invalid`` | ``unreachable``
+#: | ``failed`` (TLS probe), published before the first handshake and filled as each ends.
 #: Login probes never send credentials to an endpoint that is not ``valid`` (unless
 #: ``--insecure``).
 TLS_VERDICTS = "tls_verdicts"
@@ -178,3 +184,47 @@ TLS_VERDICTS = "tls_verdicts"
 TLS_CHAINS = "tls_chains"
 #: ``dict[str, str]``: name → DNSSEC state of its zone (secure/insecure/bogus/indeterminate).
 DNSSEC_ZONES = "dnssec_zones"
+
+
+class TlsVerdicts(Mapping[str, str]):
+    """The TLS check's verdict per ``host:port`` (:data:`TLS_VERDICTS`), filled as each
+    endpoint's check ends.
+
+    The TLS probe publishes it before its first handshake, naming every endpoint it will
+    check, so probes waiting for :data:`TLS_VERDICTS` start at once and each login awaits
+    :meth:`verdict` of its own endpoint only. As a mapping it holds the verdicts known so
+    far (all of them once the probe has ended, which is when a report shows it).
+    """
+
+    def __init__(self, labels: Iterable[str]) -> None:
+        self._known: dict[str, str] = {}
+        self._pending: dict[str, asyncio.Event] = {label: asyncio.Event() for label in labels}
+
+    def settle(self, label: str, verdict: str) -> None:
+        """Record the verdict on ``label`` and wake whoever waits for it."""
+        self._known[label] = verdict
+        event = self._pending.pop(label, None)
+        if event is not None:
+            event.set()
+
+    def close(self) -> None:
+        """No more verdicts will come (the probe ended, or hit its deadline): wake everyone."""
+        for event in self._pending.values():
+            event.set()
+        self._pending.clear()
+
+    async def verdict(self, label: str) -> str:
+        """The verdict on ``label`` once its check has ended; ``""`` when it had none."""
+        event = self._pending.get(label)
+        if event is not None:
+            await event.wait()
+        return self._known.get(label, "")
+
+    def __getitem__(self, label: str) -> str:
+        return self._known[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._known)
+
+    def __len__(self) -> int:
+        return len(self._known)

@@ -25,7 +25,7 @@ import dataclasses
 import re
 import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
@@ -40,7 +40,13 @@ from analyzer.errors import (
     TlsFailure,
     Unreachable,
 )
-from analyzer.facts import MAIL_SETTINGS, OPEN_PORTS, TLS_VERDICTS, MailServerSetting
+from analyzer.facts import (
+    MAIL_SETTINGS,
+    OPEN_PORTS,
+    TLS_VERDICTS,
+    MailServerSetting,
+    TlsVerdicts,
+)
 from analyzer.findings import FindingSpec
 from analyzer.mailclient import (
     CommandRejected,
@@ -515,16 +521,21 @@ class TlsChoice:
     reason: str = ""
 
 
-def tls_context(ctx: ProbeContext, ep: LoginEndpoint) -> TlsChoice:
+async def tls_context(ctx: ProbeContext, ep: LoginEndpoint) -> TlsChoice:
     """The run's verifying context (certifi + system + ``--ca-file``, host name checked).
 
     The handshake itself decides whether the password may go over a connection: the
     certificate this very connection presents must verify. The TLS check's verdict
     (:data:`~analyzer.facts.TLS_VERDICTS`) covers every address and stricter criteria, and
     also counts handshakes that timed out; it is shown beside the login, not used as a veto.
+    It is awaited for this endpoint only, while the TLS check of the others goes on.
     """
-    verdicts: dict[str, str] = ctx.fact_or(TLS_VERDICTS, {}) or {}
-    verdict = verdicts.get(ep.label, "")
+    verdicts: Mapping[str, str] = ctx.fact_or(TLS_VERDICTS, {}) or {}
+    verdict = (
+        await verdicts.verdict(ep.label)
+        if isinstance(verdicts, TlsVerdicts)
+        else verdicts.get(ep.label, "")
+    )
     return TlsChoice(
         context=ctx.run.ssl_context(), verified=True,
         reason=f"the TLS check judged {ep.label} {verdict}" if verdict == "invalid" else "",
@@ -761,7 +772,7 @@ async def open_session(
     ``--insecure`` is it opened again without verification; the returned ``choice`` then
     says why, and the login carries a loud warning (:func:`may_send_credentials`).
     """
-    choice = tls_context(ctx, ep)
+    choice = await tls_context(ctx, ep)
     mode = f"{dialect.name} over TLS" if ep.tls == "implicit" else f"{dialect.name}, then STARTTLS"
     with res.step(f"Connect to {ep.label} ({mode}; from {ep.source})") as step:
         try:

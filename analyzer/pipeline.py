@@ -2,7 +2,13 @@
 
 Each planned probe becomes a task that waits only for the facts it ``needs``/``uses``,
 so independent probes overlap and a full check costs about its slowest chain of round
-trips. The pipeline owns what every probe shares (blackbox_exporter's handler idea):
+trips. A fact is ready as soon as every planned probe that provides it has published it
+(or ended without it), not when those probes end: the reachability and TLS checks start
+when the DNS probe has published the MX hosts and SRV records, while it still checks
+PTR and CAA records. Probes listed by the registry's index are imported when they start,
+and the ones still waiting are imported while the first ones wait on the network.
+
+The pipeline owns what every probe shares (blackbox_exporter's handler idea):
 
 - the per-probe deadline and the global deadline: on expiry the open steps end as
   ``fail`` with what was seen, and the run goes on;
@@ -14,11 +20,12 @@ trips. The pipeline owns what every probe shares (blackbox_exporter's handler id
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from analyzer.credpolicy import hide_userinfo
 from analyzer.findings import FindingSpec
@@ -31,6 +38,7 @@ from analyzer.probe import (
     redact_finding,
     redact_json,
 )
+from analyzer.registry import ProbeEntry
 
 if TYPE_CHECKING:
     from analyzer.context import RunContext
@@ -88,7 +96,30 @@ class ProgressEvent:
 Progress = Callable[[ProgressEvent], None]
 
 
-def plan(probes: Sequence[Probe], selected: Sequence[str] = ()) -> list[Probe]:
+class Declared(Protocol):
+    """What planning reads of a probe: a :class:`Probe`, or its index entry
+    (:class:`analyzer.registry.ProbeEntry`), which the pipeline imports only to run it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def needs(self) -> tuple[str, ...]: ...
+    @property
+    def uses(self) -> tuple[str, ...]: ...
+    @property
+    def provides(self) -> tuple[str, ...]: ...
+    @property
+    def default(self) -> bool: ...
+
+
+D = TypeVar("D", bound=Declared)
+#: A planned probe: the probe itself, or its index entry (imported when it is about to run).
+Planned = Probe | ProbeEntry
+
+
+def plan(probes: Sequence[D], selected: Sequence[str] = ()) -> list[D]:
     """The probes to run: the selected ones (or the defaults) plus the providers they need.
 
     Raises :class:`ValueError` naming an unknown probe id.
@@ -119,7 +150,7 @@ def plan(probes: Sequence[Probe], selected: Sequence[str] = ()) -> list[Probe]:
     return planned
 
 
-def _check_acyclic(planned: Sequence[Probe], providers: dict[str, list[str]]) -> None:
+def _check_acyclic(planned: Sequence[Declared], providers: dict[str, list[str]]) -> None:
     """A probe waiting (needs/uses) on itself through others would wait forever."""
     ids = {p.id for p in planned}
     deps = {
@@ -147,7 +178,7 @@ class _Scheduler:
         self,
         run: RunContext,
         target: Target,
-        probes: list[Probe],
+        probes: list[Planned],
         progress: Progress | None,
     ) -> None:
         self.run = run
@@ -161,7 +192,10 @@ class _Scheduler:
         for p in probes:
             for fact in p.provides:
                 self.providers.setdefault(fact, []).append(p.id)
-        self.done: dict[str, asyncio.Event] = {p.id: asyncio.Event() for p in probes}
+        #: Per fact: the providers that have neither published it nor ended yet, and the
+        #: event set when there are none left (the fact is as known as it will be).
+        self.unsettled: dict[str, set[str]] = {f: set(p) for f, p in self.providers.items()}
+        self.ready: dict[str, asyncio.Event] = {f: asyncio.Event() for f in self.providers}
 
     def _emit(self, event: ProgressEvent) -> None:
         if self.progress is not None:
@@ -169,8 +203,21 @@ class _Scheduler:
 
     async def _wait_for(self, facts: Sequence[str]) -> None:
         for fact in facts:
-            for pid in self.providers.get(fact, []):
-                await self.done[pid].wait()
+            if fact in self.ready:
+                await self.ready[fact].wait()
+
+    def _publish(self, probe_id: str, name: str, value: Any) -> None:
+        """``probe_id`` published a fact: probes waiting for it may start now."""
+        self.facts[name] = value
+        self._settle(probe_id, name)
+
+    def _settle(self, probe_id: str, fact: str) -> None:
+        waiting = self.unsettled.get(fact)
+        if waiting is None:
+            return
+        waiting.discard(probe_id)
+        if not waiting:
+            self.ready[fact].set()
 
     def _skip_reason(self, probe: Probe) -> Finding | None:
         if probe.applies is not None:
@@ -192,28 +239,22 @@ class _Scheduler:
             )
         return None
 
-    async def run_one(self, probe: Probe) -> None:
+    async def run_one(self, planned: Planned) -> None:
         try:
-            await self._wait_for(probe.needs + probe.uses)
-            ctx = ProbeContext(run=self.run, probe=probe, facts=self.facts, published={})
+            await self._wait_for(planned.needs + planned.uses)
             started = time.monotonic()
-            skip = self._skip_reason(probe)
-            if skip is None and self.run.remaining() <= 0:
-                skip = RUN_DEADLINE(detail=f"{self.run.options.timeout:g} s elapsed")
-            if skip is not None:
-                results = [_single(probe, self.target, self.run, skip)]
+            loaded = _load(planned)
+            if isinstance(loaded, Finding):
+                results = [_single(planned, self.target, self.run, loaded)]
             else:
-                self._emit(ProgressEvent(probe.id, probe.title, "started"))
-                results = await self._execute(probe, ctx)
-                for name, value in ctx.published.items():
-                    self.facts[name] = value
+                results = await self._start(loaded)
             status = worst((r.status for r in results), default=Status.SKIP)
-            self.outcome[probe.id] = status
-            self.results[probe.id] = results
+            self.outcome[planned.id] = status
+            self.results[planned.id] = results
             self._emit(
                 ProgressEvent(
-                    probe.id,
-                    probe.title,
+                    planned.id,
+                    planned.title,
                     "finished",
                     status,
                     round((time.monotonic() - started) * 1000, 1),
@@ -221,7 +262,25 @@ class _Scheduler:
                 )
             )
         finally:
-            self.done[probe.id].set()
+            for fact in planned.provides:
+                self._settle(planned.id, fact)
+
+    async def _start(self, probe: Probe) -> list[ProbeResult]:
+        """Run ``probe`` now that what it waits for is known, or say why it is skipped."""
+        skip = self._skip_reason(probe)
+        if skip is None and self.run.remaining() <= 0:
+            skip = RUN_DEADLINE(detail=f"{self.run.options.timeout:g} s elapsed")
+        if skip is not None:
+            return [_single(probe, self.target, self.run, skip)]
+        ctx = ProbeContext(
+            run=self.run,
+            probe=probe,
+            facts=self.facts,
+            published={},
+            on_publish=lambda name, value: self._publish(probe.id, name, value),
+        )
+        self._emit(ProgressEvent(probe.id, probe.title, "started"))
+        return await self._execute(probe, ctx)
 
     async def _execute(self, probe: Probe, ctx: ProbeContext) -> list[ProbeResult]:
         budget = min(self.run.options.probe_timeout, self.run.remaining())
@@ -245,6 +304,32 @@ class _Scheduler:
         return _attach_facts(results, shown, ctx.redact)
 
 
+async def _preload(planned: Sequence[Planned]) -> None:
+    """Import the planned probes while the first ones wait on the network.
+
+    Runs after the probes that need nothing have started (sent their first questions), one
+    probe at a time, yielding in between so that answers are read between two imports.
+    A probe that fails to import is reported when it starts (:func:`_load`).
+    """
+    for entry in planned:
+        await asyncio.sleep(0)
+        if isinstance(entry, ProbeEntry):
+            with contextlib.suppress(Exception):
+                entry.load()
+
+
+def _load(planned: Planned) -> Probe | Finding:
+    """The probe itself: an index entry is imported only now, when it is about to run (the
+    probes that start at once are already waiting on the network while the others load).
+    A probe that cannot be imported is an ``error`` result, not a crashed run."""
+    if isinstance(planned, Probe):
+        return planned
+    try:
+        return planned.load()
+    except Exception as exc:
+        return exception_finding(exc)
+
+
 def _attach_facts(
     results: list[ProbeResult], published: dict[str, Any], redact: Callable[[str], str]
 ) -> list[ProbeResult]:
@@ -257,14 +342,14 @@ def _attach_facts(
     return [dataclasses.replace(first, facts={**first.facts, **missing}), *results[1:]]
 
 
-def _empty_probe_finding(probe: Probe) -> Finding:
+def _empty_probe_finding(probe: Declared) -> Finding:
     return PROBE_NOT_APPLICABLE(
         title="Nothing to check",
         detail=f"the {probe.id} check found nothing to examine for this target",
     )
 
 
-def _single(probe: Probe, target: Target, run: RunContext, finding: Finding) -> ProbeResult:
+def _single(probe: Declared, target: Target, run: RunContext, finding: Finding) -> ProbeResult:
     # An exception's words may quote what a server echoed: redact like every step.
     finding = redact_finding(run.options.credentials, finding)
     return ProbeResult(
@@ -282,12 +367,14 @@ def _single(probe: Probe, target: Target, run: RunContext, finding: Finding) -> 
 async def run_probes(
     run: RunContext,
     target: Target,
-    probes: Sequence[Probe],
+    probes: Sequence[Planned],
     *,
     tool_version: str,
     progress: Progress | None = None,
 ) -> Report:
     """Run ``probes`` (already planned) against ``target`` and build the :class:`Report`.
+
+    Index entries are imported when their probe is about to run.
 
     Never raises for a probe's failure; returns when every probe has finished or the
     global deadline (``run.options.timeout``) has passed, whichever comes first.
@@ -297,6 +384,7 @@ async def run_probes(
     for p in planned:
         sched._emit(ProgressEvent(p.id, p.title, "planned"))
     tasks = [asyncio.create_task(sched.run_one(p), name=f"rca-probe-{p.id}") for p in planned]
+    preload = asyncio.create_task(_preload(planned), name="rca-preload")
     # Per-probe deadlines are bounded by the global one; the grace period covers the
     # pipeline's own bookkeeping after a probe is cancelled.
     _done, pending = await asyncio.wait(tasks, timeout=run.remaining() + 1.0)
@@ -304,6 +392,7 @@ async def run_probes(
         task.cancel()
     if pending:
         await asyncio.wait(pending, timeout=1.0)
+    preload.cancel()
     results: list[ProbeResult] = []
     for p in planned:
         if p.id in sched.results:

@@ -81,9 +81,11 @@ class Probe:
     default: bool = True
     #: Logs in with the user's credentials (the CLI prompts for a password if needed).
     uses_credentials: bool = False
-    #: For an opt-in probe (``default=False``): whether the run's options ask for it
-    #: (``--dnsbl`` turns the block-list probe on without naming it in ``--tests``).
-    enabled: Callable[[Any], bool] | None = None
+    #: For an opt-in probe (``default=False``): the :class:`~analyzer.context.RunOptions`
+    #: field that turns it on when not empty (``dnsbl``: ``--dnsbl`` runs the block-list
+    #: probe without naming it in ``--tests``). A name, not a function, so that the run can
+    #: be planned from the probe index without importing the probe.
+    enabled_by: str | None = None
 
 
 class MissingFact(LookupError):
@@ -291,6 +293,8 @@ class ProbeContext:
     published: dict[str, Any]
     results: list[ResultRecorder] = field(default_factory=list)
     hidden: set[str] = field(default_factory=set)
+    #: Called with each fact as it is published (the pipeline releases waiting probes).
+    on_publish: Callable[[str, Any], None] | None = None
 
     @property
     def options(self) -> Any:
@@ -315,13 +319,17 @@ class ProbeContext:
     def publish(self, name: str, value: Any, *, shown: bool = True) -> None:
         """Make a fact available to probes that need it (the probe must declare it).
 
-        ``shown=False`` keeps it out of the report (bulky data such as DER chains).
+        A fact is final once published (publish each once): probes waiting for it may
+        start at once, before this probe ends. ``shown=False`` keeps it out of the report
+        (bulky data such as DER chains).
         """
         if name not in self.probe.provides:
             raise ValueError(f"probe {self.probe.id!r} does not declare the fact {name!r}")
         self.published[name] = value
         if not shown:
             self.hidden.add(name)
+        if self.on_publish is not None:
+            self.on_publish(name, value)
 
     def result(self, subject: str) -> ResultRecorder:
         """Start the result for one subject (use with ``with``)."""

@@ -6,6 +6,13 @@ NODATA, SERVFAIL, REFUSED and a timeout are different outcomes here (a timeout i
 nameservers (``--resolver`` or the system's), over UDP with TCP fallback on
 truncation, asking for the AD bit so a validating resolver's verdict is visible.
 CNAME chains are followed across zones and loops are reported.
+
+Each question is asked once per run: :func:`lookup` keeps every outcome in the run
+context (question → answer, NXDOMAIN and NODATA included, and a timeout or SERVFAIL too:
+one run reports one view of the DNS, and a question that timed out would only time out
+again), and probes asking the same question at the same time share the one query in
+flight. The cache lives and dies with the :class:`~analyzer.context.RunContext`, so it
+always holds answers of the run's own resolvers; a new run asks afresh.
 """
 
 from __future__ import annotations
@@ -113,7 +120,7 @@ async def lookup(
             )
             break
         seen.add(key)
-        step = await _query_once(ctx, current, rdtype, timeout=timeout, dnssec=dnssec)
+        step = await _cached_query(ctx, current, rdtype, timeout=timeout, dnssec=dnssec)
         if step.response is not None:
             responses.append(step.response)
         if step.lookup.outcome != "answer" or step.next_name is None:
@@ -139,6 +146,16 @@ async def lookup(
     )
 
 
+async def _cached_query(
+    ctx: RunContext, qname: Any, rdtype: str, *, timeout: float | None, dnssec: bool
+) -> _Step:
+    """One question's outcome, asked once per run (see the module docstring)."""
+    question = f"dns:{qname.to_text().lower()}/{rdtype.upper()}/{'do' if dnssec else '-'}"
+    return await ctx.shared(
+        question, lambda: _query_once(ctx, qname, rdtype, timeout=timeout, dnssec=dnssec)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Step:
     lookup: Lookup
@@ -157,13 +174,8 @@ async def _query_once(
     import dns.rcode  # noqa: PLC0415
     import dns.rdatatype  # noqa: PLC0415
 
-    resolver = ctx.resolver(timeout=timeout)
-    lifetime = resolver.lifetime
-    per_try = resolver.timeout
-    servers = [
-        (str(ns), resolver.nameserver_ports.get(str(ns), resolver.port))
-        for ns in resolver.nameservers
-    ]
+    servers = ctx.nameservers()
+    per_try, lifetime = ctx.dns_timeouts(timeout)
     name_text = qname.to_text().rstrip(".") or "."
     if not servers:
         return _Step(

@@ -443,7 +443,7 @@ class Exporter:
     async def _check(self, key: tuple[str, str], module: Module, target: Target,
                      timeout: float) -> Result:
         from analyzer.context import HostLimits  # noqa: PLC0415
-        from analyzer.registry import load_probes  # noqa: PLC0415
+        from analyzer.registry import probe_index  # noqa: PLC0415
         from reports import prometheus  # noqa: PLC0415
         from reports.summary import check_status  # noqa: PLC0415
 
@@ -464,7 +464,7 @@ class Exporter:
             report = await check_target(
                 spec,
                 base=self.config.base,
-                probes=self._probes if self._probes is not None else load_probes(),
+                probes=self._probes if self._probes is not None else probe_index(),
                 limits=self._limits,
                 env=self._env,
                 timeout=max(0.5, deadline - self._clock()),

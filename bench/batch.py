@@ -6,16 +6,24 @@ existing lab host (most on ``mx.healthy.test``, some on ``mx.cert-expiring.test`
 ``mx.expired-cert.test``), a ``_submission._tcp`` SRV record on that provider's mail host,
 SPF and DMARC. A second NSD, started here inside the lab's server namespace on the lab
 resolver's address and port 5353, serves those zones plus copies of the lab's own (so MX
-hosts, PTR records and the CA all resolve); nothing in the lab changes. All domains share
-three providers: the batch's per-host bound is exercised the way 1,000 customers of one
-provider would exercise it.
+hosts, PTR records and the CA all resolve); nothing in the lab changes. By default all
+domains share three providers: the batch's per-host bound is exercised the way 1,000
+customers of one provider would exercise it.
+
+``--providers N`` spreads the domains over N mail providers instead, as a real batch of
+customers is spread: provider ``k`` is a zone of its own, ``provider<k>.test``, whose
+``mx`` and ``mail`` hosts have addresses of the lab's mail servers (weighted as above). So
+each provider is a distinct name to resolve, to bound per host and to check once for the
+batch (shared results are keyed by host name); the servers answering are the lab's.
+Their certificates name the lab hosts, so the TLS check of every provider also reports a
+name mismatch: a certificate check that fails does the same work as one that passes.
 
 It runs ``rca batch`` (``--tests dns,ports,tls`` by default) as a separate process, from
 the lab's client namespace, and reports its wall time and peak memory (the batch process
 plus its report writer, sampled every 0.1 s), then how the targets ended. Targets: 1,000
 domains in <= 60 s and <= 300 MB on 2 cores. The result is appended to bench/RESULTS.md.
 
-Needs root (the lab). Run: ``python bench/batch.py [--domains 1000] [--concurrency N]``.
+Needs root (the lab). Run: ``python bench/batch.py [--domains 1000] [--providers 100]``.
 """
 
 from __future__ import annotations
@@ -23,22 +31,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+
+from benchlib import append_rows, machine, stamp
 
 from analyzer.lab import Lab, LabInfo
 from analyzer.lab.process import spawn, stop, wait_ready
 
 LAB_NAME = "rca-lab-batchbench"
 LAB_DIR = Path("/run/rca-lab-batchbench")
-RESULTS = Path(__file__).with_name("RESULTS.md")
 #: Where the generated domains' mail goes: (scenario, share of the domains).
 MX_MIX = (("healthy", 8), ("cert-expiring", 1), ("expired-cert", 1))
 BENCH_PORT = 5353
@@ -58,6 +65,41 @@ def zone_text(domain: str, mx_host: str, serial: int) -> str:
     )
 
 
+def provider_zone_text(provider: str, scenario_hosts: dict[str, tuple[str, str]],
+                       serial: int) -> str:
+    """One mail provider: ``mx`` and ``mail`` hosts on the addresses of a lab scenario's."""
+    lines = [
+        f"$ORIGIN {provider}.\n$TTL 300\n",
+        f"@ IN SOA ns.lab.test. hostmaster.lab.test. {serial} 3600 600 86400 300\n",
+        "@ IN NS ns.lab.test.\n",
+    ]
+    for role, (v4, v6) in scenario_hosts.items():
+        lines.append(f"{role} IN A {v4}\n{role} IN AAAA {v6}\n")
+    return "".join(lines)
+
+
+def spread(count: int, providers: int, info: LabInfo) -> tuple[list[tuple[str, str]],
+                                                                 dict[str, str]]:
+    """The generated domains (name, MX host) and the provider zones (origin: text).
+
+    Without providers, every domain's MX is one of the lab's own hosts (MX_MIX)."""
+    mix = [s for s, weight in MX_MIX for _ in range(weight)]
+    if not providers:
+        hosts = [f"mx.{s}.test" for s in mix]
+        return [(f"bench{i:04d}.test", hosts[i % len(hosts)]) for i in range(count)], {}
+    serial = int(time.time())
+    zones = {}
+    for k in range(providers):
+        scenario = info.scenario(mix[k % len(mix)])
+        addresses = {role: (scenario.host(role).ipv4, scenario.host(role).ipv6)
+                     for role in ("mx", "mail")}
+        zones[f"provider{k:03d}.test"] = provider_zone_text(
+            f"provider{k:03d}.test", addresses, serial)
+    domains = [(f"bench{i:04d}.test", f"mx.provider{i % providers:03d}.test")
+               for i in range(count)]
+    return domains, zones
+
+
 def lab_zones(info: LabInfo) -> list[tuple[str, Path]]:
     """(origin, zone file) of every zone the lab's own NSD serves."""
     conf = (info.directory / "dns" / "nsd.conf").read_text(encoding="ascii")
@@ -72,12 +114,18 @@ def lab_zones(info: LabInfo) -> list[tuple[str, Path]]:
     return zones
 
 
-def write_dns(work: Path, info: LabInfo, domains: list[tuple[str, str]]) -> Path:
-    """The bench NSD's folder: its zones and nsd.conf; returns the config file."""
+def write_dns(work: Path, info: LabInfo, domains: list[tuple[str, str]],
+              extra: dict[str, str]) -> Path:
+    """The bench NSD's folder: its zones (the domains' and ``extra``) and nsd.conf; returns
+    the config file."""
     zones_dir = work / "zones"
     zones_dir.mkdir(parents=True)
     serial = int(time.time())
     entries = lab_zones(info)
+    for origin, text in extra.items():
+        path = zones_dir / f"{origin}.zone"
+        path.write_text(text, encoding="ascii")
+        entries.append((origin, path))
     for domain, mx in domains:
         path = zones_dir / f"{domain}.zone"
         path.write_text(zone_text(domain, mx, serial), encoding="ascii")
@@ -174,6 +222,9 @@ def run_batch(batch: Path, out: Path, info: LabInfo, args: argparse.Namespace) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", type=int, default=1000)
+    parser.add_argument("--providers", type=int, default=0,
+                        help="spread the domains over this many mail providers (default: the "
+                        "lab's three mail hosts)")
     parser.add_argument("--concurrency", type=int, help="rca batch --concurrency")
     parser.add_argument("--per-host", type=int, help="rca batch --per-host")
     parser.add_argument("--processes", type=int, help="rca batch --processes")
@@ -186,16 +237,18 @@ def main() -> int:
     parser.add_argument("--tests", default="dns,ports,tls")
     parser.add_argument("--keep", action="store_true", help="keep the lab and the output")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--note", default="", help="conditions, recorded with the results")
+    parser.add_argument("--lab-name", default=LAB_NAME)
+    parser.add_argument("--lab-dir", type=Path, default=LAB_DIR)
     args = parser.parse_args()
 
-    info = Lab(directory=LAB_DIR, scenarios=[s for s, _ in MX_MIX], name=LAB_NAME,
+    info = Lab(directory=args.lab_dir, scenarios=[s for s, _ in MX_MIX], name=args.lab_name,
                latency_ms=args.latency).up()
     work = Path(tempfile.mkdtemp(prefix="rca-bench-batch-", dir="/run"))
     nsd = None
     try:
-        mix = [f"mx.{s}.test" for s, weight in MX_MIX for _ in range(weight)]
-        domains = [(f"bench{i:04d}.test", mix[i % len(mix)]) for i in range(args.domains)]
-        conf = write_dns(work / "dns", info, domains)
+        domains, provider_zones = spread(args.domains, args.providers, info)
+        conf = write_dns(work / "dns", info, domains, provider_zones)
         nsd = spawn("bench-nsd", ["nsd", "-d", "-c", str(conf)], netns=info.server_netns,
                     log_file=work / "dns" / "nsd.out",
                     endpoints=[(info.resolver, BENCH_PORT)])
@@ -209,15 +262,17 @@ def main() -> int:
         if nsd is not None:
             stop([nsd.record()])
         if not args.keep:
-            Lab.down(LAB_DIR, name=LAB_NAME)
+            Lab.down(args.lab_dir, name=args.lab_name)
             shutil.rmtree(work, ignore_errors=True)
     codes = [t["exit_code"] for t in summary["targets"]]
     by_code = {c: codes.count(c) for c in (0, 1, 2, 3)}
     wall, peak_mb = measured["wall"], measured["peak"] / 2**20
     rate = len(codes) / wall if wall else 0.0
     concurrency = f"{args.concurrency or 'default'}{', no share' if args.no_share else ''}"
+    spread_over = f"{args.providers} providers" if args.providers else "3 mail hosts"
     processes = args.processes or 1
-    print(f"{len(codes)} domains ({args.tests}), {processes} process(es) x concurrency "
+    print(f"{len(codes)} domains over {spread_over} ({args.tests}), {processes} process(es) x "
+          f"concurrency "
           f"{concurrency}, latency {args.latency} ms: wall {wall:.1f} s "
           f"({rate:.1f} domains/s), peak RSS {peak_mb:.0f} MB, rca CPU {measured['cpu']:.1f} s "
           f"({measured['cpu'] / max(1, len(codes)) * 1000:.0f} ms/domain), machine busy "
@@ -225,24 +280,19 @@ def main() -> int:
           f"fail {by_code[2]}, unknown {by_code[3]}; exit {measured['exit']}")
     print("targets: <= 60 s and <= 300 MB for 1,000 domains")
     if args.keep:
-        print(f"output kept in {work}; lab {LAB_NAME} still up (rca lab down --dir {LAB_DIR})")
+        print(f"output kept in {work}; lab {args.lab_name} still up "
+              f"(rca lab down --dir {args.lab_dir})")
     if not args.no_record:
-        if "## bench/batch.py" not in RESULTS.read_text(encoding="utf-8"):
-            with RESULTS.open("a", encoding="utf-8") as fh:
-                fh.write(
-                    "\n## bench/batch.py (generated domains, rca batch)\n\n"
-                    "| date | machine | domains | tests | latency | processes x concurrency | "
-                    "wall | domains/s | rca CPU/domain | peak RSS | ok/warn/fail/unknown |\n"
-                    "|---|---|---|---|---|---|---|---|---|---|---|\n"
-                )
-        with RESULTS.open("a", encoding="utf-8") as fh:
-            fh.write(
-                f"| {datetime.now(UTC).date()} | {platform.machine()}, {os.cpu_count()} cores | "
-                f"{len(codes)} | {args.tests} | {args.latency} ms | {processes} x {concurrency} | "
-                f"{wall:.1f} s | {rate:.1f} | "
-                f"{measured['cpu'] / max(1, len(codes)) * 1000:.0f} ms | {peak_mb:.0f} MB | "
-                f"{by_code[0]}/{by_code[1]}/{by_code[2]}/{by_code[3]} |\n"
-            )
+        append_rows(
+            "## bench/batch.py (generated domains, rca batch)",
+            "| date | machine | domains | tests | latency | processes x concurrency | wall | "
+            "domains/s | rca CPU/domain | peak RSS | ok/warn/fail/unknown |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            [f"| {stamp()} | {machine(args.note)} | {len(codes)} over {spread_over} | "
+             f"{args.tests} | {args.latency} ms | {processes} x {concurrency} | {wall:.1f} s | "
+             f"{rate:.1f} | {measured['cpu'] / max(1, len(codes)) * 1000:.0f} ms | "
+             f"{peak_mb:.0f} MB | {by_code[0]}/{by_code[1]}/{by_code[2]}/{by_code[3]} |"],
+        )
     return 0 if wall <= 60 and peak_mb <= 300 and len(codes) >= 1000 else 1
 
 

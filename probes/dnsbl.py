@@ -19,7 +19,6 @@ from analyzer.probe import Probe, ProbeContext
 from analyzer.resolve import lookup
 
 if TYPE_CHECKING:
-    from analyzer.context import RunOptions
     from analyzer.targets import Target
 
 __all__ = ["PROBE", "query_name"]
@@ -129,10 +128,6 @@ async def _check(ctx: ProbeContext, zone: str, addresses: list[tuple[str, str]])
                                 evidence={"codes": codes, "reason": reason, "zone": zone}))
 
 
-def _enabled(options: RunOptions) -> bool:
-    return bool(options.dnsbl)
-
-
 PROBE = Probe(
     id="dnsbl",
     title="DNS block lists (opt-in)",
@@ -140,6 +135,6 @@ PROBE = Probe(
     needs=(MX_HOSTS,),
     findings=FINDINGS,
     default=False,
-    enabled=_enabled,
+    enabled_by="dnsbl",
     applies=lambda t: "the target is an IP address" if t.is_ip else None,
 )

@@ -31,7 +31,14 @@ from analyzer.errors import (
     ProtocolViolation,
     TlsFailure,
 )
-from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, SRV_RECORDS, TLS_CHAINS, TLS_VERDICTS
+from analyzer.facts import (
+    DOMAIN_ADDRESSES,
+    MX_HOSTS,
+    SRV_RECORDS,
+    TLS_CHAINS,
+    TLS_VERDICTS,
+    TlsVerdicts,
+)
 from analyzer.findings import FindingSpec
 from analyzer.model import Finding, Json, Status
 from analyzer.net import family_of
@@ -188,11 +195,22 @@ class _Captured:
 async def run(ctx: ProbeContext, target: Target) -> None:
     """Handshake with every TLS endpoint on every address, concurrently."""
     endpoints = [ep for ep in await plan_endpoints(ctx, target) if ep.service.tls != "none"]
-    roots = await tlschain.run_roots(ctx.run)
-    outcomes = await asyncio.gather(*(_endpoint(ctx, ep, roots) for ep in endpoints))
-    verdicts = {ep.label: v for ep, (v, _) in zip(endpoints, outcomes, strict=True)}
-    chains = {ep.label: c for ep, (_, c) in zip(endpoints, outcomes, strict=True) if c}
+    # Published before the first handshake: a login waits for its own endpoint's verdict,
+    # not for every endpoint's check to end.
+    verdicts = TlsVerdicts(ep.label for ep in endpoints)
     ctx.publish(TLS_VERDICTS, verdicts)
+
+    async def judged(ep: Endpoint) -> tuple[str, tuple[bytes, ...]]:
+        verdict, chain = await _endpoint(ctx, ep, roots)
+        verdicts.settle(ep.label, verdict)
+        return verdict, chain
+
+    try:
+        roots = await tlschain.run_roots(ctx.run)
+        outcomes = await asyncio.gather(*(judged(ep) for ep in endpoints))
+    finally:
+        verdicts.close()
+    chains = {ep.label: c for ep, (_, c) in zip(endpoints, outcomes, strict=True) if c}
     ctx.publish(TLS_CHAINS, chains, shown=False)
 
 

@@ -170,6 +170,61 @@ async def test_facts_flow_to_dependent_probes() -> None:
     assert results_of(report, "p")[0].facts == {"x": 42}
 
 
+async def test_a_fact_releases_its_consumers_as_soon_as_it_is_published() -> None:
+    # Given a provider that publishes its fact, then goes on until the consumer has started
+    consumer_started = asyncio.Event()
+
+    async def provider(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("p") as res:
+            res.publish("x", 42)
+            with res.step("more checks after publishing") as step:
+                await consumer_started.wait()
+                step.add(OK())
+
+    async def consumer(ctx: ProbeContext, target: Target) -> None:
+        consumer_started.set()
+        with ctx.result("c") as res, res.step(f"used x={ctx.fact('x')}") as step:
+            step.add(OK())
+
+    probes = [probe("p", provider, provides=("x",)), probe("c", consumer, needs=("x",))]
+    # When the run happens under a short probe deadline
+    report = await check(TARGET, RunOptions(timeout=5, probe_timeout=2), probes=probes)
+    # Then the consumer ran while the provider was still at work, and both passed
+    assert [r.status for r in report.results] == [Status.PASS, Status.PASS]
+    assert results_of(report, "c")[0].steps[0].title == "used x=42"
+
+
+async def test_a_fact_of_two_providers_waits_for_both() -> None:
+    # Given two providers of one fact, the second slower to publish
+    second_may_publish = asyncio.Event()
+    order: list[str] = []
+
+    async def fast(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("fast") as res:
+            res.publish("x", "fast")
+            order.append("fast published")
+            second_may_publish.set()
+
+    async def slow(ctx: ProbeContext, target: Target) -> None:
+        await second_may_publish.wait()
+        await asyncio.sleep(0.05)
+        with ctx.result("slow") as res:
+            order.append("slow published")
+            res.publish("x", "slow")
+
+    async def consumer(ctx: ProbeContext, target: Target) -> None:
+        order.append(f"consumer saw {ctx.fact('x')}")
+        with ctx.result("c") as res, res.step("used x") as step:
+            step.add(OK())
+
+    probes = [probe("fast", fast, provides=("x",)), probe("slow", slow, provides=("x",)),
+              probe("c", consumer, uses=("x",))]
+    # When the run happens
+    await check(TARGET, RunOptions(timeout=5), probes=probes)
+    # Then the consumer started only when both had published
+    assert order == ["fast published", "slow published", "consumer saw slow"]
+
+
 def test_plan_adds_the_providers_of_needed_facts() -> None:
     async def noop(ctx: ProbeContext, target: Target) -> None:
         return None

@@ -1,0 +1,48 @@
+"""TLS verdicts published while the TLS check runs: each login waits for its endpoint only."""
+
+from __future__ import annotations
+
+import asyncio
+
+from analyzer.facts import TlsVerdicts
+from analyzer.model import to_json
+
+
+async def test_a_verdict_is_awaited_for_its_own_endpoint_only() -> None:
+    # Given the verdicts of two endpoints, neither checked yet
+    verdicts = TlsVerdicts(["imap.example.test:993", "smtp.example.test:465"])
+    waiting = asyncio.create_task(verdicts.verdict("imap.example.test:993"))
+    await asyncio.sleep(0)
+    # When the other endpoint's check ends
+    verdicts.settle("smtp.example.test:465", "invalid")
+    await asyncio.sleep(0)
+    # Then the waiter for the first one still waits
+    assert not waiting.done()
+    # And gets its verdict as soon as its own check ends
+    verdicts.settle("imap.example.test:993", "valid")
+    assert await asyncio.wait_for(waiting, 1) == "valid"
+
+
+async def test_closing_wakes_every_waiter_without_a_verdict() -> None:
+    # Given a check that ends (deadline, crash) before an endpoint was judged
+    verdicts = TlsVerdicts(["mail.example.test:587"])
+    waiting = asyncio.create_task(verdicts.verdict("mail.example.test:587"))
+    await asyncio.sleep(0)
+    verdicts.close()
+    # Then the waiter goes on, with no verdict
+    assert await asyncio.wait_for(waiting, 1) == ""
+
+
+async def test_an_endpoint_the_check_does_not_cover_has_no_verdict_at_once() -> None:
+    verdicts = TlsVerdicts(["mx.example.test:25"])
+    assert await asyncio.wait_for(verdicts.verdict("other.example.test:993"), 1) == ""
+
+
+def test_it_reads_and_reports_as_the_verdicts_known() -> None:
+    # Given one endpoint judged and one not yet
+    verdicts = TlsVerdicts(["a.example.test:993", "b.example.test:993"])
+    verdicts.settle("a.example.test:993", "valid")
+    # Then it reads, and is shown in a report, as the plain mapping of what is known
+    assert dict(verdicts) == {"a.example.test:993": "valid"}
+    assert to_json(verdicts) == {"a.example.test:993": "valid"}
+    assert verdicts.get("b.example.test:993") is None
