@@ -43,6 +43,9 @@ from analyzer.model import (
     worst,
 )
 
+# SharedResults is re-exported for code written before it moved to analyzer.shared.
+from analyzer.shared import SharedCheck, SharedResults
+
 if TYPE_CHECKING:
     from analyzer.context import Credentials, RunContext
     from analyzer.targets import Target
@@ -360,7 +363,7 @@ class ProbeContext:
             if entry is not None:
                 self._adopt(entry)
                 return entry.value  # type: ignore[no-any-return]
-        future: asyncio.Future[_Shared | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[SharedCheck | None] = asyncio.get_running_loop().create_future()
         memo.entries[key] = future
         captured: list[ResultRecorder] = []
         token = _CAPTURE.set(captured)
@@ -371,7 +374,7 @@ class ProbeContext:
             frozen = [rec.frozen for rec in captured]
             if all(f is not None for f in frozen):
                 results = tuple(f for f in frozen if f is not None)
-                entry = _Shared(results=results, value=value, started_ms=started_ms)
+                entry = SharedCheck(results=results, value=value, started_ms=started_ms)
             return value
         finally:
             _CAPTURE.reset(token)
@@ -379,7 +382,7 @@ class ProbeContext:
                 del memo.entries[key]
             future.set_result(entry)
 
-    def _adopt(self, entry: _Shared) -> None:
+    def _adopt(self, entry: SharedCheck) -> None:
         """Add copies of another run's results, moved onto this run's clock."""
         shift = self.run.elapsed_ms() - entry.started_ms
         for result in entry.results:
@@ -411,41 +414,6 @@ class ProbeContext:
 #: Where :meth:`ProbeContext.result` also lists the recorders it makes, while a shared
 #: check runs (per task: concurrent checks of one probe do not mix).
 _CAPTURE: ContextVar[list[ResultRecorder] | None] = ContextVar("rca_capture", default=None)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Shared:
-    """One finished shared check: its results, its value, when it started (run clock)."""
-
-    results: tuple[ProbeResult, ...]
-    value: Any
-    started_ms: float
-
-
-class SharedResults:
-    """Endpoint checks shared by the runs of one batch (see :meth:`ProbeContext.shared`).
-
-    A thousand domains hosted by one provider name the same few MX and mail hosts.
-    Checking ``mx.provider:25`` a thousand times in one batch costs the provider a
-    thousand handshakes and tells nothing new, so the batch gives one instance to every
-    run: each endpoint is checked once and every target's report gets a copy.
-    """
-
-    def __init__(self, *, checks: bool = True) -> None:
-        #: Whether endpoint checks are shared (``--no-share`` turns it off; the resources
-        #: below are shared either way: they are derived from local files, not observed).
-        self.checks = checks
-        self.entries: dict[Hashable, asyncio.Future[_Shared | None]] = {}
-        self._resources: dict[Hashable, Any] = {}
-
-    def resource(self, key: Hashable, make: Callable[[], T]) -> T:
-        """Something every run of the batch derives from the same local files (the parsed
-        trust store, a verifying SSL context), made once. ``key`` must identify the files
-        as they are now (:func:`analyzer.context.files_key`), so that a file changed during
-        the batch is read again."""
-        if key not in self._resources:
-            self._resources[key] = make()
-        return self._resources[key]  # type: ignore[no-any-return]
 
 
 def _shifted(step: Step, shift_ms: float) -> Step:

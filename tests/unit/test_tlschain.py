@@ -1097,7 +1097,7 @@ async def test_a_batch_parses_its_trust_store_once_until_the_file_changes(
     pki: LabPKI, tmp_path: Path
 ) -> None:
     from analyzer.context import RunContext, RunOptions
-    from analyzer.probe import SharedResults
+    from analyzer.shared import SharedResults
 
     # Given a --ca-file and the runs of one batch
     bundle = tmp_path / "ca.pem"
