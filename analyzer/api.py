@@ -51,16 +51,8 @@ def selected_tests(probes: Sequence[Planned], options: RunOptions) -> tuple[str,
 
 
 def exit_code(report: Report) -> int:
-    """Monitoring-plugins convention: 2 fail; 3 inconclusive/error; 1 warn; else 0."""
-    from analyzer.model import Status  # noqa: PLC0415
+    """Monitoring-plugins convention: 2 fail; 3 inconclusive/error; 1 warn; else 0
+    (:func:`analyzer.model.exit_code`)."""
+    from analyzer.model import exit_code as report_exit_code  # noqa: PLC0415
 
-    statuses = {r.status for r in report.results} | {report.status}
-    for _, finding in report.findings():
-        statuses.add(finding.status)
-    if Status.FAIL in statuses:
-        return 2
-    if Status.INCONCLUSIVE in statuses or Status.ERROR in statuses:
-        return 3
-    if Status.WARN in statuses:
-        return 1
-    return 0
+    return report_exit_code(report)

@@ -79,7 +79,17 @@ from typing import TYPE_CHECKING, Any
 from analyzer import __version__
 from analyzer.errors import UsageError
 from analyzer.findings import FindingSpec
-from analyzer.model import ProbeResult, Report, Status, Step
+from analyzer.model import (
+    EXIT_FAIL,
+    EXIT_SEVERITY,
+    EXIT_UNKNOWN,
+    EXIT_WORDS,
+    ProbeResult,
+    Report,
+    Status,
+    Step,
+    worst_exit_code,
+)
 
 if TYPE_CHECKING:
     from analyzer.context import Credentials, HostLimits, RunOptions
@@ -752,13 +762,6 @@ def write_text(path: Path, text: str) -> None:
 # --- combined files ----------------------------------------------------------------------------
 
 
-def worst_exit_code(codes: Iterable[int]) -> int:
-    """The worst of monitoring-plugins codes: 2 (fail) > 3 (unknown) > 1 (warn) > 0."""
-    rank = {0: 0, 1: 1, 3: 2, 2: 3}
-    found = [c for c in codes if c in rank]
-    return max(found, key=rank.__getitem__, default=0)
-
-
 def merge_prometheus(texts: Iterable[str]) -> str:
     """Several exposition texts as one: each metric family's HELP/TYPE once, then every
     sample of that family (the format forbids a family appearing twice)."""
@@ -1133,14 +1136,18 @@ def _write_combined(result: BatchResult) -> BatchResult:
     return replace(result, files=files)
 
 
+def _shouted(code: int) -> str:
+    # A terminal line per target: failures and unknowns in capitals, so they stand out.
+    word = EXIT_WORDS[code]
+    return word.upper() if code in (EXIT_FAIL, EXIT_UNKNOWN) else word
+
+
 def summary_lines(result: BatchResult) -> list[str]:
     """What ``rca batch`` prints: one line per target (worst first), then the total."""
     from reports.summary import clean_text  # noqa: PLC0415
 
-    words = {0: "ok", 1: "warn", 2: "FAIL", 3: "UNKNOWN"}
-    rank = {2: 0, 3: 1, 1: 2, 0: 3}
     lines = []
-    for s in sorted(result.targets, key=lambda s: (rank[s.exit_code], s.name)):
+    for s in sorted(result.targets, key=lambda s: (-EXIT_SEVERITY[s.exit_code], s.name)):
         extra = []
         if s.failures or s.warnings or s.unknown:
             extra.append(f"{s.failures} fail, {s.warnings} warn, {s.unknown} unknown")
@@ -1150,11 +1157,11 @@ def summary_lines(result: BatchResult) -> list[str]:
             extra.append(s.error)
         html = result.out / s.files["html"] if "html" in s.files else None
         lines.append(
-            f"{words[s.exit_code]:<8} {clean_text(s.target)}"
+            f"{_shouted(s.exit_code):<8} {clean_text(s.target)}"
             + (f" ({'; '.join(extra)})" if extra else "")
             + (f"  {html}" if html else "")
         )
-    counts = {code: sum(1 for s in result.targets if s.exit_code == code) for code in words}
+    counts = {code: sum(1 for s in result.targets if s.exit_code == code) for code in EXIT_WORDS}
     lines.append(
         f"rca batch: {len(result.targets)} target(s) in {result.elapsed_s:.1f} s: "
         f"{counts[2]} failed, {counts[3]} unknown, {counts[1]} warned, {counts[0]} ok; "
@@ -1268,6 +1275,6 @@ class _ProgressBar:
             return
         from reports.summary import clean_text  # noqa: PLC0415
 
-        word = {0: "ok", 1: "warn", 2: "FAIL", 3: "UNKNOWN"}[summary.exit_code]
+        word = _shouted(summary.exit_code)
         last = clean_text(f"{word} {summary.target}")[:80]
         self._progress.update(self._task, completed=done, last=last)

@@ -28,7 +28,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from analyzer.model import Finding, Report, Status, report_from_json
+from analyzer.model import (
+    EXIT_SEVERITY,
+    EXIT_WORDS,
+    Finding,
+    Report,
+    Status,
+    report_from_json,
+)
 from reports.summary import Certificate, certificates, check_status
 
 __all__ = [
@@ -48,7 +55,6 @@ Direction = Literal["worse", "better", "info"]
 _PROBLEM = (Status.FAIL, Status.ERROR, Status.INCONCLUSIVE, Status.WARN)
 #: A leaf certificate expiring within this many days is listed with its countdown.
 EXPIRY_NOTICE_DAYS = 30
-_CODE_WORD = {0: "ok", 1: "warn", 2: "fail", 3: "unknown"}
 #: Order of the kinds in a change list: what needs attention first.
 _KIND_ORDER: dict[str, int] = {
     "verdict": 0,
@@ -114,9 +120,9 @@ def diff(old: Report, new: Report, *, expiry_days: int = EXPIRY_NOTICE_DAYS) -> 
                 kind="verdict",
                 direction=_direction(old_code, new_code),
                 subject=new.target,
-                title=f"Verdict {_CODE_WORD[old_code]} → {_CODE_WORD[new_code]}",
-                before=_CODE_WORD[old_code],
-                after=_CODE_WORD[new_code],
+                title=f"Verdict {EXIT_WORDS[old_code]} → {EXIT_WORDS[new_code]}",
+                before=EXIT_WORDS[old_code],
+                after=EXIT_WORDS[new_code],
             )
         )
     found, explained = _finding_changes(old, new)
@@ -136,13 +142,8 @@ def diff(old: Report, new: Report, *, expiry_days: int = EXPIRY_NOTICE_DAYS) -> 
     )
 
 
-def _severity_of_code(code: int) -> int:
-    # Monitoring-plugins order of badness: 0 ok < 1 warn < 3 unknown < 2 fail.
-    return {0: 0, 1: 1, 3: 2, 2: 3}[code]
-
-
 def _direction(before: int, after: int) -> Direction:
-    b, a = _severity_of_code(before), _severity_of_code(after)
+    b, a = EXIT_SEVERITY[before], EXIT_SEVERITY[after]
     return "worse" if a > b else "better" if a < b else "info"
 
 

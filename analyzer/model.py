@@ -18,6 +18,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 __all__ = [
+    "EXIT_FAIL",
+    "EXIT_OK",
+    "EXIT_SEVERITY",
+    "EXIT_UNKNOWN",
+    "EXIT_VERDICTS",
+    "EXIT_WARN",
+    "EXIT_WORDS",
     "SCHEMA_VERSION",
     "Direction",
     "Finding",
@@ -27,10 +34,13 @@ __all__ = [
     "Status",
     "Step",
     "TranscriptLine",
+    "exit_code",
     "report_from_json",
     "report_json_schema",
+    "status_exit_code",
     "to_json",
     "worst",
+    "worst_exit_code",
 ]
 
 #: Bumped on any incompatible change of the JSON shape (a removed or renamed field).
@@ -97,6 +107,61 @@ def worst(statuses: Iterable[Status], *, default: Status = Status.PASS) -> Statu
     if not found:
         return default
     return max(found, key=lambda s: s.severity)
+
+
+# --- exit codes ------------------------------------------------------------------------------
+
+#: rca's exit codes, the monitoring-plugins convention (DESIGN.md §5), by name.
+EXIT_OK, EXIT_WARN, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 2, 3
+#: Each code as one word, where output names a code (``rca batch``, ``rca diff``, the
+#: exporter's counters); callers may upper-case the ones that must stand out.
+EXIT_WORDS: Mapping[int, str] = {
+    EXIT_OK: "ok",
+    EXIT_WARN: "warn",
+    EXIT_FAIL: "fail",
+    EXIT_UNKNOWN: "unknown",
+}
+#: The verdict each code stands for (the status a banner or an index row shows).
+EXIT_VERDICTS: Mapping[int, Status] = {
+    EXIT_OK: Status.PASS,
+    EXIT_WARN: Status.WARN,
+    EXIT_FAIL: Status.FAIL,
+    EXIT_UNKNOWN: Status.INCONCLUSIVE,
+}
+#: How bad each code is, in monitoring-plugins order: 0 ok < 1 warn < 3 unknown < 2 fail.
+EXIT_SEVERITY: Mapping[int, int] = {EXIT_OK: 0, EXIT_WARN: 1, EXIT_UNKNOWN: 2, EXIT_FAIL: 3}
+
+
+def status_exit_code(status: Status) -> int:
+    """The exit code of one status: 0 ok, 1 warn, 2 fail, 3 unknown.
+
+    ``skip`` counts as 0: a check that did not run found nothing wrong (the reason is
+    in the report).
+    """
+    if status == Status.FAIL:
+        return EXIT_FAIL
+    if status in (Status.INCONCLUSIVE, Status.ERROR):
+        return EXIT_UNKNOWN
+    if status == Status.WARN:
+        return EXIT_WARN
+    return EXIT_OK
+
+
+def exit_code(report: Report) -> int:
+    """The whole report as one code, rca's exit code (DESIGN.md §5).
+
+    2 if anything failed; else 3 if anything was inconclusive or errored; else 1 if
+    anything warned; else 0. Findings count too, not only the results' statuses.
+    """
+    statuses = {report.status, *(r.status for r in report.results)}
+    statuses.update(f.status for _, f in report.findings())
+    return max((status_exit_code(s) for s in statuses), key=EXIT_SEVERITY.__getitem__)
+
+
+def worst_exit_code(codes: Iterable[int]) -> int:
+    """The worst of several exit codes (:data:`EXIT_SEVERITY`); 0 when there are none."""
+    found = [c for c in codes if c in EXIT_SEVERITY]
+    return max(found, key=EXIT_SEVERITY.__getitem__, default=EXIT_OK)
 
 
 Direction = Literal["send", "recv", "info"]

@@ -83,6 +83,7 @@ from analyzer.batch import (
     refuse_inline_secrets,
 )
 from analyzer.errors import UsageError
+from analyzer.model import EXIT_WORDS
 from analyzer.targets import is_ip
 
 if TYPE_CHECKING:
@@ -488,7 +489,7 @@ class Exporter:
         text = merge_prometheus([probe_lines, prometheus.dumps(report)])
         result = Result(module=module.name, target=key[1], report=report, text=text,
                         finished=self._clock(), duration_s=duration)
-        word = {0: "ok", 1: "warn", 2: "fail", 3: "unknown"}[code]
+        word = EXIT_WORDS[code]
         with self._lock:
             counter = (module.name, word)
             self._stats.probes[counter] = self._stats.probes.get(counter, 0) + 1

@@ -17,17 +17,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from analyzer.model import Status
+from analyzer.model import EXIT_SEVERITY, EXIT_VERDICTS, Status
 
 if TYPE_CHECKING:
     from analyzer.batch import BatchResult, TargetSummary
 
 __all__ = ["render_index"]
 
-_VERDICT = {0: Status.PASS, 1: Status.WARN, 2: Status.FAIL, 3: Status.INCONCLUSIVE}
+#: The index's own word for each exit code (a verdict of a whole target, not of one check).
 _WORD = {0: "Passed", 1: "Warnings", 2: "Failed", 3: "Unknown"}
-#: Attention order: fail, unknown, warn, ok (monitoring-plugins severity).
-_RANK = {2: 0, 3: 1, 1: 2, 0: 3}
 #: A certificate expiring within this many days is shown as a warning, expired as a failure.
 EXPIRY_WARN_DAYS = 30
 
@@ -53,7 +51,7 @@ def _link(name: str | None) -> str | None:
 
 
 def _row(s: TargetSummary) -> Row:
-    status = _VERDICT[s.exit_code]
+    status = EXIT_VERDICTS[s.exit_code]
     expiry_text, expiry_status = "—", None
     if s.expiry is not None:
         days = s.expiry.days
@@ -102,11 +100,11 @@ def render_index(result: BatchResult) -> str:
     css = env.get_template("report.css").render() + env.get_template("index.css").render()
     rows = sorted(
         (_row(s) for s in result.targets),
-        key=lambda r: (_RANK[r.summary.exit_code], r.summary.name),
+        key=lambda r: (-EXIT_SEVERITY[r.summary.exit_code], r.summary.name),
     )
     counts = {code: sum(1 for s in result.targets if s.exit_code == code) for code in _WORD}
     chips: list[tuple[Status, int, str]] = [
-        (_VERDICT[code], counts[code], phrase)
+        (EXIT_VERDICTS[code], counts[code], phrase)
         for code, phrase in ((2, "failed"), (3, "unknown"), (1, "warned"), (0, "passed"))
         if counts[code]
     ]
@@ -114,7 +112,7 @@ def render_index(result: BatchResult) -> str:
         "result": result,
         "rows": rows,
         "chips": chips,
-        "verdict": _VERDICT[result.exit_code],
+        "verdict": EXIT_VERDICTS[result.exit_code],
         "verdict_word": _WORD[result.exit_code],
         "started": _when(result.started),
         "duration": _duration(result.elapsed_s * 1000),

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from analyzer.model import Finding, ProbeResult, Report, Status
+from analyzer.model import (
+    EXIT_VERDICTS,
+    Finding,
+    ProbeResult,
+    Report,
+    Status,
+    exit_code,
+    status_exit_code,
+)
 
 __all__ = [
     "Certificate",
@@ -44,46 +52,15 @@ _ATTENTION = {
 ACTIONABLE = (Status.FAIL, Status.ERROR, Status.INCONCLUSIVE, Status.WARN)
 
 
-def status_code(status: Status) -> int:
-    """The monitoring-plugins code of one status: 0 ok, 1 warn, 2 fail, 3 unknown.
-
-    ``skip`` counts as 0: a check that did not run found nothing wrong (the reason is
-    in the report).
-    """
-    if status == Status.FAIL:
-        return 2
-    if status in (Status.INCONCLUSIVE, Status.ERROR):
-        return 3
-    if status == Status.WARN:
-        return 1
-    return 0
-
-
-def check_status(report: Report) -> int:
-    """The whole report as one code, the same as rca's exit code (DESIGN.md §5).
-
-    2 if anything failed; else 3 if anything was inconclusive or errored; else 1 if
-    anything warned; else 0. Findings count too, not only the results' statuses.
-    """
-    statuses = {report.status, *(r.status for r in report.results)}
-    statuses.update(f.status for _, f in report.findings())
-    if Status.FAIL in statuses:
-        return 2
-    if Status.INCONCLUSIVE in statuses or Status.ERROR in statuses:
-        return 3
-    if Status.WARN in statuses:
-        return 1
-    return 0
+#: The monitoring-plugins code of one status (0 ok, 1 warn, 2 fail, 3 unknown) and of a
+#: whole report, the same as rca's exit code: defined once, with the model.
+status_code = status_exit_code
+check_status = exit_code
 
 
 def verdict(report: Report) -> Status:
     """The verdict: ``pass``, ``warn`` (passed with warnings), ``fail`` or ``inconclusive``."""
-    return {
-        0: Status.PASS,
-        1: Status.WARN,
-        2: Status.FAIL,
-        3: Status.INCONCLUSIVE,
-    }[check_status(report)]
+    return EXIT_VERDICTS[check_status(report)]
 
 
 def counts(report: Report) -> dict[Status, int]:

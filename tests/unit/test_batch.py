@@ -25,11 +25,10 @@ from analyzer.batch import (
     TargetSpec,
     merge_prometheus,
     run_batch,
-    worst_exit_code,
 )
 from analyzer.findings import FindingSpec
 from analyzer.history import load_report
-from analyzer.model import Status
+from analyzer.model import Status, worst_exit_code
 from analyzer.probe import Probe, ProbeContext
 from analyzer.targets import Target
 
