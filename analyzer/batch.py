@@ -77,8 +77,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analyzer import __version__
+from analyzer.batchmodel import (
+    BATCH_FINDINGS,
+    CHECK_CRASHED,
+    TARGET_UNUSABLE,
+    BatchResult,
+    Expiry,
+    TargetSummary,
+)
 from analyzer.errors import UsageError
-from analyzer.findings import FindingSpec
 from analyzer.model import (
     EXIT_FAIL,
     EXIT_SEVERITY,
@@ -98,8 +105,13 @@ if TYPE_CHECKING:
     from analyzer.probe import Probe, SharedResults
     from analyzer.targets import Target
 
+# BATCH_FINDINGS, CHECK_CRASHED, TARGET_UNUSABLE, BatchResult, TargetSummary
+# (analyzer.batchmodel) and worst_exit_code (analyzer.model) are re-exported for code written
+# before they moved there.
 __all__ = [
     "BATCH_FINDINGS",
+    "CHECK_CRASHED",
+    "TARGET_UNUSABLE",
     "BatchConfig",
     "BatchFileError",
     "BatchResult",
@@ -124,28 +136,6 @@ DEFAULT_CONCURRENCY = 3
 DEFAULT_PER_HOST = 2
 #: Seconds a check may overrun its own deadline before the batch gives up on it.
 WATCHDOG_GRACE_S = 15.0
-
-TARGET_UNUSABLE = FindingSpec(
-    code="batch.target_unusable",
-    status=Status.ERROR,
-    title="rca could not use this target or its settings",
-    meaning="The batch file names a target that is not an address, domain, host or URL, "
-    "or one of its settings cannot be used (a password variable that is not set, a file "
-    "that cannot be read, an unknown test). Nothing was checked; the other targets were.",
-    remediation="Correct the target's entry in the batch file; the detail says what is "
-    "wrong.",
-)
-CHECK_CRASHED = FindingSpec(
-    code="batch.check_crashed",
-    status=Status.ERROR,
-    title="rca could not finish the check of this target",
-    meaning="The check of this target stopped on an unexpected condition outside the "
-    "probes (a bug in rca), or overran its deadline by far. This says nothing about the "
-    "target; the other targets were checked.",
-    remediation="Report it with the JSON report attached (it contains no secrets).",
-)
-BATCH_FINDINGS = (TARGET_UNUSABLE, CHECK_CRASHED)
-
 
 class BatchFileError(UsageError):
     """The batch (or exporter) file cannot be used at all: rca exits 3 with this line."""
@@ -644,36 +634,6 @@ async def check_target(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Expiry:
-    """The certificate of a target that expires first."""
-
-    subject: str
-    not_after: datetime
-    days: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TargetSummary:
-    """What the batch keeps of a finished target (the report itself is on disk)."""
-
-    name: str
-    target: str
-    exit_code: int
-    started: datetime
-    elapsed_ms: float
-    failures: int
-    warnings: int
-    unknown: int
-    expiry: Expiry | None = None
-    #: None: no history (or no previous run) to compare with.
-    changes: Changes | None = None
-    files: Mapping[str, str] = field(default_factory=dict)
-    junit: str = ""
-    prometheus: str = ""
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class WriteJob:
     """Everything a helper process needs to write one target's files (picklable)."""
 
@@ -833,22 +793,6 @@ def _batch_metrics(result: BatchResult) -> str:
 
 
 # --- the whole batch ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchResult:
-    """A finished batch: one summary per target, in the file's order."""
-
-    started: datetime
-    elapsed_s: float
-    targets: tuple[TargetSummary, ...]
-    out: Path
-    files: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        """The worst target's code (monitoring-plugins order)."""
-        return worst_exit_code(s.exit_code for s in self.targets)
 
 
 Progress = Callable[[TargetSummary, int, int], None]

@@ -23,11 +23,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+# Change, ChangeKind and Changes are re-exported for code written before they moved to
+# analyzer.batchmodel.
+from analyzer.batchmodel import Change, ChangeDirection, ChangeKind, Changes
 from analyzer.model import (
     EXIT_SEVERITY,
     EXIT_WORDS,
@@ -48,8 +50,6 @@ __all__ = [
     "load_report",
 ]
 
-ChangeKind = Literal["verdict", "new", "resolved", "status", "certificate", "dns", "port"]
-Direction = Literal["worse", "better", "info"]
 
 #: Statuses that make a finding "a problem" for the comparison.
 _PROBLEM = (Status.FAIL, Status.ERROR, Status.INCONCLUSIVE, Status.WARN)
@@ -66,45 +66,6 @@ _KIND_ORDER: dict[str, int] = {
     "resolved": 6,
 }
 _DIRECTION_ORDER = {"worse": 0, "info": 1, "better": 2}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Change:
-    """One difference between two runs: what, where, before and after."""
-
-    kind: ChangeKind
-    direction: Direction
-    subject: str
-    title: str
-    before: str | None = None
-    after: str | None = None
-    code: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Changes:
-    """Every :class:`Change` from the ``old`` run to the ``new`` one, worst first."""
-
-    target: str
-    old_started: datetime
-    new_started: datetime
-    old_verdict: int
-    new_verdict: int
-    items: tuple[Change, ...] = ()
-
-    def count(self, kind: ChangeKind) -> int:
-        """How many changes of ``kind``."""
-        return sum(1 for c in self.items if c.kind == kind)
-
-    @property
-    def worse(self) -> int:
-        """How many changes are for the worse."""
-        return sum(1 for c in self.items if c.direction == "worse")
-
-    @property
-    def better(self) -> int:
-        """How many changes are for the better."""
-        return sum(1 for c in self.items if c.direction == "better")
 
 
 # --- comparing two reports ----------------------------------------------------------------------
@@ -142,7 +103,7 @@ def diff(old: Report, new: Report, *, expiry_days: int = EXPIRY_NOTICE_DAYS) -> 
     )
 
 
-def _direction(before: int, after: int) -> Direction:
+def _direction(before: int, after: int) -> ChangeDirection:
     b, a = EXIT_SEVERITY[before], EXIT_SEVERITY[after]
     return "worse" if a > b else "better" if a < b else "info"
 
@@ -236,7 +197,7 @@ def _status_changes(
         if was == now:
             continue
         if was is None:
-            direction: Direction = "info"
+            direction: ChangeDirection = "info"
             title = f"{probe} now checks {subject} ({now.value if now else '?'})"
         elif now is None:
             direction = "info"

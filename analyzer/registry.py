@@ -172,7 +172,7 @@ def index_text(probes: list[Probe]) -> str:
 
 def all_finding_specs() -> list[FindingSpec]:
     """Every finding code rca can produce: the pipeline's and every probe's (from the index)."""
-    from analyzer.batch import BATCH_FINDINGS  # noqa: PLC0415
+    from analyzer.batchmodel import BATCH_FINDINGS  # noqa: PLC0415
     from analyzer.pipeline import PIPELINE_FINDINGS  # noqa: PLC0415
 
     specs: dict[str, FindingSpec] = {}

@@ -50,7 +50,7 @@ from reports.summary import (
 )
 
 if TYPE_CHECKING:
-    from analyzer.history import Changes
+    from analyzer.batchmodel import Changes
 
 __all__ = [
     "MAX_TRANSCRIPT_LINES",

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from analyzer.model import EXIT_SEVERITY, EXIT_VERDICTS, Status
 
 if TYPE_CHECKING:
-    from analyzer.batch import BatchResult, TargetSummary
+    from analyzer.batchmodel import BatchResult, TargetSummary
 
 __all__ = ["render_index"]
 

@@ -15,7 +15,8 @@ import defusedxml.ElementTree as SafeET
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from analyzer.batch import BatchResult, load_batch, run_batch
+from analyzer.batch import load_batch, run_batch
+from analyzer.batchmodel import BatchResult
 from analyzer.history import load_report
 from analyzer.lab import LabInfo
 

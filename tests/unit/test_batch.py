@@ -21,11 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from analyzer import pipeline
 from analyzer.batch import (
     BatchConfig,
-    BatchResult,
     TargetSpec,
     merge_prometheus,
     run_batch,
 )
+from analyzer.batchmodel import BatchResult
 from analyzer.findings import FindingSpec
 from analyzer.history import load_report
 from analyzer.model import Status, worst_exit_code
