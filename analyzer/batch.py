@@ -1139,7 +1139,7 @@ def main_batch(args: Any) -> int:
     _positive(args.processes, "--processes")
     config = load_batch(args.file)
     if args.netns:
-        from analyzer.lab.netns import enter_netns  # noqa: PLC0415
+        from analyzer.netns import enter_netns  # noqa: PLC0415
 
         enter_netns(args.netns)
     out = args.out or config.out or Path("rca-batch")

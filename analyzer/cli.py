@@ -473,7 +473,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from analyzer.targets import parse_target  # noqa: PLC0415
 
     if args.netns:
-        from analyzer.lab.netns import enter_netns  # noqa: PLC0415
+        from analyzer.netns import enter_netns  # noqa: PLC0415
 
         enter_netns(args.netns)
     target = parse_target(args.target)

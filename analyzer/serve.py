@@ -779,7 +779,7 @@ def main_serve(args: Any) -> int:
     config = load_exporter(args.config)
     listen = parse_listen(args.listen, where="--listen") if args.listen else config.listen
     if args.netns:
-        from analyzer.lab.netns import enter_netns  # noqa: PLC0415
+        from analyzer.netns import enter_netns  # noqa: PLC0415
 
         enter_netns(args.netns)
     stop = threading.Event()

@@ -24,7 +24,6 @@ caller.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import shutil
@@ -37,7 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
+from analyzer import netns
+from analyzer.errors import UsageError
 from analyzer.lab.errors import LabError
+from analyzer.netns import NETNS_DIR
 
 __all__ = [
     "CLIENT_IF",
@@ -66,11 +68,9 @@ SERVER_IF: Final = "rcalab0"
 CLIENT_IF: Final = "rcalab1"
 CLIENT_IPV4: Final = "198.19.255.254"
 CLIENT_IPV6: Final = "2001:db8:ffff::fffe"
-NETNS_DIR: Final = Path("/run/netns")
 ETC_NETNS_DIR: Final = Path("/etc/netns")
 NFT_TABLE: Final = "rcalab"
 
-_CLONE_NEWNET: Final = 0x40000000  # <linux/sched.h>
 _COMMAND_TIMEOUT_S: Final = 30.0
 
 T = TypeVar("T")
@@ -80,28 +80,12 @@ T = TypeVar("T")
 
 
 def enter_netns(name: str) -> None:
-    """Move the calling thread into network namespace ``name`` (``/run/netns/<name>``).
-
-    Only this thread moves (``setns(2)`` acts per thread); threads and processes it starts
-    afterwards start in ``name`` too. Sockets opened before stay where they were. The mount
-    namespace does not change: ``/etc/netns/<name>/resolv.conf`` applies to processes started
-    with ``ip netns exec``, not to this one, so give resolvers the lab's address explicitly.
-    """
-    path = NETNS_DIR / name
+    """Move the calling thread into network namespace ``name`` (as ``--netns`` does:
+    :func:`analyzer.netns.enter_netns`), with :class:`LabError` when it cannot."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise LabError(f"network namespace {name!r} does not exist ({path})") from None
-    except PermissionError:
-        raise LabError(f"cannot open {path}: entering a namespace needs root") from None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        # Python 3.11 has no os.setns (3.12 does).
-        if libc.setns(fd, _CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise LabError(f"setns({path}) failed: {os.strerror(err)}")
-    finally:
-        os.close(fd)
+        netns.enter_netns(name)
+    except UsageError as exc:
+        raise LabError(str(exc)) from None
 
 
 def in_netns(name: str, function: Callable[[], T]) -> T:
