@@ -6,7 +6,8 @@ file (written by ``Lab.up``) maps every lab web address and host name to its sce
 and holds each scenario's ``emulator`` behaviour.
 
 Dispatch: ``ROUTES`` maps a path prefix (matched case-insensitively, longest first, as IIS
-treats paths) to a handler ``(EmulatorRequest) -> EmulatorResponse``. A scenario can pin the
+treats paths) to a handler ``(EmulatorRequest) -> EmulatorResponse`` (both types live in
+:mod:`analyzer.lab.emulator_http`, which the area modules import). A scenario can pin the
 answer for a path with ``emulator={"responses": {"/health": {"status": 503, "body": "..."}}}``
 (exact path, case-insensitive), which wins over the handler. To emulate a new endpoint, write a
 handler and add its prefix to ``ROUTES`` (and to ``PROXIED_PATHS`` if nginx does not pass it on
@@ -20,12 +21,14 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
+
+from analyzer.lab.emulator_http import EmulatorRequest, EmulatorResponse, Handler, HostEntry
 
 __all__ = [
     "PROXIED_PATHS",
@@ -49,15 +52,6 @@ PROXIED_PATHS: Final[tuple[str, ...]] = (
 """Paths nginx passes to the emulator on every web host (case-insensitive prefixes)."""
 
 _MAX_BODY: Final = 16 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HostEntry:
-    """Which scenario and role a web address or host name belongs to."""
-
-    scenario: str
-    role: str
-    host: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,69 +86,6 @@ class EmulatorConfig:
         return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EmulatorRequest:
-    """One request, with the scenario it is for (``None`` when nothing matched)."""
-
-    method: str
-    path: str
-    query: Mapping[str, Sequence[str]]
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes = field(repr=False)
-    host: str
-    entry: HostEntry | None
-    behaviour: Mapping[str, Any]
-    scenario_data: Mapping[str, Any]
-    #: The client's connection (nginx's ``X-Rca-Client-Conn``, else our own peer): NTLM
-    #: authenticates a connection, not a request (``analyzer.lab.emulator_auth``).
-    connection: str = ""
-    #: Shared by every request the server handles (per-connection NTLM state); None in
-    #: requests built by hand.
-    state: MutableMapping[str, Any] | None = field(default=None, repr=False, compare=False)
-    #: The query string as sent (RPC over HTTP puts ``server:port`` there, not ``k=v``).
-    raw_query: str = ""
-    #: The unread request body, for a body too long to read at once (RPC_IN_DATA announces
-    #: 1 GiB and streams); None when ``body`` holds it all.
-    stream: Any = field(default=None, repr=False, compare=False)
-
-    @property
-    def scenario(self) -> str | None:
-        """The scenario's name, if known."""
-        return self.entry.scenario if self.entry else None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EmulatorResponse:
-    """What to answer."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
-    #: A reason phrase other than the standard one ([MS-RPCH] 2.1.2.1.3: "RPC Error: 6BA").
-    reason: str = ""
-
-    @classmethod
-    def json(cls, status: int, data: Any) -> EmulatorResponse:
-        """A JSON response."""
-        return cls(
-            status=status,
-            headers=(("Content-Type", "application/json"),),
-            body=json.dumps(data, sort_keys=True).encode() + b"\n",
-        )
-
-    @classmethod
-    def text(cls, status: int, text: str) -> EmulatorResponse:
-        """A plain-text response."""
-        return cls(
-            status=status,
-            headers=(("Content-Type", "text/plain; charset=utf-8"),),
-            body=text.encode(),
-        )
-
-
-Handler = Callable[[EmulatorRequest], EmulatorResponse]
-
-
 def health(request: EmulatorRequest) -> EmulatorResponse:
     """``GET /health``: 200 with what the emulator knows about the host asked for."""
     entry = request.entry
@@ -187,9 +118,8 @@ def _routes() -> dict[str, Handler]:
 
 
 if __name__ == "__main__":
-    # `python -m analyzer.lab.emulator`: run the module under its own name. The area modules
-    # import it by name; building ROUTES here, in __main__, would import them while a second
-    # copy of this module imports them back, half-initialised (a circular import).
+    # `python -m analyzer.lab.emulator`: run the module under its own name, so that a module
+    # importing it by name (the lab, the tests) and this process share one copy of it.
     import importlib
 
     raise SystemExit(importlib.import_module("analyzer.lab.emulator").main())

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from analyzer.lab.emulator import EmulatorRequest, EmulatorResponse
+    from analyzer.lab.emulator_http import EmulatorRequest, EmulatorResponse
 
 __all__ = [
     "ALL_METHODS",
@@ -122,7 +122,7 @@ def write_ntlm_user_file(path: Path, users: Iterable[tuple[str, str]]) -> Path:
 def _response(status: int, headers: tuple[tuple[str, str], ...], body: bytes) -> EmulatorResponse:
     # Imported when used: `python -m analyzer.lab.emulator` imports this module while its own
     # is still being initialised (see analyzer.lab.emulator._routes).
-    from analyzer.lab.emulator import EmulatorResponse  # noqa: PLC0415
+    from analyzer.lab.emulator_http import EmulatorResponse  # noqa: PLC0415
 
     return EmulatorResponse(status=status, headers=headers, body=body)
 

@@ -56,7 +56,7 @@ from xml.sax.saxutils import escape
 from analyzer.lab.emulator_auth import authenticate
 
 if TYPE_CHECKING:
-    from analyzer.lab.emulator import EmulatorRequest, EmulatorResponse, Handler
+    from analyzer.lab.emulator_http import EmulatorRequest, EmulatorResponse, Handler
 
 __all__ = ["ROUTES", "autodiscover_json", "autodiscover_xml", "behaviour_for"]
 
@@ -93,7 +93,7 @@ def behaviour_for(request: EmulatorRequest) -> dict[str, Any]:
 def _response(status: int, content_type: str, body: bytes) -> EmulatorResponse:
     # Imported when used: `python -m analyzer.lab.emulator` imports this module while its own
     # is still being initialised (see analyzer.lab.emulator._routes).
-    from analyzer.lab.emulator import EmulatorResponse  # noqa: PLC0415
+    from analyzer.lab.emulator_http import EmulatorResponse  # noqa: PLC0415
 
     return EmulatorResponse(status=status, headers=(("Content-Type", content_type),), body=body)
 

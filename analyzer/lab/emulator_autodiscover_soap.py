@@ -22,7 +22,7 @@ from analyzer.lab.emulator_auth import authenticate
 from analyzer.lab.emulator_autodiscover import _known, _serves, _urls, behaviour_for
 
 if TYPE_CHECKING:
-    from analyzer.lab.emulator import EmulatorRequest, EmulatorResponse, Handler
+    from analyzer.lab.emulator_http import EmulatorRequest, EmulatorResponse, Handler
 
 __all__ = ["ROUTES", "autodiscover_svc"]
 
@@ -58,7 +58,7 @@ _NOT_AVAILABLE: Final = frozenset({
 
 def _response(status: int, body: str) -> EmulatorResponse:
     # Imported when used (see analyzer.lab.emulator_autodiscover._response).
-    from analyzer.lab.emulator import EmulatorResponse  # noqa: PLC0415
+    from analyzer.lab.emulator_http import EmulatorResponse  # noqa: PLC0415
 
     xml = (
         f'<s:Envelope xmlns:s="{_SOAP}" xmlns:a="{_ADDRESSING}"><s:Header>'

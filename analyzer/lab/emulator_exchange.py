@@ -55,11 +55,11 @@ from typing import TYPE_CHECKING, Any, Final
 from xml.sax.saxutils import escape
 
 from analyzer import rts, wbxml
-from analyzer.lab.emulator import EmulatorResponse
 from analyzer.lab.emulator_auth import AuthResult, authenticate, offered_methods, unauthorized
+from analyzer.lab.emulator_http import EmulatorResponse
 
 if TYPE_CHECKING:
-    from analyzer.lab.emulator import EmulatorRequest, Handler
+    from analyzer.lab.emulator_http import EmulatorRequest, Handler
 
 __all__ = ["ROUTES"]
 
