@@ -69,7 +69,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -117,6 +117,9 @@ __all__ = [
     "BatchResult",
     "TargetSpec",
     "TargetSummary",
+    "check_number",
+    "check_sections",
+    "check_table",
     "check_target",
     "load_batch",
     "merge_junit",
@@ -139,6 +142,57 @@ WATCHDOG_GRACE_S = 15.0
 
 class BatchFileError(UsageError):
     """The batch (or exporter) file cannot be used at all: rca exits 3 with this line."""
+
+
+# --- the shape of a settings file (the batch file, the exporter's) -----------------------------
+
+
+def check_sections(
+    data: Mapping[str, Any], known: Collection[str], *, source: str, expected: str
+) -> None:
+    """Refuse a top-level name outside ``known``; ``expected`` names the sections allowed."""
+    unknown = set(data) - set(known)
+    if unknown:
+        raise BatchFileError(
+            f"{source}: unknown section(s) {', '.join(sorted(unknown))}; expected {expected}"
+        )
+
+
+def check_table(
+    data: Mapping[str, Any], name: str, *, source: str, known: Collection[str] | None = None
+) -> Mapping[str, Any]:
+    """The ``[name]`` table (empty when absent); with ``known``, no other key is allowed."""
+    table = data.get(name, {})
+    if not isinstance(table, Mapping):
+        raise BatchFileError(f"{source}: [{name}] must be a table")
+    if known is not None and (bad := set(table) - set(known)):
+        raise BatchFileError(
+            f"{source}: {name}.{sorted(bad)[0]}: unknown key; known: "
+            f"{', '.join(sorted(known))}"
+        )
+    return table
+
+
+def check_number(
+    table: Mapping[str, Any],
+    key: str,
+    *,
+    where: str,
+    source: str,
+    minimum: float,
+    whole: bool = False,
+    default: float | None = None,
+) -> Any:
+    """``table[key]`` as a number ≥ ``minimum`` (``default`` when absent); ``where`` is the
+    table's name in messages (``batch``, ``exporter``)."""
+    value = table.get(key)
+    if value is None:
+        return default
+    ok = not isinstance(value, bool) and isinstance(value, int if whole else int | float)
+    if not ok or value < minimum:
+        kind = "a whole number" if whole else "a number"
+        raise BatchFileError(f"{source}: {where}.{key}: expected {kind} ≥ {minimum:g}")
+    return value if whole else float(value)
 
 
 # --- settings: the option keys shared by batch targets and exporter modules -------------------
@@ -428,26 +482,12 @@ def _has_userinfo(raw: str) -> bool:
 def parse_batch(data: Mapping[str, Any], *, base: Path, source: str) -> BatchConfig:
     """A :class:`BatchConfig` from parsed TOML (see the module docstring for the keys)."""
     refuse_inline_secrets(data, "", source)
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        raise BatchFileError(
-            f"{source}: unknown section(s) {', '.join(sorted(unknown))}; "
-            "expected [batch], [defaults] and [[targets]]"
-        )
-    batch = data.get("batch", {})
-    if not isinstance(batch, Mapping):
-        raise BatchFileError(f"{source}: [batch] must be a table")
-    bad_keys = set(batch) - _BATCH_KEYS
-    if bad_keys:
-        raise BatchFileError(
-            f"{source}: batch.{sorted(bad_keys)[0]}: unknown key; known: "
-            f"{', '.join(sorted(_BATCH_KEYS))}"
-        )
+    check_sections(
+        data, _TOP_KEYS, source=source, expected="[batch], [defaults] and [[targets]]"
+    )
+    batch = check_table(data, "batch", source=source, known=_BATCH_KEYS)
     for key in ("concurrency", "per_host", "keep"):
-        value = batch.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise BatchFileError(f"{source}: batch.{key}: expected a whole number ≥ 1")
+        check_number(batch, key, where="batch", source=source, minimum=1, whole=True)
     keep_days = batch.get("keep_days")
     if keep_days is not None and (
         isinstance(keep_days, bool) or not isinstance(keep_days, int | float) or keep_days <= 0
@@ -458,10 +498,8 @@ def parse_batch(data: Mapping[str, Any], *, base: Path, source: str) -> BatchCon
     for key in ("out", "history"):
         if key in batch and (not isinstance(batch[key], str) or not batch[key]):
             raise BatchFileError(f"{source}: batch.{key}: expected a folder name")
-    defaults_table = data.get("defaults", {})
-    if not isinstance(defaults_table, Mapping):
-        raise BatchFileError(f"{source}: [defaults] must be a table")
-    defaults = parse_settings(defaults_table, where="defaults", source=source)
+    defaults = parse_settings(check_table(data, "defaults", source=source), where="defaults",
+                              source=source)
 
     items = data.get("targets")
     if not isinstance(items, list) or not items:

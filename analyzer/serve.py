@@ -76,6 +76,9 @@ from urllib.parse import parse_qs, urlsplit
 from analyzer.batch import (
     BatchFileError,
     TargetSpec,
+    check_number,
+    check_sections,
+    check_table,
     check_target,
     merge_prometheus,
     parse_settings,
@@ -227,32 +230,17 @@ def load_exporter(path: Path) -> ExporterConfig:
 
 def _number(table: Mapping[str, Any], key: str, default: float, *, source: str,
             minimum: float = 0.0, whole: bool = False) -> Any:
-    value = table.get(key, default)
-    ok = not isinstance(value, bool) and isinstance(value, int if whole else int | float)
-    if not ok or value < minimum:
-        kind = "a whole number" if whole else "a number"
-        raise BatchFileError(f"{source}: exporter.{key}: expected {kind} ≥ {minimum:g}")
-    return value if whole else float(value)
+    return check_number(table, key, where="exporter", source=source, minimum=minimum,
+                          whole=whole, default=default)
 
 
 def parse_exporter(data: Mapping[str, Any], *, base: Path, source: str) -> ExporterConfig:
     """An :class:`ExporterConfig` from parsed TOML (see the module docstring)."""
     refuse_inline_secrets(data, "", source)
-    unknown = set(data) - {"exporter", "modules"}
-    if unknown:
-        raise BatchFileError(
-            f"{source}: unknown section(s) {', '.join(sorted(unknown))}; "
-            "expected [exporter] and [modules.NAME]"
-        )
-    table = data.get("exporter", {})
-    if not isinstance(table, Mapping):
-        raise BatchFileError(f"{source}: [exporter] must be a table")
-    bad = set(table) - _EXPORTER_KEYS
-    if bad:
-        raise BatchFileError(
-            f"{source}: exporter.{sorted(bad)[0]}: unknown key; known: "
-            f"{', '.join(sorted(_EXPORTER_KEYS))}"
-        )
+    check_sections(
+        data, ("exporter", "modules"), source=source, expected="[exporter] and [modules.NAME]"
+    )
+    table = check_table(data, "exporter", source=source, known=_EXPORTER_KEYS)
     allow_entries = table.get("allow", [])
     if not isinstance(allow_entries, list):
         raise BatchFileError(f"{source}: exporter.allow: expected a list of strings")
