@@ -11,12 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from analyzer.findings import FindingSpec
 from analyzer.model import Finding
 from analyzer.resolve import Lookup
-from probes.mailauth import TxtLookup
+
+if TYPE_CHECKING:
+    # A type only: the package imports this module (all_findings), not the other way round.
+    from probes.mailauth import TxtLookup
 
 #: Outcomes that say something definite about the name (others are transient failures).
 DEFINITE = ("answer", "nxdomain", "nodata")
