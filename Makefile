@@ -19,11 +19,11 @@ check: lint typecheck test
 
 # Regenerate the committed JSON Schema and findings catalogue after changing the model/codes.
 schema:
-	$(PY) -c 'import json; from analyzer.model import report_json_schema as s; open("reports/schema/report.schema.json","w").write(json.dumps(s(), indent=2)+"\n")'
+	$(PY) -c 'import json; from analyzer.core.model import report_json_schema as s; open("reports/schema/report.schema.json","w").write(json.dumps(s(), indent=2)+"\n")'
 
 # probes/index.json: what planning and `rca findings` read instead of importing the probes.
 catalogue:
-	$(PY) -m analyzer.registry
+	$(PY) -m analyzer.core.registry
 
 docs: catalogue
 	$(PY) -m analyzer findings --format markdown > docs/findings.md

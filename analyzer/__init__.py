@@ -1,7 +1,7 @@
 """rca: a remote connectivity analyzer for mail systems.
 
 The public API is small: parse a target, build options, run a check, get a
-:class:`~analyzer.model.Report`::
+:class:`~analyzer.core.model.Report`::
 
     from analyzer import RunOptions, check, parse_target
     report = asyncio.run(check(parse_target("alice@example.com"), RunOptions()))
@@ -30,9 +30,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from analyzer.api import check
-    from analyzer.context import Credentials, RunOptions
-    from analyzer.model import Report, Status
-    from analyzer.targets import parse_target
+    from analyzer.core.context import Credentials, RunOptions
+    from analyzer.core.model import Report, Status
+    from analyzer.core.targets import parse_target
 
 #: Known deprecation warnings that third-party libraries raise at import time, about their own
 #: code, which a user can do nothing about: (message prefix, category, module that warns).
@@ -57,11 +57,11 @@ quiet_known_library_warnings()
 
 _LAZY = {
     "check": "analyzer.api",
-    "Credentials": "analyzer.context",
-    "RunOptions": "analyzer.context",
-    "Report": "analyzer.model",
-    "Status": "analyzer.model",
-    "parse_target": "analyzer.targets",
+    "Credentials": "analyzer.core.context",
+    "RunOptions": "analyzer.core.context",
+    "Report": "analyzer.core.model",
+    "Status": "analyzer.core.model",
+    "parse_target": "analyzer.core.targets",
 }
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from analyzer import __version__
-from analyzer.context import RunContext, RunOptions
-from analyzer.model import Report
-from analyzer.pipeline import Planned, Progress, plan, run_probes
-from analyzer.registry import probe_index
-from analyzer.targets import Target
+from analyzer.core.context import RunContext, RunOptions
+from analyzer.core.model import Report
+from analyzer.core.pipeline import Planned, Progress, plan, run_probes
+from analyzer.core.registry import probe_index
+from analyzer.core.targets import Target
 
 __all__ = ["check", "exit_code", "selected_tests"]
 
@@ -37,7 +37,7 @@ def selected_tests(probes: Sequence[Planned], options: RunOptions) -> tuple[str,
     """``--tests``, plus opt-in probes that the options turn on (``--dnsbl``).
 
     With no ``--tests`` the defaults run; an opt-in probe asked for by its option
-    (:attr:`~analyzer.probe.Probe.enabled_by`) is added.
+    (:attr:`~analyzer.core.probe.Probe.enabled_by`) is added.
     """
     extra = tuple(
         p.id
@@ -52,7 +52,7 @@ def selected_tests(probes: Sequence[Planned], options: RunOptions) -> tuple[str,
 
 def exit_code(report: Report) -> int:
     """Monitoring-plugins convention: 2 fail; 3 inconclusive/error; 1 warn; else 0
-    (:func:`analyzer.model.exit_code`)."""
-    from analyzer.model import exit_code as report_exit_code  # noqa: PLC0415
+    (:func:`analyzer.core.model.exit_code`)."""
+    from analyzer.core.model import exit_code as report_exit_code  # noqa: PLC0415
 
     return report_exit_code(report)

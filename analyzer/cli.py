@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzer import __version__
-from analyzer.errors import RcaError, UsageError
+from analyzer.core.errors import RcaError, UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_schedule_commands(sub: Any) -> None:
-    """``batch``, ``diff`` and ``serve``: scheduled checks (analyzer.batch, .history, .serve)."""
+    """``batch``, ``diff`` and ``serve``: scheduled checks (analyzer.operations.batch, .history, .serve)."""
     batch = sub.add_parser("batch", help="check many targets from a TOML file, one report each")
     batch.add_argument("file", type=Path, help="the batch file (TOML; see docs/scheduling.md)")
     batch.add_argument("--out", type=Path, metavar="DIR",
@@ -333,19 +333,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return _cmd_demo(args)
         if args.command == "batch":
-            from analyzer.batch import main_batch  # noqa: PLC0415
+            from analyzer.operations.batch import main_batch  # noqa: PLC0415
 
             return main_batch(args)
         if args.command == "diff":
-            from analyzer.history import main_diff  # noqa: PLC0415
+            from analyzer.operations.history import main_diff  # noqa: PLC0415
 
             return main_diff(args)
         if args.command == "serve":
-            from analyzer.serve import main_serve  # noqa: PLC0415
+            from analyzer.operations.serve import main_serve  # noqa: PLC0415
 
             return main_serve(args)
         if args.command == "web":
-            from analyzer.web.server import main_web  # noqa: PLC0415
+            from analyzer.operations.web.server import main_web  # noqa: PLC0415
 
             return main_web(args)
         parser.print_help()
@@ -362,8 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def options_from_args(args: argparse.Namespace, *, needs_secret: bool = False) -> Any:
-    """Build :class:`~analyzer.context.RunOptions` from parsed ``check`` arguments."""
-    from analyzer.context import (  # noqa: PLC0415
+    """Build :class:`~analyzer.core.context.RunOptions` from parsed ``check`` arguments."""
+    from analyzer.core.context import (  # noqa: PLC0415
         Credentials,
         RunOptions,
         parse_connect_override,
@@ -426,7 +426,7 @@ def _https_url(url: str | None, flag: str) -> str | None:
         return None
     from urllib.parse import urlsplit  # noqa: PLC0415
 
-    from analyzer.credpolicy import hide_userinfo  # noqa: PLC0415
+    from analyzer.core.credpolicy import hide_userinfo  # noqa: PLC0415
 
     try:
         parts = urlsplit(url.strip())
@@ -444,7 +444,7 @@ def _https_url(url: str | None, flag: str) -> str | None:
 
 
 def _read_secret_file(path: Path | None, flag: str) -> str | None:
-    from analyzer.context import read_secret_file  # noqa: PLC0415
+    from analyzer.core.context import read_secret_file  # noqa: PLC0415
 
     return None if path is None else read_secret_file(path, flag)
 
@@ -468,12 +468,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
 
     from analyzer.api import check, exit_code  # noqa: PLC0415
-    from analyzer.pipeline import plan  # noqa: PLC0415
-    from analyzer.registry import probe_index  # noqa: PLC0415
-    from analyzer.targets import parse_target  # noqa: PLC0415
+    from analyzer.core.pipeline import plan  # noqa: PLC0415
+    from analyzer.core.registry import probe_index  # noqa: PLC0415
+    from analyzer.core.targets import parse_target  # noqa: PLC0415
 
     if args.netns:
-        from analyzer.netns import enter_netns  # noqa: PLC0415
+        from analyzer.protocols.netns import enter_netns  # noqa: PLC0415
 
         enter_netns(args.netns)
     target = parse_target(args.target)
@@ -483,7 +483,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     try:
         # Which probes run decides whether a password is needed: plan before reading it.
         from analyzer.api import selected_tests  # noqa: PLC0415
-        from analyzer.context import RunOptions  # noqa: PLC0415
+        from analyzer.core.context import RunOptions  # noqa: PLC0415
 
         wanted = RunOptions(tests=tests, dnsbl=tuple(z for z in args.dnsbl if z))
         planned = plan(probes, selected_tests(probes, wanted))
@@ -548,8 +548,8 @@ def _write(path: Path, text: str) -> None:
 
 
 def _cmd_findings(args: argparse.Namespace) -> int:
-    from analyzer.findings import catalogue_markdown  # noqa: PLC0415
-    from analyzer.registry import all_finding_specs  # noqa: PLC0415
+    from analyzer.core.findings import catalogue_markdown  # noqa: PLC0415
+    from analyzer.core.registry import all_finding_specs  # noqa: PLC0415
 
     specs = all_finding_specs()
     if args.format == "markdown":
@@ -557,7 +557,7 @@ def _cmd_findings(args: argparse.Namespace) -> int:
     elif args.format == "json":
         import json  # noqa: PLC0415
 
-        from analyzer.model import to_json  # noqa: PLC0415
+        from analyzer.core.model import to_json  # noqa: PLC0415
 
         sys.stdout.write(json.dumps([to_json(s) for s in specs], indent=2) + "\n")
     else:
@@ -571,7 +571,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
 
     from analyzer.api import exit_code  # noqa: PLC0415
-    from analyzer.model import report_from_json  # noqa: PLC0415
+    from analyzer.core.model import report_from_json  # noqa: PLC0415
 
     try:
         data = json.loads(args.json_file.read_text(encoding="utf-8"))

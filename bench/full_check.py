@@ -30,12 +30,12 @@ from pathlib import Path
 from benchlib import append_rows, machine, stamp
 
 from analyzer.api import check
-from analyzer.context import Credentials, Nameserver, RunOptions
+from analyzer.core.context import Credentials, Nameserver, RunOptions
+from analyzer.core.model import Report
+from analyzer.core.pipeline import plan
+from analyzer.core.registry import probe_index
+from analyzer.core.targets import parse_target
 from analyzer.lab import Lab, enter_netns
-from analyzer.model import Report
-from analyzer.pipeline import plan
-from analyzer.registry import probe_index
-from analyzer.targets import parse_target
 
 LAB_DIR = Path("/run/rca-lab-bench")
 LAB_NAME = "rca-lab-bench"

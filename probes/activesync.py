@@ -21,9 +21,13 @@ import hashlib
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from analyzer import wbxml
-from analyzer.errors import NetError
-from analyzer.exchange import (
+from analyzer.core.errors import NetError
+from analyzer.core.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding, Json, Status
+from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.protocols import wbxml
+from analyzer.protocols.exchange import (
     Prepared,
     ServiceUrl,
     auth_error_finding,
@@ -34,15 +38,11 @@ from analyzer.exchange import (
     prepare,
     service_url,
 )
-from analyzer.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS
-from analyzer.findings import FindingSpec
-from analyzer.httpauth import AuthError
-from analyzer.model import Finding, Json, Status
-from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.protocols.httpauth import AuthError
 
 if TYPE_CHECKING:
-    from analyzer.http import BoundedResponse
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
+    from analyzer.protocols.http import BoundedResponse
 
 __all__ = ["PROBE", "folders_finding", "parse_options"]
 

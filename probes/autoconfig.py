@@ -11,11 +11,11 @@ Sources, in Thunderbird's order of priority (each a result of its own):
    only with ``--ispdb``;
 5. by MX: the base domain of the most preferred MX host, when it is another domain;
 6. RFC 6186/8314 SRV records (``_imap(s)._tcp``, ``_pop3(s)._tcp``, ``_submission(s)._tcp``),
-   from the DNS probe's :data:`~analyzer.facts.SRV_RECORDS` (looked up here when it did not
+   from the DNS probe's :data:`~analyzer.core.facts.SRV_RECORDS` (looked up here when it did not
    run), ``.`` meaning "not offered".
 
 The last result (subject: the address, or the domain) merges them into
-:data:`~analyzer.facts.MAIL_SETTINGS` for the login probes (autoconfig first, then SRV, then
+:data:`~analyzer.core.facts.MAIL_SETTINGS` for the login probes (autoconfig first, then SRV, then
 Autodiscover's IMAP/POP3/SMTP blocks) and reports contradictions between the sources: an
 endpoint one source announces and another says is not offered, or sources naming disjoint
 servers for a protocol; the endpoints in dispute are then connected to, so the finding says
@@ -32,10 +32,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
-from analyzer.credpolicy import allowed_by_name
-from analyzer.endpoints import resolve_host
-from analyzer.errors import ConnectionRefused, NetError, NetTimeout, ProtocolViolation, TlsFailure
-from analyzer.facts import (
+from analyzer.core.credpolicy import allowed_by_name
+from analyzer.core.errors import (
+    ConnectionRefused,
+    NetError,
+    NetTimeout,
+    ProtocolViolation,
+    TlsFailure,
+)
+from analyzer.core.facts import (
     AUTODISCOVER_SETTINGS,
     MAIL_SETTINGS,
     MX_HOSTS,
@@ -45,12 +50,13 @@ from analyzer.facts import (
     MxHost,
     SrvRecord,
 )
-from analyzer.findings import FindingSpec
-from analyzer.httpauth import send_recorded
-from analyzer.model import Json, Status
-from analyzer.net import probe_connect
-from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
-from analyzer.resolve import lookup
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Json, Status
+from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.protocols.endpoints import resolve_host
+from analyzer.protocols.httpauth import send_recorded
+from analyzer.protocols.net import probe_connect
+from analyzer.protocols.resolve import lookup
 from probes.srv import order_srv
 
 if TYPE_CHECKING:
@@ -58,7 +64,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = [
     "FINDINGS",
@@ -419,7 +425,7 @@ def _list(endpoints: Iterable[tuple[str, int]]) -> str:
 
 def _merge(*groups: Iterable[MailServerSetting]) -> tuple[MailServerSetting, ...]:
     """The servers in source order, one per protocol/host/port; a server any source vouches
-    for is vouched for (:mod:`analyzer.credpolicy`)."""
+    for is vouched for (:mod:`analyzer.core.credpolicy`)."""
     seen: dict[tuple[str, str, int], MailServerSetting] = {}
     for group in groups:
         for server in group:
@@ -446,7 +452,7 @@ async def run(ctx: ProbeContext, target: Target) -> None:
     domain = target.domain
     address = target.address or f"%EMAILADDRESS%@{domain}"
     shown_address = target.address or domain
-    from analyzer.http import make_client  # noqa: PLC0415
+    from analyzer.protocols.http import make_client  # noqa: PLC0415
 
     async with make_client(ctx.run) as client:
         fetch = _Fetcher(ctx=ctx, client=client, address=address, domain=domain)

@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from analyzer.facts import DNSSEC_ZONES, MX_HOSTS, TLS_CHAINS, MxHost
-from analyzer.findings import FindingSpec
-from analyzer.model import Json, Status
-from analyzer.probe import Probe, ProbeContext
-from analyzer.resolve import lookup
+from analyzer.core.facts import DNSSEC_ZONES, MX_HOSTS, TLS_CHAINS, MxHost
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Json, Status
+from analyzer.core.probe import Probe, ProbeContext
+from analyzer.protocols.resolve import lookup
 
 if TYPE_CHECKING:
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = ["PROBE", "Tlsa", "matches"]
 

@@ -1,6 +1,6 @@
 """DNS resolution core: MX and A/AAAA of the target domain and of every MX host.
 
-Publishes :data:`~analyzer.facts.MX_HOSTS` and :data:`~analyzer.facts.DOMAIN_ADDRESSES`
+Publishes :data:`~analyzer.core.facts.MX_HOSTS` and :data:`~analyzer.core.facts.DOMAIN_ADDRESSES`
 for the probes that connect to servers. Each DNS outcome is kept apart (NXDOMAIN,
 NODATA, SERVFAIL, REFUSED, timeout): a timeout is inconclusive, never "missing".
 """
@@ -12,17 +12,24 @@ import ipaddress
 import random
 from typing import TYPE_CHECKING, Any
 
-from analyzer.endpoints import resolve_host as shared_addresses
-from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, SRV_RECORDS, HostAddresses, MxHost, SrvRecord
-from analyzer.findings import FindingSpec
-from analyzer.model import Status
-from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
-from analyzer.resolve import Lookup, lookup
-from analyzer.targets import is_ip
+from analyzer.core.facts import (
+    DOMAIN_ADDRESSES,
+    MX_HOSTS,
+    SRV_RECORDS,
+    HostAddresses,
+    MxHost,
+    SrvRecord,
+)
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Status
+from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.core.targets import is_ip
+from analyzer.protocols.endpoints import resolve_host as shared_addresses
+from analyzer.protocols.resolve import Lookup, lookup
 from probes.srv import order_srv
 
 if TYPE_CHECKING:
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = ["PROBE"]
 

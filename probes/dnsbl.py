@@ -12,14 +12,14 @@ import asyncio
 import ipaddress
 from typing import TYPE_CHECKING
 
-from analyzer.facts import MX_HOSTS, MxHost
-from analyzer.findings import FindingSpec
-from analyzer.model import Status
-from analyzer.probe import Probe, ProbeContext
-from analyzer.resolve import lookup
+from analyzer.core.facts import MX_HOSTS, MxHost
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Status
+from analyzer.core.probe import Probe, ProbeContext
+from analyzer.protocols.resolve import lookup
 
 if TYPE_CHECKING:
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = ["PROBE", "query_name"]
 

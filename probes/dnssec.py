@@ -17,18 +17,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from analyzer.errors import UsageError
-from analyzer.facts import DNSSEC_ZONES, MX_HOSTS, MxHost
-from analyzer.findings import FindingSpec
-from analyzer.model import Json, Status
-from analyzer.probe import Probe, ProbeContext, StepRecorder
-from analyzer.resolve import Lookup, lookup
+from analyzer.core.errors import UsageError
+from analyzer.core.facts import DNSSEC_ZONES, MX_HOSTS, MxHost
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Json, Status
+from analyzer.core.probe import Probe, ProbeContext, StepRecorder
+from analyzer.protocols.resolve import Lookup, lookup
 
 if TYPE_CHECKING:
     import dns.name
     import dns.rrset
 
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = ["DNSSEC_ZONES", "PROBE", "ROOT_ANCHORS", "ZoneState", "load_trust_anchors"]
 

@@ -21,8 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from analyzer.errors import NetError
-from analyzer.ewsxml import (
+from analyzer.core.errors import NetError
+from analyzer.core.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding, Json, Status
+from analyzer.core.probe import Probe, ProbeContext
+from analyzer.protocols.ewsxml import (
     GETFOLDER_INBOX,
     EwsAnswer,
     EwsXmlError,
@@ -31,7 +35,7 @@ from analyzer.ewsxml import (
     get_user_oof_settings,
     parse_answer,
 )
-from analyzer.exchange import (
+from analyzer.protocols.exchange import (
     Prepared,
     ServiceUrl,
     auth_error_finding,
@@ -43,17 +47,13 @@ from analyzer.exchange import (
     prepare,
     service_url,
 )
-from analyzer.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS
-from analyzer.findings import FindingSpec
-from analyzer.httpauth import AuthError
-from analyzer.model import Finding, Json, Status
-from analyzer.probe import Probe, ProbeContext
+from analyzer.protocols.httpauth import AuthError
 
 if TYPE_CHECKING:
-    from analyzer.facts import AutodiscoverSettings
-    from analyzer.http import BoundedResponse
-    from analyzer.probe import ResultRecorder, StepRecorder
-    from analyzer.targets import Target
+    from analyzer.core.facts import AutodiscoverSettings
+    from analyzer.core.probe import ResultRecorder, StepRecorder
+    from analyzer.core.targets import Target
+    from analyzer.protocols.http import BoundedResponse
 
 __all__ = ["PROBE", "MailboxUrl", "judge_getfolder", "judge_mailbox", "mailbox_urls", "remedy"]
 

@@ -1,6 +1,6 @@
 """IMAP login: prove a client can log in and open the mailbox, on 993 and on 143+STARTTLS.
 
-For every IMAP endpoint a client could be configured with (:func:`analyzer.login.login_endpoints`):
+For every IMAP endpoint a client could be configured with (:func:`analyzer.protocols.login.login_endpoints`):
 connect (implicit TLS, or plaintext then STARTTLS), read the greeting, CAPABILITY before
 and after TLS (LOGINDISABLED honoured: no LOGIN is ever sent before TLS), log in with
 AUTHENTICATE PLAIN / LOGIN for a password or OAUTHBEARER / XOAUTH2 for a token, EXAMINE
@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from analyzer.errors import NetError
-from analyzer.facts import (
+from analyzer.core.errors import NetError
+from analyzer.core.facts import (
     DOMAIN_ADDRESSES,
     MAIL_SETTINGS,
     MX_HOSTS,
@@ -23,8 +23,10 @@ from analyzer.facts import (
     SRV_RECORDS,
     TLS_VERDICTS,
 )
-from analyzer.findings import FindingSpec
-from analyzer.login import (
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Json, Status
+from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.protocols.login import (
     ImapDialect,
     LoginEndpoint,
     SessionOver,
@@ -38,18 +40,16 @@ from analyzer.login import (
     open_session,
     session_findings,
 )
-from analyzer.mailclient import (
+from analyzer.protocols.mailclient import (
     SPECIAL_USE,
     CommandRejected,
     ImapSession,
     list_mailboxes,
     mailbox_status,
 )
-from analyzer.model import Json, Status
-from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
 
 if TYPE_CHECKING:
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = ["PROBE"]
 

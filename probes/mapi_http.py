@@ -16,8 +16,12 @@ import uuid
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from analyzer.errors import NetError
-from analyzer.exchange import (
+from analyzer.core.errors import NetError
+from analyzer.core.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding, Json, Status
+from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.protocols.exchange import (
     Kind,
     Prepared,
     ServiceUrl,
@@ -30,16 +34,12 @@ from analyzer.exchange import (
     prepare,
     service_url,
 )
-from analyzer.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS
-from analyzer.findings import FindingSpec
-from analyzer.http import make_client
-from analyzer.httpauth import AuthError, send_recorded
-from analyzer.model import Finding, Json, Status
-from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.protocols.http import make_client
+from analyzer.protocols.httpauth import AuthError, send_recorded
 
 if TYPE_CHECKING:
-    from analyzer.http import BoundedResponse
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
+    from analyzer.protocols.http import BoundedResponse
 
 __all__ = ["PROBE", "response_code"]
 

@@ -24,9 +24,13 @@ import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from analyzer.endpoints import resolve_host
-from analyzer.errors import NetError
-from analyzer.exchange import (
+from analyzer.core.errors import NetError
+from analyzer.core.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS, OutlookAnywhere
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding, Json, Status
+from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.protocols.endpoints import resolve_host
+from analyzer.protocols.exchange import (
     Prepared,
     ServiceUrl,
     auth_error_finding,
@@ -36,18 +40,21 @@ from analyzer.exchange import (
     prepare,
     service_url,
 )
-from analyzer.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS, OutlookAnywhere
-from analyzer.findings import FindingSpec
-from analyzer.http import make_client
-from analyzer.httpauth import AuthError, NtlmFailed
-from analyzer.model import Finding, Json, Status
-from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
-from analyzer.rawhttp import ChannelRefused, Head, RawHttp, open_channel
-from analyzer.rts import MAX_FRAGMENT, RtsError, conn_a1, conn_b1, fragment_length, parse_pdu
-from analyzer.tlsprobe import insecure_context
+from analyzer.protocols.http import make_client
+from analyzer.protocols.httpauth import AuthError, NtlmFailed
+from analyzer.protocols.rawhttp import ChannelRefused, Head, RawHttp, open_channel
+from analyzer.protocols.rts import (
+    MAX_FRAGMENT,
+    RtsError,
+    conn_a1,
+    conn_b1,
+    fragment_length,
+    parse_pdu,
+)
+from analyzer.protocols.tlsprobe import insecure_context
 
 if TYPE_CHECKING:
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = ["PROBE"]
 
@@ -190,7 +197,7 @@ def _compare(res: ResultRecorder, prepared: Prepared, package: str) -> None:
 
 
 async def _plain_http(ctx: ProbeContext, res: ResultRecorder, url: ServiceUrl) -> None:
-    from analyzer.httpauth import send_recorded  # noqa: PLC0415
+    from analyzer.protocols.httpauth import send_recorded  # noqa: PLC0415
 
     http_url = "http://" + url.url.split("://", 1)[1]
     with res.step(f"Plain HTTP: RPC_IN_DATA {http_url}") as step:

@@ -1,7 +1,7 @@
 """POP3 login: prove a client can log in and see the mailbox, on 995 and on 110+STLS.
 
 For every POP3 endpoint a client could be configured with
-(:func:`analyzer.login.login_endpoints`): connect (implicit TLS, or plaintext then STLS),
+(:func:`analyzer.protocols.login.login_endpoints`): connect (implicit TLS, or plaintext then STLS),
 read the greeting, CAPA before and after TLS, log in with AUTH PLAIN / USER+PASS for a
 password or AUTH OAUTHBEARER / XOAUTH2 for a token, STAT (message count and size), QUIT.
 Nothing is ever deleted: no DELE is sent, so QUIT's update state removes nothing
@@ -15,8 +15,8 @@ import asyncio
 import re
 from typing import TYPE_CHECKING
 
-from analyzer.errors import NetError
-from analyzer.facts import (
+from analyzer.core.errors import NetError
+from analyzer.core.facts import (
     DOMAIN_ADDRESSES,
     MAIL_SETTINGS,
     MX_HOSTS,
@@ -24,8 +24,10 @@ from analyzer.facts import (
     SRV_RECORDS,
     TLS_VERDICTS,
 )
-from analyzer.findings import FindingSpec
-from analyzer.login import (
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Json, Status
+from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.protocols.login import (
     LoginEndpoint,
     Pop3Dialect,
     SessionOver,
@@ -40,16 +42,14 @@ from analyzer.login import (
     refusal_finding,
     session_findings,
 )
-from analyzer.mailclient import (
+from analyzer.protocols.mailclient import (
     CommandRejected,
     Pop3Session,
     sasl_start,
 )
-from analyzer.model import Json, Status
-from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
 
 if TYPE_CHECKING:
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = ["PROBE"]
 

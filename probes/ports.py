@@ -1,6 +1,6 @@
 """Firewall reachability: every expected port on every address, IPv4 and IPv6 apart.
 
-For each endpoint (see :mod:`analyzer.endpoints`) and each of its addresses: a TCP
+For each endpoint (see :mod:`analyzer.protocols.endpoints`) and each of its addresses: a TCP
 connect classified as open, closed (reset/refused), filtered (no answer before the
 connect timeout) or unreachable, with the connect time; then, where the protocol speaks
 first (SMTP, IMAP, POP3 without TLS), the greeting read as whole lines. Findings name
@@ -13,17 +13,17 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from analyzer.endpoints import Endpoint, plan_endpoints
-from analyzer.errors import NetError, NetTimeout, ProtocolViolation
-from analyzer.facts import DOMAIN_ADDRESSES, MX_HOSTS, OPEN_PORTS, SRV_RECORDS
-from analyzer.findings import FindingSpec
-from analyzer.mailproto import read_greeting
-from analyzer.model import Json, Status
-from analyzer.net import Connection, ConnectOutcome, family_of, probe_connect
-from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.core.errors import NetError, NetTimeout, ProtocolViolation
+from analyzer.core.facts import DOMAIN_ADDRESSES, MX_HOSTS, OPEN_PORTS, SRV_RECORDS
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Json, Status
+from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.protocols.endpoints import Endpoint, plan_endpoints
+from analyzer.protocols.mailproto import read_greeting
+from analyzer.protocols.net import Connection, ConnectOutcome, family_of, probe_connect
 
 if TYPE_CHECKING:
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = ["PROBE"]
 
@@ -185,7 +185,7 @@ async def run(ctx: ProbeContext, target: Target) -> None:
 
 async def _check_endpoint(ctx: ProbeContext, ep: Endpoint) -> bool:
     """One endpoint, checked once per batch (every option the result depends on is in
-    the key; see :meth:`~analyzer.probe.ProbeContext.shared`)."""
+    the key; see :meth:`~analyzer.core.probe.ProbeContext.shared`)."""
     o = ctx.options
     key = (ep, o.families, o.connect_timeout, o.op_timeout, o.slow_greeting_s)
     return await ctx.shared(key, lambda: _check_endpoint_now(ctx, ep))

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
-from analyzer.errors import (
+from analyzer.core.errors import (
     ConnectionRefused,
     NetError,
     NetTimeout,
@@ -34,7 +34,7 @@ from analyzer.errors import (
     TlsFailure,
     Unreachable,
 )
-from analyzer.facts import (
+from analyzer.core.facts import (
     DOMAIN_ADDRESSES,
     MAIL_SETTINGS,
     MX_HOSTS,
@@ -43,8 +43,10 @@ from analyzer.facts import (
     TLS_VERDICTS,
     MxHost,
 )
-from analyzer.findings import FindingSpec
-from analyzer.login import (
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding, Json, Status
+from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.protocols.login import (
     ImapDialect,
     LoginEndpoint,
     SessionFindings,
@@ -65,19 +67,17 @@ from analyzer.login import (
     session_findings,
     tls_summary,
 )
-from analyzer.mailclient import (
+from analyzer.protocols.mailclient import (
     CommandRejected,
     ImapSession,
     SmtpSession,
     sasl_start,
 )
-from analyzer.mailproto import EHLO_NAME
-from analyzer.model import Finding, Json, Status
-from analyzer.net import Connection, Reply, connect
-from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.protocols.mailproto import EHLO_NAME
+from analyzer.protocols.net import Connection, Reply, connect
 
 if TYPE_CHECKING:
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = ["PROBE", "ROUNDTRIP"]
 

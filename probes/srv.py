@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 # The record type is the one other probes read from the facts.
-from analyzer.facts import SrvRecord
+from analyzer.core.facts import SrvRecord
 
 __all__ = ["SrvRecord", "SrvSelection", "order_srv"]
 

@@ -23,15 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from analyzer.endpoints import Endpoint, plan_endpoints
-from analyzer.errors import (
+from analyzer.core.errors import (
     ConnectionReset,
     NetError,
     NetTimeout,
     ProtocolViolation,
     TlsFailure,
 )
-from analyzer.facts import (
+from analyzer.core.facts import (
     DOMAIN_ADDRESSES,
     MX_HOSTS,
     SRV_RECORDS,
@@ -39,11 +38,12 @@ from analyzer.facts import (
     TLS_VERDICTS,
     TlsVerdicts,
 )
-from analyzer.findings import FindingSpec
-from analyzer.model import Finding, Json, Status
-from analyzer.net import family_of
-from analyzer.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
-from analyzer.tlsprobe import (
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding, Json, Status
+from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.protocols.endpoints import Endpoint, plan_endpoints
+from analyzer.protocols.net import family_of
+from analyzer.protocols.tlsprobe import (
     TLS_VERSIONS,
     Refusal,
     TlsSession,
@@ -58,7 +58,7 @@ from probes import tlschain
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = ["PROBE", "TLS_CHAINS", "TLS_VERDICTS"]
 
@@ -218,7 +218,7 @@ async def _endpoint(
     ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate]
 ) -> tuple[str, tuple[bytes, ...]]:
     """One endpoint, checked once per batch (every option the result depends on is in
-    the key; see :meth:`~analyzer.probe.ProbeContext.shared`)."""
+    the key; see :meth:`~analyzer.core.probe.ProbeContext.shared`)."""
     o = ctx.options
     key = (
         ep, o.families, o.op_timeout, o.ca_file, o.cert_warn_days, o.cert_fail_days,
@@ -400,7 +400,7 @@ def _for_endpoint(finding: Finding, ep: Endpoint, certs: list[Json]) -> Finding:
 
 async def _fetch_issuer(ctx: ProbeContext, step: StepRecorder, url: str) -> bytes | None:
     """GET the AIA caIssuers URL within size and time limits; None on any failure."""
-    from analyzer.http import make_client, request_bounded  # noqa: PLC0415
+    from analyzer.protocols.http import make_client, request_bounded  # noqa: PLC0415
 
     with step.step(f"Fetch the issuer certificate from {url}") as sub:
         if not url.lower().startswith(("http://", "https://")):

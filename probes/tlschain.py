@@ -59,12 +59,12 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from analyzer.context import files_key
-from analyzer.findings import FindingSpec
-from analyzer.model import Finding, Json, Status, worst
+from analyzer.core.context import files_key
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding, Json, Status, worst
 
 if TYPE_CHECKING:
-    from analyzer.context import RunContext
+    from analyzer.core.context import RunContext
 
 __all__ = [
     "run_roots",

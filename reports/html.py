@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 from urllib.parse import urlsplit
 
-from analyzer.model import Finding, Json, ProbeResult, Report, Status, Step, to_json
+from analyzer.core.model import Finding, Json, ProbeResult, Report, Status, Step, to_json
 from reports.summary import (
     Certificate,
     certificates,
@@ -50,7 +50,7 @@ from reports.summary import (
 )
 
 if TYPE_CHECKING:
-    from analyzer.batchmodel import Changes
+    from analyzer.core.batchmodel import Changes
 
 __all__ = [
     "MAX_TRANSCRIPT_LINES",
@@ -115,7 +115,7 @@ _CERT_FIELDS = (
 def render(report: Report, *, changes: Changes | None = None) -> str:
     """The report as one HTML document (a ``str``; write it as UTF-8).
 
-    ``changes`` (from :func:`analyzer.history.diff`) adds a "changes since the previous
+    ``changes`` (from :func:`analyzer.operations.history.diff`) adds a "changes since the previous
     run" section under the verdict (``rca batch --history``).
     """
     return _Renderer(report, changes).render()

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from analyzer.model import EXIT_SEVERITY, EXIT_VERDICTS, Status
+from analyzer.core.model import EXIT_SEVERITY, EXIT_VERDICTS, Status
 
 if TYPE_CHECKING:
-    from analyzer.batchmodel import BatchResult, TargetSummary
+    from analyzer.core.batchmodel import BatchResult, TargetSummary
 
 __all__ = ["render_index"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from analyzer.model import Report, to_json
+from analyzer.core.model import Report, to_json
 
 __all__ = ["dumps"]
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET  # noqa: S405 - we only write XML here, never parse it
 from collections.abc import Iterable
 
-from analyzer.model import Finding, ProbeResult, Report, Status, Step, worst
+from analyzer.core.model import Finding, ProbeResult, Report, Status, Step, worst
 from reports.summary import clean_text, truncate
 
 __all__ = ["dumps"]

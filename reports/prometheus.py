@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from analyzer.model import Report
+from analyzer.core.model import Report
 from reports.summary import certificates, check_status, clean_text, status_code
 
 __all__ = ["dumps"]

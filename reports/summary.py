@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from analyzer.model import (
+from analyzer.core.model import (
     EXIT_VERDICTS,
     Finding,
     ProbeResult,

@@ -17,11 +17,11 @@ import sys
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
-from analyzer.model import Report, Status, Step
+from analyzer.core.model import Report, Status, Step
 from reports.summary import check_status, clean_text, counts, verdict
 
 if TYPE_CHECKING:
-    from analyzer.pipeline import ProgressEvent
+    from analyzer.core.pipeline import ProgressEvent
 
 __all__ = ["TerminalView", "plain_lines", "use_color", "verdict_line"]
 

@@ -7,7 +7,7 @@ fixture has moved the test process into the lab's isolated client namespace. Any
 else fails the test at once instead of sending a packet to the outside world.
 
 The report check (docs/security.md): every renderer in ``reports/`` is wrapped for the
-session, and every password or token given to :class:`~analyzer.context.Credentials` is
+session, and every password or token given to :class:`~analyzer.core.context.Credentials` is
 noted; after each test, whatever it rendered is searched for those secrets (and the lab
 users' password) and for ``scheme://user:password@``. At the end of the session, the
 report files written under the session's temporary directory (by the CLI in a subprocess,
@@ -32,7 +32,7 @@ import reports.json
 import reports.junit
 import reports.prometheus
 import reports.terminal
-from analyzer.context import Credentials
+from analyzer.core.context import Credentials
 from tests.servers.dnsserver import DnsServer, dns_server
 
 # --- no secret in any report ------------------------------------------------------------------

@@ -10,9 +10,9 @@ and then answers the few requests the login probes make, on the wire as Exchange
   disabled, another user's → the "User is not mailbox owner" fault. Faults come as EWS sends
   them: HTTP 500 with the ResponseCode in the fault's detail.
 - ``/Microsoft-Server-ActiveSync``: ``OPTIONS`` (``MS-ASProtocolVersions``/``Commands``),
-  ``FolderSync`` and ``Provision`` in WBXML (:mod:`analyzer.wbxml`).
+  ``FolderSync`` and ``Provision`` in WBXML (:mod:`analyzer.protocols.wbxml`).
 - ``/rpc/rpcproxy.dll?<server>:<port>``: the RPC over HTTP v2 virtual connection
-  (:mod:`analyzer.rts`): CONN/A1 on ``RPC_OUT_DATA`` and CONN/B1 on ``RPC_IN_DATA`` →
+  (:mod:`analyzer.protocols.rts`): CONN/A1 on ``RPC_OUT_DATA`` and CONN/B1 on ``RPC_IN_DATA`` →
   CONN/A3 and CONN/C2 on the OUT channel; a port that is "unreachable behind the proxy"
   answers ``503 RPC Error: 6BA`` (1722, RPC_S_SERVER_UNAVAILABLE).
 - ``/mapi/emsmdb/`` and ``/mapi/nspi/``: ``X-RequestType`` PING, Connect/Disconnect,
@@ -54,9 +54,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 from xml.sax.saxutils import escape
 
-from analyzer import rts, wbxml
 from analyzer.lab.emulator_auth import AuthResult, authenticate, offered_methods, unauthorized
 from analyzer.lab.emulator_http import EmulatorResponse
+from analyzer.protocols import rts, wbxml
 
 if TYPE_CHECKING:
     from analyzer.lab.emulator_http import EmulatorRequest, Handler

@@ -8,7 +8,7 @@ message then names its log file and quotes its last lines).
 
 from __future__ import annotations
 
-from analyzer.errors import LabUnavailable
+from analyzer.core.errors import LabUnavailable
 
 __all__ = ["LabError"]
 

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
-from analyzer import netns
-from analyzer.errors import UsageError
+from analyzer.core.errors import UsageError
 from analyzer.lab.errors import LabError
-from analyzer.netns import NETNS_DIR
+from analyzer.protocols import netns
+from analyzer.protocols.netns import NETNS_DIR
 
 __all__ = [
     "CLIENT_IF",
@@ -81,7 +81,7 @@ T = TypeVar("T")
 
 def enter_netns(name: str) -> None:
     """Move the calling thread into network namespace ``name`` (as ``--netns`` does:
-    :func:`analyzer.netns.enter_netns`), with :class:`LabError` when it cannot."""
+    :func:`analyzer.protocols.netns.enter_netns`), with :class:`LabError` when it cannot."""
     try:
         netns.enter_netns(name)
     except UsageError as exc:

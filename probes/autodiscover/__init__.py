@@ -1,7 +1,7 @@
 """Exchange Autodiscover: every method a client tries, in order, each with its own steps.
 
 The first result (subject: the address) is the verdict: which method answered, the settings
-(published as :data:`~analyzer.facts.AUTODISCOVER_SETTINGS` for the EWS, ActiveSync,
+(published as :data:`~analyzer.core.facts.AUTODISCOVER_SETTINGS` for the EWS, ActiveSync,
 Outlook Anywhere and MAPI probes), the Autodiscover v2 (JSON) answers compared with them,
 and the ActiveSync URL. Then one result per method tried
 (:mod:`probes.autodiscover.discovery`), so a reader sees exactly where discovery breaks, as
@@ -25,9 +25,9 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from analyzer.facts import AUTODISCOVER_SETTINGS, AutodiscoverSettings
-from analyzer.model import Json
-from analyzer.probe import Probe, ProbeContext, ResultRecorder
+from analyzer.core.facts import AUTODISCOVER_SETTINGS, AutodiscoverSettings
+from analyzer.core.model import Json
+from analyzer.core.probe import Probe, ProbeContext, ResultRecorder
 from probes import tlschain
 from probes.autodiscover import findings as F
 from probes.autodiscover.discovery import Attempt, Discovery, choose_scheme, scheme_name
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from cryptography import x509
 
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = ["FINDINGS", "PROBE"]
 

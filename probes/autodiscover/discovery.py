@@ -18,7 +18,7 @@ methods; anonymous access flagged), then the authenticated POST and the answer. 
 (redirectUrl, HTTP 3xx) are followed inside the step that met them, only to https, at most
 :data:`MAX_REDIRECTS` in all (redirectAddr included), loops reported as such; visited URLs
 (per address) and visited addresses are tracked apart. Credentials go only to hosts the
-credential policy allows by name (:func:`analyzer.credpolicy.allowed_by_name`: inside the
+credential policy allows by name (:func:`analyzer.core.credpolicy.allowed_by_name`: inside the
 e-mail domain, a ``--trust-redirect`` domain, a Microsoft 365 namespace, the host of
 ``--autodiscover-url``), over https with a valid certificate (``--insecure`` continues past
 certificate failures). An answer vouches for the hosts it names (:attr:`Attempt.vouched`)
@@ -35,10 +35,17 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from analyzer.credpolicy import Provenance, allowed_by_name, hide_userinfo, inside, judge
-from analyzer.endpoints import resolve_host
-from analyzer.errors import ConnectionRefused, NetError, NetTimeout, ProtocolViolation, TlsFailure
-from analyzer.httpauth import (
+from analyzer.core.credpolicy import Provenance, allowed_by_name, hide_userinfo, inside, judge
+from analyzer.core.errors import (
+    ConnectionRefused,
+    NetError,
+    NetTimeout,
+    ProtocolViolation,
+    TlsFailure,
+)
+from analyzer.core.model import Json, Status
+from analyzer.protocols.endpoints import resolve_host
+from analyzer.protocols.httpauth import (
     AuthError,
     AuthScheme,
     MissingSecret,
@@ -47,10 +54,9 @@ from analyzer.httpauth import (
     send_authenticated,
     send_recorded,
 )
-from analyzer.model import Json, Status
-from analyzer.net import probe_connect
-from analyzer.resolve import lookup
-from analyzer.tlsprobe import insecure_context, inspection_context, open_tls
+from analyzer.protocols.net import probe_connect
+from analyzer.protocols.resolve import lookup
+from analyzer.protocols.tlsprobe import insecure_context, inspection_context, open_tls
 from probes import tlschain
 from probes.autodiscover import findings as F
 from probes.autodiscover.pox import (
@@ -68,8 +74,8 @@ if TYPE_CHECKING:
     import httpx
     from cryptography import x509
 
-    from analyzer.http import BoundedResponse
-    from analyzer.probe import ProbeContext, ResultRecorder, StepRecorder
+    from analyzer.core.probe import ProbeContext, ResultRecorder, StepRecorder
+    from analyzer.protocols.http import BoundedResponse
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -166,7 +172,7 @@ class Discovery:
         without credentials look like anonymous access."""
         key = (authenticated, insecure)
         if key not in self._clients:
-            from analyzer.http import make_client  # noqa: PLC0415
+            from analyzer.protocols.http import make_client  # noqa: PLC0415
 
             verify = insecure_context() if insecure else True
             self._clients[key] = await self.stack.enter_async_context(

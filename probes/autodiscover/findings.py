@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from analyzer.findings import FindingSpec
-from analyzer.model import Status
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Status
 
 __all__ = ["FINDINGS"]
 

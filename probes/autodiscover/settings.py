@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from analyzer.facts import AutodiscoverSettings, MailServerSetting, OutlookAnywhere
-from analyzer.model import Finding, Json
+from analyzer.core.facts import AutodiscoverSettings, MailServerSetting, OutlookAnywhere
+from analyzer.core.model import Finding, Json
 from probes.autodiscover import findings as F
 from probes.autodiscover.pox import PoxResponse, ProtocolBlock
 
@@ -122,13 +122,13 @@ def to_settings(
     vouched: bool = False,
     unvouched_reason: str = "",
 ) -> AutodiscoverSettings:
-    """The :class:`~analyzer.facts.AutodiscoverSettings` of an outlook ``settings`` answer.
+    """The :class:`~analyzer.core.facts.AutodiscoverSettings` of an outlook ``settings`` answer.
 
     ``ASUrl`` is the Availability service, an EWS URL (Microsoft's "ASUrl (POX)": "the URL
     that is used to access the Availability service"): it becomes ``availability_url``. The
     outlook schema has no ActiveSync URL; that comes from the mobilesync schema or
     Autodiscover v2 (:func:`with_activesync`). ``vouched``: whether the answer may name hosts
-    that receive credentials (:mod:`analyzer.credpolicy`).
+    that receive credentials (:mod:`analyzer.core.credpolicy`).
     """
     exch = response.protocol("EXCH")
     mapi = response.protocol("mapiHttp")

@@ -15,16 +15,16 @@ import json
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urljoin
 
-from analyzer.errors import NetError
-from analyzer.httpauth import send_recorded
+from analyzer.core.errors import NetError
+from analyzer.protocols.httpauth import send_recorded
 from probes.autodiscover import findings as F
 from probes.autodiscover.settings import same_url
 
 if TYPE_CHECKING:
     import httpx
 
-    from analyzer.facts import AutodiscoverSettings
-    from analyzer.probe import ProbeContext, ResultRecorder
+    from analyzer.core.facts import AutodiscoverSettings
+    from analyzer.core.probe import ProbeContext, ResultRecorder
 
 __all__ = ["PROTOCOLS", "V2Error", "check_v2", "parse_v2", "same_url"]
 

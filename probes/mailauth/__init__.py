@@ -3,8 +3,8 @@
 Each module follows one habit (checkdmarc's): ``parse_*`` functions raise the module's own
 parse error (a :class:`ValueError` subclass carrying a message and, for syntax errors, the
 position in the text), while ``check_*`` / ``evaluate_*`` functions never raise and return
-findings (:class:`~analyzer.model.Finding`, made from the module's
-:class:`~analyzer.findings.FindingSpec` constants, all listed in its ``FINDINGS``).
+findings (:class:`~analyzer.core.model.Finding`, made from the module's
+:class:`~analyzer.core.findings.FindingSpec` constants, all listed in its ``FINDINGS``).
 
 Everything is pure except :func:`probes.mailauth.spf.evaluate_spf`,
 :func:`probes.mailauth.spf.check_host` and the DMARC report-authorisation check
@@ -19,15 +19,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeAlias
 
-from analyzer.resolve import Lookup
+from analyzer.protocols.resolve import Lookup
 
 if TYPE_CHECKING:
-    from analyzer.findings import FindingSpec
+    from analyzer.core.findings import FindingSpec
 
 __all__ = ["TxtLookup", "all_findings"]
 
 #: The injected DNS function: ``await fn(name, rdtype)`` gives an
-#: :class:`analyzer.resolve.Lookup` (in a probe: ``lambda n, t: lookup(ctx.run, n, t)``).
+#: :class:`analyzer.protocols.resolve.Lookup` (in a probe: ``lambda n, t: lookup(ctx.run, n, t)``).
 #: Despite the name it is asked for other types too (A, AAAA, MX, PTR, SPF).
 TxtLookup: TypeAlias = Callable[[str, str], Awaitable[Lookup]]
 

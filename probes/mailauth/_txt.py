@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from analyzer.findings import FindingSpec
-from analyzer.model import Finding
-from analyzer.resolve import Lookup
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding
+from analyzer.protocols.resolve import Lookup
 
 if TYPE_CHECKING:
     # A type only: the package imports this module (all_findings), not the other way round.

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from analyzer.findings import FindingSpec
-from analyzer.model import Finding, Json, Status
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding, Json, Status
 from probes.mailauth._txt import (
     describe_char,
     first_bad_byte,
@@ -33,7 +33,7 @@ from probes.mailauth._txt import (
 )
 
 if TYPE_CHECKING:
-    from analyzer.resolve import Lookup
+    from analyzer.protocols.resolve import Lookup
 
 __all__ = [
     "COMMON_SELECTORS",

@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from analyzer.findings import FindingSpec
-from analyzer.model import Finding, Json, Status, worst
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding, Json, Status, worst
 from probes.mailauth._txt import (
     describe_char,
     first_bad_byte,
@@ -33,7 +33,7 @@ from probes.mailauth._txt import (
 if TYPE_CHECKING:
     from publicsuffixlist import PublicSuffixList
 
-    from analyzer.resolve import Lookup
+    from analyzer.protocols.resolve import Lookup
     from probes.mailauth import TxtLookup
 
 __all__ = [

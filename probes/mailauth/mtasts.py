@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from analyzer.findings import FindingSpec
-from analyzer.model import Finding, Json, Status
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding, Json, Status
 from probes.mailauth._txt import (
     EXT_NAME,
     EXT_VALUE,
@@ -34,7 +34,7 @@ from probes.mailauth._txt import (
 )
 
 if TYPE_CHECKING:
-    from analyzer.resolve import Lookup
+    from analyzer.protocols.resolve import Lookup
 
 __all__ = [
     "FINDINGS",

@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from analyzer.errors import NetError
-from analyzer.facts import MX_HOSTS, MxHost
-from analyzer.findings import FindingSpec
-from analyzer.model import Status
-from analyzer.probe import Probe, ProbeContext, ResultRecorder
-from analyzer.resolve import Lookup, lookup
+from analyzer.core.errors import NetError
+from analyzer.core.facts import MX_HOSTS, MxHost
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Status
+from analyzer.core.probe import Probe, ProbeContext, ResultRecorder
+from analyzer.protocols.resolve import Lookup, lookup
 from probes.mailauth import all_findings, dkim, dmarc, mtasts, spf, tlsrpt
 
 if TYPE_CHECKING:
-    from analyzer.targets import Target
+    from analyzer.core.targets import Target
 
 __all__ = ["PROBE"]
 
@@ -120,7 +120,7 @@ async def _dkim(ctx: ProbeContext, res: ResultRecorder, domain: str, ask: Any) -
 async def _mtasts(
     ctx: ProbeContext, res: ResultRecorder, domain: str, mx: tuple[MxHost, ...], ask: Any
 ) -> None:
-    from analyzer.http import make_client, request_bounded  # noqa: PLC0415
+    from analyzer.protocols.http import make_client, request_bounded  # noqa: PLC0415
 
     with res.step(f"MTA-STS of {domain}") as step:
         record = mtasts.check_mtasts_record(domain, await ask(mtasts.mtasts_name(domain), "TXT"))

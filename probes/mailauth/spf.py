@@ -26,8 +26,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from analyzer.findings import FindingSpec
-from analyzer.model import Finding, Json, Status, to_json, worst
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding, Json, Status, to_json, worst
 from probes.mailauth._txt import (
     describe_char,
     first_bad_byte,
@@ -39,7 +39,7 @@ from probes.mailauth._txt import (
 )
 
 if TYPE_CHECKING:
-    from analyzer.resolve import Lookup
+    from analyzer.protocols.resolve import Lookup
     from probes.mailauth import TxtLookup
 
 __all__ = [

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.model import Status
+from analyzer.core.model import Status
 from probes.mailauth.dkim import check_dkim_key, key_bits, parse_dkim_key
 
 DATA = Path(__file__).parent / "data" / "dkimpy"

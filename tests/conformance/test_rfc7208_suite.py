@@ -14,7 +14,7 @@ of its reference driver, pyspf's ``test/testspf.py``):
   listed before it; ``TYPE: TIMEOUT`` makes that type's queries time out;
 - records written as type ``SPF`` are also served as TXT, unless the name lists a TXT
   entry of its own (``TXT: NONE`` says "no TXT record at all");
-- CNAMEs are followed (as :func:`analyzer.resolve.lookup` does), a loop being a DNS error.
+- CNAMEs are followed (as :func:`analyzer.protocols.resolve.lookup` does), a loop being a DNS error.
 
 The suite also gives explanation strings for some tests; it says an implementation that
 does not compute explanations may ignore them, and rca does not fetch ``exp=`` (a
@@ -36,7 +36,7 @@ import dns.rdtypes.ANY.SPF
 import pytest
 import yaml
 
-from analyzer.resolve import MAX_CNAME_CHAIN, Lookup
+from analyzer.protocols.resolve import MAX_CNAME_CHAIN, Lookup
 from probes.mailauth.spf import check_host
 from tests.unit.mailauth_dns import txt
 
@@ -96,7 +96,7 @@ def _stringless_txt() -> dns.rdata.Rdata:
 
     RFC 1035 does not allow it and dnspython refuses to build one, so this is a one-string
     record with its strings emptied afterwards: what a lenient resolver would hand over.
-    (Through :func:`analyzer.resolve.lookup` dnspython rejects the whole answer instead.)
+    (Through :func:`analyzer.protocols.resolve.lookup` dnspython rejects the whole answer instead.)
     """
     record = txt(b"")
     object.__setattr__(record, "strings", ())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from analyzer.model import Status
+from analyzer.core.model import Status
 from probes.mailauth.dkim import check_dkim_key, key_bits, parse_dkim_key
 from probes.mailauth.dmarc import check_report_destinations, parse_dmarc
 from tests.unit.mailauth_dns import FakeDns

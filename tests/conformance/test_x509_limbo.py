@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from analyzer.model import Status
+from analyzer.core.model import Status
 from probes.tlschain import diagnose
 
 CORPUS = Path(__file__).parent / "data" / "x509-limbo" / "limbo.json.gz"

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 import pytest
 
 from analyzer.api import check
-from analyzer.context import Credentials, Nameserver, RunOptions
+from analyzer.core.context import Credentials, Nameserver, RunOptions
+from analyzer.core.model import Report, Status
+from analyzer.core.targets import parse_target
 from analyzer.lab.pki import CertSpec, LabPKI
-from analyzer.model import Report, Status
-from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
 from tests.servers.autodiscover import settings_xml

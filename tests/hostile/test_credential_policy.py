@@ -31,10 +31,10 @@ from pathlib import Path
 import pytest
 
 from analyzer.api import check
-from analyzer.context import Credentials, Nameserver, RunOptions
+from analyzer.core.context import Credentials, Nameserver, RunOptions
+from analyzer.core.model import Report, Status
+from analyzer.core.targets import parse_target
 from analyzer.lab.pki import CertSpec, LabPKI
-from analyzer.model import Report, Status
-from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
 from tests.servers.autodiscover import settings_xml
@@ -488,7 +488,7 @@ async def test_an_exception_in_rca_is_reported_as_rca_failing(
     def broken(*args: object, **kwargs: object) -> bytes:
         raise KeyError("a bug inside rca")
 
-    monkeypatch.setattr("analyzer.httpauth.read_bounded", broken)
+    monkeypatch.setattr("analyzer.protocols.httpauth.read_bounded", broken)
     server, _ = world.https(lambda r: CHALLENGE)
     with dns_server(zones()) as dns:
         # When EWS is tested
@@ -510,7 +510,7 @@ def test_the_microsoft_365_list_names_its_source() -> None:
     # Given the data file / Then it names Microsoft's page and lists only client names
     text = (Path(__file__).parents[2] / "analyzer" / "data" / "m365_namespaces.toml").read_text()
     assert "learn.microsoft.com" in text
-    from analyzer.credpolicy import m365_namespaces
+    from analyzer.core.credpolicy import m365_namespaces
 
     names = m365_namespaces()
     assert "outlook.office365.com" in names

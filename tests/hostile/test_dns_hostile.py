@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from analyzer.api import check
-from analyzer.context import Nameserver, RunOptions
-from analyzer.model import Report, Status
-from analyzer.targets import parse_target
+from analyzer.core.context import Nameserver, RunOptions
+from analyzer.core.model import Report, Status
+from analyzer.core.targets import parse_target
 from reports.html import render
 from reports.json import dumps
 from tests.servers.dnsserver import DnsServer, dns_server

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from analyzer import wbxml
 from analyzer.api import check
 from analyzer.cli import main
-from analyzer.context import Credentials, RunOptions
+from analyzer.core.context import Credentials, RunOptions
+from analyzer.core.model import Report, Status
+from analyzer.core.targets import parse_target
 from analyzer.lab.pki import CertSpec, LabPKI
-from analyzer.model import Report, Status
-from analyzer.targets import parse_target
+from analyzer.protocols import wbxml
 from reports.html import render
 from reports.json import dumps
 from tests.servers.tcp import Script, read_http_request, serve, silent, smtp_server, tls_then

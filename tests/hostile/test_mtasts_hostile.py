@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import pytest
 
 from analyzer.api import check
-from analyzer.context import Nameserver, RunOptions
+from analyzer.core.context import Nameserver, RunOptions
+from analyzer.core.model import Report, Status
+from analyzer.core.targets import parse_target
 from analyzer.lab.pki import CertSpec, LabPKI
-from analyzer.model import Report, Status
-from analyzer.targets import parse_target
 from tests.servers.dnsserver import dns_server
 from tests.servers.tcp import Script, huge_line, say, serve, tls_then, trickle
 

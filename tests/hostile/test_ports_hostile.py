@@ -11,9 +11,9 @@ import time
 import pytest
 
 from analyzer.api import check
-from analyzer.context import RunOptions
-from analyzer.model import Finding, Report, Status
-from analyzer.targets import parse_target
+from analyzer.core.context import RunOptions
+from analyzer.core.model import Finding, Report, Status
+from analyzer.core.targets import parse_target
 from reports.html import render
 from reports.json import dumps
 from tests.servers.tcp import delayed, huge_line, reset, say, serve, silent, trickle

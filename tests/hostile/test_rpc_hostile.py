@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from analyzer import rts
 from analyzer.api import check
-from analyzer.context import Credentials, Nameserver, RunOptions
+from analyzer.core.context import Credentials, Nameserver, RunOptions
+from analyzer.core.model import Report, Status
+from analyzer.core.targets import parse_target
 from analyzer.lab.pki import LabPKI
-from analyzer.model import Report, Status
-from analyzer.targets import parse_target
+from analyzer.protocols import rts
 from reports.html import render
 from reports.json import dumps
 from tests.servers.dnsserver import dns_server

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from analyzer.api import check
-from analyzer.context import RunOptions
+from analyzer.core.context import RunOptions
+from analyzer.core.model import Report, Status
+from analyzer.core.targets import parse_target
 from analyzer.lab.pki import CertSpec, IssuedCert, LabPKI
-from analyzer.model import Report, Status
-from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
 from tests.servers.tcp import (
@@ -172,8 +172,8 @@ async def test_versions_are_reported(pki: LabPKI) -> None:
 
 def test_a_batch_checks_an_endpoint_its_targets_share_once(pki: LabPKI, tmp_path: Path) -> None:
     # Given 4 targets whose submission endpoint is the same STARTTLS server
-    from analyzer.batch import BatchConfig, TargetSpec, run_batch
-    from analyzer.history import load_report
+    from analyzer.operations.batch import BatchConfig, TargetSpec, run_batch
+    from analyzer.operations.history import load_report
 
     cert = issue(pki, "good", "shared-submission")
 

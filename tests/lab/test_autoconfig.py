@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from analyzer.api import check
-from analyzer.context import Credentials, Nameserver, RunOptions
+from analyzer.core.context import Credentials, Nameserver, RunOptions
+from analyzer.core.model import Finding, ProbeResult, Report, Status
+from analyzer.core.targets import parse_target
 from analyzer.lab import LabInfo
-from analyzer.model import Finding, ProbeResult, Report, Status
-from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
 

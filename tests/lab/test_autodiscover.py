@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from analyzer.api import check
-from analyzer.context import Credentials, Nameserver, RunOptions
-from analyzer.facts import AutodiscoverSettings
+from analyzer.core.context import Credentials, Nameserver, RunOptions
+from analyzer.core.facts import AutodiscoverSettings
+from analyzer.core.model import Finding, ProbeResult, Report, Status, Step
+from analyzer.core.targets import parse_target
 from analyzer.lab import LabInfo
 from analyzer.lab.emulator_auth import lab_token
-from analyzer.model import Finding, ProbeResult, Report, Status, Step
-from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
 

@@ -15,10 +15,10 @@ import defusedxml.ElementTree as SafeET
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from analyzer.batch import load_batch, run_batch
-from analyzer.batchmodel import BatchResult
-from analyzer.history import load_report
+from analyzer.core.batchmodel import BatchResult
 from analyzer.lab import LabInfo
+from analyzer.operations.batch import load_batch, run_batch
+from analyzer.operations.history import load_report
 
 pytestmark = pytest.mark.lab
 

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 
 from analyzer.api import check
-from analyzer.context import Credentials, Nameserver, RunOptions
-from analyzer.ewsxml import GETFOLDER_INBOX as GETFOLDER
+from analyzer.core.context import Credentials, Nameserver, RunOptions
+from analyzer.core.model import Report, Status
+from analyzer.core.targets import parse_target
 from analyzer.lab import LabInfo
-from analyzer.model import Report, Status
-from analyzer.targets import parse_target
+from analyzer.protocols.ewsxml import GETFOLDER_INBOX as GETFOLDER
 from probes.autodiscover.pox import build_request
 
 pytestmark = pytest.mark.lab

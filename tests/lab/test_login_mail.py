@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from analyzer.api import check
-from analyzer.context import Credentials, Nameserver, RunOptions
+from analyzer.core.context import Credentials, Nameserver, RunOptions
+from analyzer.core.model import Finding, Report, Status, report_from_json
+from analyzer.core.targets import parse_target
 from analyzer.lab import LabInfo
-from analyzer.model import Finding, Report, Status, report_from_json
-from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from analyzer.api import check, exit_code
-from analyzer.context import Credentials, Nameserver, RunOptions
+from analyzer.core.context import Credentials, Nameserver, RunOptions
+from analyzer.core.model import Report, Status, report_from_json, to_json
+from analyzer.core.registry import all_finding_specs, load_probes
+from analyzer.core.targets import parse_target
 from analyzer.lab import LabInfo
 from analyzer.lab.scenarios import SCENARIOS
-from analyzer.model import Report, Status, report_from_json, to_json
-from analyzer.registry import all_finding_specs, load_probes
-from analyzer.targets import parse_target
 from reports.html import render
 from reports.json import dumps
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analyzer.model import Report
+from analyzer.core.model import Report
 from tests.reports.sample import big_report, hostile_report, sample_report
 
 

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from analyzer.api import check
-from analyzer.context import RunOptions
-from analyzer.findings import FindingSpec
-from analyzer.model import Finding, Report, Status
-from analyzer.probe import Probe, ProbeContext
-from analyzer.targets import Target, parse_target
+from analyzer.core.context import RunOptions
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Finding, Report, Status
+from analyzer.core.probe import Probe, ProbeContext
+from analyzer.core.targets import Target, parse_target
 
 TARGET = parse_target("alice@contoso.test")
 NOW = datetime.now(UTC)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from analyzer.registry import all_finding_specs
+from analyzer.core.registry import all_finding_specs
 
 DOC = Path(__file__).parents[2] / "docs" / "findings.md"
 

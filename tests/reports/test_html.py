@@ -11,7 +11,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from analyzer.model import Finding, ProbeResult, Report, Status, Step, TranscriptLine, to_json
+from analyzer.core.model import Finding, ProbeResult, Report, Status, Step, TranscriptLine, to_json
 from reports.html import MAX_TRANSCRIPT_LINES, WORDS, render
 from reports.json import dumps
 from tests.reports.htmltools import Node, parse
@@ -375,7 +375,7 @@ def test_rca_report_rerenders_a_saved_json_report(sample: Report, tmp_path: Path
 def test_rendering_does_not_depend_on_the_report_object_identity(sample: Report) -> None:
     # Given a report read back from JSON (new objects, equal values)
     # Then it renders the same page as the original
-    from analyzer.model import report_from_json
+    from analyzer.core.model import report_from_json
 
     again = report_from_json(json.loads(json.dumps(to_json(sample))))
     assert render(again) == render(dataclasses.replace(sample))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.model import Report
+from analyzer.core.model import Report
 from reports.html import render
 from tests.reports.browser import Browser, browser_session, chromium_cli, require
 from tests.reports.sample import DKIM_KEY

@@ -13,7 +13,7 @@ import unicodedata
 
 import pytest
 
-from analyzer.model import Report
+from analyzer.core.model import Report
 from reports.html import render
 from tests.reports.htmltools import Page, parse
 from tests.reports.sample import HOSTILE_URLS, XSS

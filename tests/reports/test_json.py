@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from analyzer.model import SCHEMA_VERSION, Report, report_from_json
+from analyzer.core.model import SCHEMA_VERSION, Report, report_from_json
 from reports.json import dumps
 
 SCHEMA = Path(__file__).parents[2] / "reports" / "schema" / "report.schema.json"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from analyzer.model import Finding, ProbeResult, Report, Status, Step
+from analyzer.core.model import Finding, ProbeResult, Report, Status, Step
 from reports.junit import dumps
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

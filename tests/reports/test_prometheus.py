@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from analyzer.api import exit_code
-from analyzer.model import Finding, ProbeResult, Report, Status, Step
+from analyzer.core.model import Finding, ProbeResult, Report, Status, Step
 from reports.prometheus import dumps
 from tests.reports.sample import NOW
 

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from analyzer.model import Report, Status
-from analyzer.pipeline import ProgressEvent
+from analyzer.core.model import Report, Status
+from analyzer.core.pipeline import ProgressEvent
 from reports.terminal import TerminalView, plain_lines, use_color, verdict_line
 from tests.reports.sample import XSS
 
@@ -150,7 +150,7 @@ def test_server_text_cannot_drive_the_terminal_or_inject_markup(
 def test_rich_markup_in_server_text_is_not_interpreted() -> None:
     from datetime import UTC, datetime
 
-    from analyzer.model import Finding, ProbeResult, Step
+    from analyzer.core.model import Finding, ProbeResult, Step
 
     # Given a finding title that looks like rich markup
     finding = Finding(code="x", status=Status.FAIL, title="[bold red]boom[/bold red] [link=x]y")

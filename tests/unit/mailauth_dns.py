@@ -17,7 +17,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.SPF
 import dns.rdtypes.ANY.TXT
 
-from analyzer.resolve import Lookup, Outcome
+from analyzer.protocols.resolve import Lookup, Outcome
 
 Answer = str | Sequence[str | bytes | dns.rdata.Rdata]
 OUTCOMES: tuple[Outcome, ...] = ("nxdomain", "nodata", "servfail", "refused", "timeout", "error")

@@ -7,8 +7,8 @@ SyncKey 0, protocol 14.0).
 
 from __future__ import annotations
 
-from analyzer import wbxml
-from analyzer.model import Status
+from analyzer.core.model import Status
+from analyzer.protocols import wbxml
 from probes.activesync import folders_finding
 
 #: alice: SOGo reached her mailbox on Dovecot: six mail folders (INBOX is type 2), a calendar,

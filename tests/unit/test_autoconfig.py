@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.facts import MailServerSetting, SrvRecord
+from analyzer.core.facts import MailServerSetting, SrvRecord
 from probes.autoconfig import AutoconfigError, conflicts, parse_autoconfig, srv_settings
 
 DOC = b"""<?xml version="1.0"?>

@@ -1,4 +1,4 @@
-"""Running a batch (analyzer/batch.py) with purpose-built probes: no network, fast.
+"""Running a batch (analyzer/operations/batch.py) with purpose-built probes: no network, fast.
 
 A target's first label says what the probe does with it: ``pass.test``, ``warn.test``,
 ``fail.test``, ``crash.test`` (the probe raises). Limits are observed by probes that
@@ -18,19 +18,19 @@ import defusedxml.ElementTree as SafeET
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from analyzer import pipeline
-from analyzer.batch import (
+from analyzer.core import pipeline
+from analyzer.core.batchmodel import BatchResult
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Status, worst_exit_code
+from analyzer.core.probe import Probe, ProbeContext
+from analyzer.core.targets import Target
+from analyzer.operations.batch import (
     BatchConfig,
     TargetSpec,
     merge_prometheus,
     run_batch,
 )
-from analyzer.batchmodel import BatchResult
-from analyzer.findings import FindingSpec
-from analyzer.history import load_report
-from analyzer.model import Status, worst_exit_code
-from analyzer.probe import Probe, ProbeContext
-from analyzer.targets import Target
+from analyzer.operations.history import load_report
 
 SECRET = "Tr0ub4dor-batch-secret"  # noqa: S105 - test data
 SPECS = {
@@ -476,8 +476,8 @@ def test_when_the_first_check_breaks_the_others_check_for_themselves(tmp_path: P
 def test_outside_a_batch_nothing_is_shared() -> None:
     # Given the provider probe run by two plain checks
     from analyzer.api import check
-    from analyzer.context import RunOptions
-    from analyzer.targets import parse_target
+    from analyzer.core.context import RunOptions
+    from analyzer.core.targets import parse_target
 
     provider = Provider()
 

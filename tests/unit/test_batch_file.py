@@ -1,4 +1,4 @@
-"""The batch file (analyzer/batch.py): parsing, defaults, names, refused inline secrets."""
+"""The batch file (analyzer/operations/batch.py): parsing, defaults, names, refused inline secrets."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.batch import BatchFileError, load_batch, options_for, parse_batch
-from analyzer.errors import UsageError
-from analyzer.targets import parse_target
+from analyzer.core.errors import UsageError
+from analyzer.core.targets import parse_target
+from analyzer.operations.batch import BatchFileError, load_batch, options_for, parse_batch
 
 SECRET = "Hunter2-inline-secret"  # noqa: S105 - test data
 

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from analyzer.context import Credentials
-from analyzer.mailclient import b64, oauthbearer, xoauth2
+from analyzer.core.context import Credentials
+from analyzer.protocols.mailclient import b64, oauthbearer, xoauth2
 
 USER = "alice@example.test"
 TOKEN = "ya29.a0AfH6SMBx-lab-token_0123456789"  # noqa: S105 - test data

@@ -1,4 +1,4 @@
-"""The credential policy (analyzer/credpolicy.py, docs/security.md) as pure functions, the
+"""The credential policy (analyzer/core/credpolicy.py, docs/security.md) as pure functions, the
 userinfo hiding, the exception split between the target's failures and rca's, and the
 report check of tests/conftest.py."""
 
@@ -11,12 +11,12 @@ import httpcore
 import httpx
 import pytest
 
-from analyzer.context import Credentials, RunContext, RunOptions
-from analyzer.credpolicy import Provenance, hide_userinfo, judge, m365_namespaces
-from analyzer.errors import InternalError, NetError, NetTimeout, map_exception
-from analyzer.http import make_client
-from analyzer.httpauth import NoChallenge, send_authenticated
-from analyzer.rawhttp import open_channel
+from analyzer.core.context import Credentials, RunContext, RunOptions
+from analyzer.core.credpolicy import Provenance, hide_userinfo, judge, m365_namespaces
+from analyzer.core.errors import InternalError, NetError, NetTimeout, map_exception
+from analyzer.protocols.http import make_client
+from analyzer.protocols.httpauth import NoChallenge, send_authenticated
+from analyzer.protocols.rawhttp import open_channel
 from tests.conftest import leaks
 from tests.unit.test_httpauth import Transcript
 

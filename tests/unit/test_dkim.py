@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.model import Status
-from analyzer.resolve import Lookup
+from analyzer.core.model import Status
+from analyzer.protocols.resolve import Lookup
 from probes.mailauth.dkim import (
     COMMON_SELECTORS,
     FINDINGS,

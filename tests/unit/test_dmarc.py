@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from publicsuffixlist import PublicSuffixList
 
-from analyzer.model import Status
-from analyzer.resolve import Lookup
+from analyzer.core.model import Status
+from analyzer.protocols.resolve import Lookup
 from probes.mailauth.dmarc import (
     FINDINGS,
     DmarcParseError,

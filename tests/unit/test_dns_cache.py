@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 
 from analyzer.api import check
-from analyzer.context import Nameserver, RunContext, RunOptions
-from analyzer.resolve import lookup
-from analyzer.targets import parse_target
+from analyzer.core.context import Nameserver, RunContext, RunOptions
+from analyzer.core.targets import parse_target
+from analyzer.protocols.resolve import lookup
 from tests.servers.dnsserver import DnsServer
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from analyzer.api import check
-from analyzer.context import Nameserver, RunContext, RunOptions
-from analyzer.model import Status
-from analyzer.resolve import lookup
-from analyzer.targets import parse_target
+from analyzer.core.context import Nameserver, RunContext, RunOptions
+from analyzer.core.model import Status
+from analyzer.core.targets import parse_target
+from analyzer.protocols.resolve import lookup
 from reports.html import render
 from reports.json import dumps
 from tests.servers.dnsserver import DnsServer

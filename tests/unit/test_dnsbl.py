@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from analyzer.api import check
-from analyzer.context import Nameserver, RunOptions
-from analyzer.model import Status
-from analyzer.targets import parse_target
+from analyzer.core.context import Nameserver, RunOptions
+from analyzer.core.model import Status
+from analyzer.core.targets import parse_target
 from probes.dnsbl import query_name
 from tests.servers.dnsserver import dns_server
 

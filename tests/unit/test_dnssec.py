@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from analyzer.api import check
-from analyzer.context import Nameserver, RunOptions
-from analyzer.model import Report, Status
-from analyzer.targets import parse_target
+from analyzer.core.context import Nameserver, RunOptions
+from analyzer.core.model import Report, Status
+from analyzer.core.targets import parse_target
 from tests.servers.dnsserver import DnsServer, dns_server
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -112,7 +112,7 @@ async def test_secure_zone_has_no_failure(signed_dns: tuple[DnsServer, Path]) ->
 
 
 def test_unreadable_trust_anchor_is_a_usage_error(tmp_path: Path) -> None:
-    from analyzer.errors import UsageError
+    from analyzer.core.errors import UsageError
     from probes.dnssec import load_trust_anchors
 
     bad = tmp_path / "bad"

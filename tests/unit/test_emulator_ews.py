@@ -14,16 +14,16 @@ from typing import Any
 
 import defusedxml.ElementTree as DET
 
-from analyzer.ewsxml import (
+from analyzer.lab.emulator import EmulatorRequest, EmulatorResponse, HostEntry
+from analyzer.lab.emulator_autodiscover_soap import autodiscover_svc
+from analyzer.lab.emulator_exchange import ews
+from analyzer.protocols.ewsxml import (
     GETFOLDER_INBOX,
     SOAP,
     get_user_availability,
     get_user_oof_settings,
     parse_answer,
 )
-from analyzer.lab.emulator import EmulatorRequest, EmulatorResponse, HostEntry
-from analyzer.lab.emulator_autodiscover_soap import autodiscover_svc
-from analyzer.lab.emulator_exchange import ews
 
 ALICE = ("alice@x.test", "alice-password")
 BOB = ("bob@x.test", "bob-password")

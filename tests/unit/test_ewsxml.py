@@ -1,4 +1,4 @@
-"""analyzer.ewsxml and the EWS probe's verdicts, on Microsoft's documented EWS answers.
+"""analyzer.protocols.ewsxml and the EWS probe's verdicts, on Microsoft's documented EWS answers.
 
 The fixtures (tests/fixtures/ews) are written from the examples of the EWS reference; each
 file names the document it follows.
@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyzer.ewsxml import (
+from analyzer.core.facts import AutodiscoverSettings
+from analyzer.core.model import Status
+from analyzer.protocols.ewsxml import (
     GETFOLDER_INBOX,
     MESSAGES,
     SOAP,
@@ -26,9 +28,7 @@ from analyzer.ewsxml import (
     get_user_oof_settings,
     parse_answer,
 )
-from analyzer.exchange import ServiceUrl
-from analyzer.facts import AutodiscoverSettings
-from analyzer.model import Status
+from analyzer.protocols.exchange import ServiceUrl
 from probes.ews import MailboxUrl, judge_getfolder, judge_mailbox, mailbox_urls
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ews"

@@ -1,13 +1,13 @@
-"""analyzer.exchange: how HTTP answers and network failures become findings."""
+"""analyzer.protocols.exchange: how HTTP answers and network failures become findings."""
 
 from __future__ import annotations
 
 import pytest
 
-from analyzer.errors import ConnectionRefused, NetTimeout, ProtocolViolation
-from analyzer.exchange import ServiceUrl, http_findings, judge_status, net_finding
-from analyzer.http import BoundedResponse
-from analyzer.model import Status
+from analyzer.core.errors import ConnectionRefused, NetTimeout, ProtocolViolation
+from analyzer.core.model import Status
+from analyzer.protocols.exchange import ServiceUrl, http_findings, judge_status, net_finding
+from analyzer.protocols.http import BoundedResponse
 
 F = http_findings("ews", "EWS", enable_for_user="enable it", reference="ref")
 GIVEN = ServiceUrl(url="https://mail.x.test/EWS/Exchange.asmx", source="autodiscover")

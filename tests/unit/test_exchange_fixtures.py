@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from analyzer import wbxml
-from analyzer.exchange import ServiceUrl, describe_source
-from analyzer.http import BoundedResponse
-from analyzer.httpauth import parse_www_authenticate
-from analyzer.model import Status
+from analyzer.core.model import Status
+from analyzer.protocols import wbxml
+from analyzer.protocols.exchange import ServiceUrl, describe_source
+from analyzer.protocols.http import BoundedResponse
+from analyzer.protocols.httpauth import parse_www_authenticate
 from probes.activesync import folders_finding, parse_options
 from probes.autodiscover.pox import parse_response
 from probes.autodiscover.settings import (

@@ -1,4 +1,4 @@
-"""History of runs and the comparison of two reports (analyzer/history.py): pure, no network."""
+"""History of runs and the comparison of two reports (analyzer/operations/history.py): pure, no network."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from analyzer.history import History, diff, dns_records, format_text, load_report
-from analyzer.model import Finding, ProbeResult, Report, Status, Step, to_json
+from analyzer.core.model import Finding, ProbeResult, Report, Status, Step, to_json
+from analyzer.operations.history import History, diff, dns_records, format_text, load_report
 from reports.html import render
 from reports.json import dumps
 

@@ -1,4 +1,4 @@
-"""Client-side HTTP authentication (analyzer.httpauth) against the emulator's server side
+"""Client-side HTTP authentication (analyzer.protocols.httpauth) against the emulator's server side
 (analyzer.lab.emulator_auth), over real TLS on loopback: Basic, NTLM over one keep-alive
 connection, Bearer; what the 401 lists; what the transcript shows (never a secret)."""
 
@@ -16,21 +16,7 @@ from typing import Any
 
 import pytest
 
-from analyzer import httpauth
-from analyzer.context import Credentials, RunContext, RunOptions
-from analyzer.http import make_client
-from analyzer.httpauth import (
-    InsecureUrl,
-    MissingSecret,
-    NtlmFailed,
-    check_url,
-    describe_token,
-    parse_challenges,
-    parse_www_authenticate,
-    send_authenticated,
-    send_recorded,
-    shown_header,
-)
+from analyzer.core.context import Credentials, RunContext, RunOptions
 from analyzer.lab import emulator
 from analyzer.lab.emulator import (
     EmulatorConfig,
@@ -46,6 +32,20 @@ from analyzer.lab.emulator_auth import (
     write_ntlm_user_file,
 )
 from analyzer.lab.pki import LabPKI
+from analyzer.protocols import httpauth
+from analyzer.protocols.http import make_client
+from analyzer.protocols.httpauth import (
+    InsecureUrl,
+    MissingSecret,
+    NtlmFailed,
+    check_url,
+    describe_token,
+    parse_challenges,
+    parse_www_authenticate,
+    send_authenticated,
+    send_recorded,
+    shown_header,
+)
 from tests.servers.tcp import serve, server_context, tls_then
 
 HOST = "auth.test"

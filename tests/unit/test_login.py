@@ -1,18 +1,18 @@
-"""Pure parts of analyzer.login: reading refusals, the finding sets, the dialects' judgement
+"""Pure parts of analyzer.protocols.login: reading refusals, the finding sets, the dialects' judgement
 of capabilities before TLS."""
 
 from __future__ import annotations
 
 import pytest
 
-from analyzer.login import (
+from analyzer.core.model import Status
+from analyzer.protocols.login import (
     ImapDialect,
     Pop3Dialect,
     SmtpDialect,
     classify_refusal,
     session_findings,
 )
-from analyzer.model import Status
 
 
 @pytest.mark.parametrize(

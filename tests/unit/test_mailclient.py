@@ -1,4 +1,4 @@
-"""Pure parts of analyzer.mailclient: SASL encodings, IMAP response parsing, quoting."""
+"""Pure parts of analyzer.protocols.mailclient: SASL encodings, IMAP response parsing, quoting."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyzer.mailclient import (
+from analyzer.protocols.mailclient import (
     ImapResponse,
     _astring,
     _quotable,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyzer.model import (
+from analyzer.core.model import (
     SCHEMA_VERSION,
     Finding,
     ProbeResult,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from analyzer.errors import UsageError
-from analyzer.netns import NETNS_DIR, enter_netns
+from analyzer.core.errors import UsageError
+from analyzer.protocols.netns import NETNS_DIR, enter_netns
 
 
 def test_a_missing_namespace_is_a_usage_error_naming_it() -> None:

@@ -8,12 +8,12 @@ import time
 from typing import Any
 
 from analyzer.api import check, exit_code
-from analyzer.context import Credentials, RunOptions
-from analyzer.findings import FindingSpec
-from analyzer.model import Report, Status
-from analyzer.pipeline import plan
-from analyzer.probe import Probe, ProbeContext
-from analyzer.targets import Target, parse_target
+from analyzer.core.context import Credentials, RunOptions
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Report, Status
+from analyzer.core.pipeline import plan
+from analyzer.core.probe import Probe, ProbeContext
+from analyzer.core.targets import Target, parse_target
 
 TARGET = parse_target("alice@example.test")
 OK = FindingSpec(code="test.ok", status=Status.PASS, title="ok", meaning="ok")

@@ -10,17 +10,17 @@ import sys
 from pathlib import Path
 
 from analyzer.api import check
-from analyzer.context import Nameserver, RunOptions
-from analyzer.model import Status
-from analyzer.pipeline import plan
-from analyzer.registry import INDEX_FILE, StaleIndex, index_text, load_probes, probe_index
-from analyzer.targets import parse_target
+from analyzer.core.context import Nameserver, RunOptions
+from analyzer.core.model import Status
+from analyzer.core.pipeline import plan
+from analyzer.core.registry import INDEX_FILE, StaleIndex, index_text, load_probes, probe_index
+from analyzer.core.targets import parse_target
 from tests.servers.dnsserver import DnsServer
 
 #: Modules that only the network probes need (certificates, HTTP, mail clients).
 NETWORK_MACHINERY = (
     "probes.tlschain", "probes.activesync", "probes.autodiscover", "probes.ews",
-    "probes.outlook_anywhere", "probes.mailauth.spf", "analyzer.login", "analyzer.httpauth",
+    "probes.outlook_anywhere", "probes.mailauth.spf", "analyzer.protocols.login", "analyzer.protocols.httpauth",
     "cryptography.x509", "httpx", "imapclient",
 )
 SHOW_MODULES = (

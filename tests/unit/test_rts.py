@@ -1,4 +1,4 @@
-"""analyzer.rts: the RTS PDUs of the RPC over HTTP v2 virtual connection."""
+"""analyzer.protocols.rts: the RTS PDUs of the RPC over HTTP v2 virtual connection."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyzer.rts import (
+from analyzer.protocols.rts import (
     RtsError,
     conn_a1,
     conn_a3,

@@ -1,4 +1,4 @@
-"""The exporter (analyzer/serve.py) over loopback HTTP, with purpose-built probes.
+"""The exporter (analyzer/operations/serve.py) over loopback HTTP, with purpose-built probes.
 
 Each test starts the exporter on 127.0.0.1, port 0, and talks to it with httpx; the
 exposition is read with prometheus-client's own parser. The probes never touch the
@@ -19,12 +19,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from analyzer.batch import BatchFileError
-from analyzer.findings import FindingSpec
-from analyzer.model import Status
-from analyzer.probe import Probe, ProbeContext
-from analyzer.serve import Allowlist, Exporter, ExporterServer, parse_exporter
-from analyzer.targets import Target, parse_target
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Status
+from analyzer.core.probe import Probe, ProbeContext
+from analyzer.core.targets import Target, parse_target
+from analyzer.operations.batch import BatchFileError
+from analyzer.operations.serve import Allowlist, Exporter, ExporterServer, parse_exporter
 
 SECRET = "C0rrect-exporter-secret"  # noqa: S105 - test data
 PASS = FindingSpec(code="test.pass", status=Status.PASS, title="fine", meaning="test")

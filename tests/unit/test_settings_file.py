@@ -1,5 +1,5 @@
 """The batch file and the exporter's file refuse a mistake in their tables with one message
-shape, written once (analyzer.batch: check_sections, check_table, check_number)."""
+shape, written once (analyzer.operations.batch: check_sections, check_table, check_number)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.batch import BatchFileError, parse_batch
-from analyzer.serve import parse_exporter
+from analyzer.operations.batch import BatchFileError, parse_batch
+from analyzer.operations.serve import parse_exporter
 
 _TARGETS = '[[targets]]\ntarget = "a.test"\n'
 _MODULES = '[modules.mail]\ntests = ["dns"]\n'

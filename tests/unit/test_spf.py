@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyzer.model import Status
-from analyzer.resolve import Lookup
+from analyzer.core.model import Status
+from analyzer.protocols.resolve import Lookup
 from probes.mailauth.spf import (
     DNS_TERM_LIMIT,
     FINDINGS,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyzer.errors import UsageError
-from analyzer.targets import parse_target
+from analyzer.core.errors import UsageError
+from analyzer.core.targets import parse_target
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from analyzer.facts import TlsVerdicts
-from analyzer.model import to_json
+from analyzer.core.facts import TlsVerdicts
+from analyzer.core.model import to_json
 
 
 async def test_a_verdict_is_awaited_for_its_own_endpoint_only() -> None:

@@ -23,8 +23,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analyzer.core.model import Finding, Status
 from analyzer.lab.pki import CERT_KINDS, CertKind, CertSpec, IssuedCert, LabPKI
-from analyzer.model import Finding, Status
 from probes.tlschain import (
     FINDINGS,
     MAX_AIA_FETCHES,
@@ -1096,8 +1096,8 @@ def test_trust_store_refuses_a_missing_file(tmp_path: Path) -> None:
 async def test_a_batch_parses_its_trust_store_once_until_the_file_changes(
     pki: LabPKI, tmp_path: Path
 ) -> None:
-    from analyzer.context import RunContext, RunOptions
-    from analyzer.shared import SharedResults
+    from analyzer.core.context import RunContext, RunOptions
+    from analyzer.core.shared import SharedResults
 
     # Given a --ca-file and the runs of one batch
     bundle = tmp_path / "ca.pem"

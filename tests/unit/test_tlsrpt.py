@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.model import Status
+from analyzer.core.model import Status
 from probes.mailauth.tlsrpt import (
     FINDINGS,
     TlsRptParseError,

@@ -1,4 +1,4 @@
-"""analyzer.wbxml: the ActiveSync subset, round trips, and the limits that stop a WBXML bomb."""
+"""analyzer.protocols.wbxml: the ActiveSync subset, round trips, and the limits that stop a WBXML bomb."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyzer.wbxml import MAX_DEPTH, MAX_ELEMENTS, Element, WbxmlError, decode, encode
+from analyzer.protocols.wbxml import MAX_DEPTH, MAX_ELEMENTS, Element, WbxmlError, decode, encode
 
 
 def test_foldersync_request_bytes_are_the_canonical_ones() -> None:

@@ -18,13 +18,13 @@ from typing import Any
 
 import httpx
 
-from analyzer.findings import FindingSpec
-from analyzer.model import Status
-from analyzer.probe import Probe, ProbeContext
-from analyzer.targets import Target
-from analyzer.web.app import create_app
-from analyzer.web.config import WebConfig
-from analyzer.web.security import Guard
+from analyzer.core.findings import FindingSpec
+from analyzer.core.model import Status
+from analyzer.core.probe import Probe, ProbeContext
+from analyzer.core.targets import Target
+from analyzer.operations.web.app import create_app
+from analyzer.operations.web.config import WebConfig
+from analyzer.operations.web.security import Guard
 
 SECRET = "Pw-only-in-memory-4711"  # noqa: S105 - test data
 BASE = "http://127.0.0.1:8080"

@@ -20,9 +20,9 @@ import pytest
 
 from analyzer.api import check
 from analyzer.cli import build_parser, options_from_args
-from analyzer.model import report_from_json
-from analyzer.targets import parse_target
-from analyzer.web.catalogue import CATALOGUE, GROUPS
+from analyzer.core.model import report_from_json
+from analyzer.core.targets import parse_target
+from analyzer.operations.web.catalogue import CATALOGUE, GROUPS
 from tests.web.support import SECRET, client, csrf_of, probes, start_run
 
 
@@ -300,7 +300,7 @@ def test_the_command_line_does_not_import_the_web_stack() -> None:
     code = ("import sys; from analyzer.cli import main; main(['findings']); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('starlette', 'uvicorn', 'analyzer') and m.startswith(('starlette', 'uvicorn', "
-            "'analyzer.web'))))")
+            "'analyzer.operations.web'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True, cwd=Path(__file__).resolve().parents[2])
     # Then neither Starlette nor uvicorn nor rca web was imported
@@ -315,7 +315,7 @@ def test_lab_option_offers_the_labs_resolver_and_ca_and_enters_its_namespace(
 
     import analyzer.lab.netns
     from analyzer.lab import HostInfo, LabInfo, ScenarioInfo
-    from analyzer.web.server import main_web
+    from analyzer.operations.web.server import main_web
 
     ca = tmp_path / "root-ca.pem"
     ca.write_text("")

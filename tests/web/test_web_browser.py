@@ -27,10 +27,10 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
 
+from analyzer.core.model import Report, report_from_json
 from analyzer.lab import LabInfo
-from analyzer.model import Report, report_from_json
-from analyzer.web.config import WebConfig
-from analyzer.web.server import lab_config, serve_in_thread
+from analyzer.operations.web.config import WebConfig
+from analyzer.operations.web.server import lab_config, serve_in_thread
 from tests.reports.browser import BASE_FLAGS, Browser, browser_session
 from tests.web.support import probes
 

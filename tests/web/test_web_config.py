@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from analyzer.batch import BatchFileError
-from analyzer.web.config import WebConfig, load_web_config, parse_web_config
-from analyzer.web.runs import SlidingWindow
+from analyzer.operations.batch import BatchFileError
+from analyzer.operations.web.config import WebConfig, load_web_config, parse_web_config
+from analyzer.operations.web.runs import SlidingWindow
 
 
 def test_defaults_are_localhost_and_modest_limits() -> None:

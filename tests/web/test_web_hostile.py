@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from analyzer.context import Credentials
-from analyzer.errors import UsageError
-from analyzer.serve import Allowlist
-from analyzer.web.config import WebConfig
-from analyzer.web.security import CSP, Guard, hash_password, verify_password
-from analyzer.web.server import hash_password_command, main_web, serve_in_thread
+from analyzer.core.context import Credentials
+from analyzer.core.errors import UsageError
+from analyzer.operations.serve import Allowlist
+from analyzer.operations.web.config import WebConfig
+from analyzer.operations.web.security import CSP, Guard, hash_password, verify_password
+from analyzer.operations.web.server import hash_password_command, main_web, serve_in_thread
 from tests.web.support import BASE, SECRET, client, csrf_of, probes, start_run
 
 TOKEN = "an-access-token-for-tests-only-0123456789"  # noqa: S105 - test data
@@ -218,8 +218,8 @@ async def test_configured_users_log_in_with_their_password(tmp_path: Path) -> No
 
 
 def test_users_are_configured_by_hash_never_by_password(tmp_path: Path) -> None:
-    from analyzer.batch import BatchFileError
-    from analyzer.web.config import parse_web_config
+    from analyzer.operations.batch import BatchFileError
+    from analyzer.operations.web.config import parse_web_config
 
     stored = hash_password("a-long-user-password")
     config = parse_web_config({"web": {"users": {"alice": stored}}}, base=tmp_path, source="t")
