@@ -42,9 +42,7 @@ from analyzer.core.model import (
     to_json,
     worst,
 )
-
-# SharedResults is re-exported for code written before it moved to analyzer.core.shared.
-from analyzer.core.shared import SharedCheck, SharedResults
+from analyzer.core.shared import SharedCheck
 
 if TYPE_CHECKING:
     from analyzer.core.context import Credentials, RunContext
@@ -55,7 +53,6 @@ __all__ = [
     "Probe",
     "ProbeContext",
     "ResultRecorder",
-    "SharedResults",
     "StepRecorder",
 ]
 
@@ -348,9 +345,10 @@ class ProbeContext:
 
         ``work`` checks one endpoint, recording its results on this context, and returns
         a value for the probe. Outside a batch it simply runs. In a batch (the run has
-        :class:`SharedResults`) the first run to get here runs it; the others of the
-        batch wait for it, then get a copy of its results (marked as shared) and its
-        value. ``key`` must hold everything the results depend on besides the probe.
+        :class:`~analyzer.core.shared.SharedResults`) the first run to get here runs it;
+        the others of the batch wait for it, then get a copy of its results (marked as
+        shared) and its value. ``key`` must hold everything the results depend on besides
+        the probe.
         When the checking run does not finish ``work`` (deadline, error), a waiting run
         checks for itself.
         """

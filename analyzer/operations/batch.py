@@ -78,7 +78,6 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer import __version__
 from analyzer.core.batchmodel import (
-    BATCH_FINDINGS,
     CHECK_CRASHED,
     TARGET_UNUSABLE,
     BatchResult,
@@ -95,7 +94,6 @@ from analyzer.core.model import (
     Report,
     Status,
     Step,
-    worst_exit_code,
 )
 
 if TYPE_CHECKING:
@@ -106,18 +104,10 @@ if TYPE_CHECKING:
     from analyzer.core.shared import SharedResults
     from analyzer.core.targets import Target
 
-# BATCH_FINDINGS, CHECK_CRASHED, TARGET_UNUSABLE, BatchResult, TargetSummary
-# (analyzer.core.batchmodel) and worst_exit_code (analyzer.core.model) are re-exported for code written
-# before they moved there.
 __all__ = [
-    "BATCH_FINDINGS",
-    "CHECK_CRASHED",
-    "TARGET_UNUSABLE",
     "BatchConfig",
     "BatchFileError",
-    "BatchResult",
     "TargetSpec",
-    "TargetSummary",
     "check_number",
     "check_sections",
     "check_table",
@@ -131,7 +121,6 @@ __all__ = [
     "read_toml",
     "run_batch",
     "safe_name",
-    "worst_exit_code",
 ]
 
 #: Targets checked at once by default (measured on 2 cores: docs/scheduling.md).
@@ -140,6 +129,7 @@ DEFAULT_CONCURRENCY = 3
 DEFAULT_PER_HOST = 2
 #: Seconds a check may overrun its own deadline before the batch gives up on it.
 WATCHDOG_GRACE_S = 15.0
+
 
 class BatchFileError(UsageError):
     """The batch (or exporter) file cannot be used at all: rca exits 3 with this line."""

@@ -27,9 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-# Change, ChangeKind and Changes are re-exported for code written before they moved to
-# analyzer.core.batchmodel.
-from analyzer.core.batchmodel import Change, ChangeDirection, ChangeKind, Changes
+from analyzer.core.batchmodel import Change, ChangeDirection, Changes
 from analyzer.core.model import (
     EXIT_SEVERITY,
     EXIT_WORDS,
@@ -41,9 +39,6 @@ from analyzer.core.model import (
 from reports.summary import Certificate, certificates, check_status
 
 __all__ = [
-    "Change",
-    "ChangeKind",
-    "Changes",
     "History",
     "diff",
     "format_text",
