@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_schedule_commands(sub: Any) -> None:
-    """``batch``, ``diff`` and ``serve``: scheduled checks (analyzer.operations.batch, .history, .serve)."""
+    """``batch``, ``diff`` and ``serve``: scheduled checks (:mod:`analyzer.operations`)."""
     batch = sub.add_parser("batch", help="check many targets from a TOML file, one report each")
     batch.add_argument("file", type=Path, help="the batch file (TOML; see docs/scheduling.md)")
     batch.add_argument("--out", type=Path, metavar="DIR",

@@ -1,12 +1,13 @@
 """IMAP login: prove a client can log in and open the mailbox, on 993 and on 143+STARTTLS.
 
-For every IMAP endpoint a client could be configured with (:func:`analyzer.protocols.login.login_endpoints`):
-connect (implicit TLS, or plaintext then STARTTLS), read the greeting, CAPABILITY before
-and after TLS (LOGINDISABLED honoured: no LOGIN is ever sent before TLS), log in with
-AUTHENTICATE PLAIN / LOGIN for a password or OAUTHBEARER / XOAUTH2 for a token, EXAMINE
-INBOX (read-only: message count, UIDVALIDITY), count the folders, LOGOUT. Every step is
-timed and its transcript kept, secrets replaced. The password is never sent before TLS,
-nor over TLS whose certificate failed (unless ``--insecure``, reported loudly).
+For every IMAP endpoint a client could be configured with
+(:func:`analyzer.protocols.login.login_endpoints`): connect (implicit TLS, or plaintext then
+STARTTLS), read the greeting, CAPABILITY before and after TLS (LOGINDISABLED honoured: no
+LOGIN is ever sent before TLS), log in with AUTHENTICATE PLAIN / LOGIN for a password or
+OAUTHBEARER / XOAUTH2 for a token, EXAMINE INBOX (read-only: message count, UIDVALIDITY),
+count the folders, LOGOUT. Every step is timed and its transcript kept, secrets replaced.
+The password is never sent before TLS, nor over TLS whose certificate failed (unless
+``--insecure``, reported loudly).
 """
 
 from __future__ import annotations

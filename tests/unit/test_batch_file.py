@@ -1,4 +1,5 @@
-"""The batch file (analyzer/operations/batch.py): parsing, defaults, names, refused inline secrets."""
+"""The batch file (analyzer/operations/batch.py): parsing, defaults, names, refused inline
+secrets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""History of runs and the comparison of two reports (analyzer/operations/history.py): pure, no network."""
+"""History of runs and the comparison of two reports (analyzer/operations/history.py): pure,
+no network."""
 
 from __future__ import annotations
 

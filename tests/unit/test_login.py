@@ -1,5 +1,5 @@
-"""Pure parts of analyzer.protocols.login: reading refusals, the finding sets, the dialects' judgement
-of capabilities before TLS."""
+"""Pure parts of analyzer.protocols.login: reading refusals, the finding sets, the dialects'
+judgement of capabilities before TLS."""
 
 from __future__ import annotations
 

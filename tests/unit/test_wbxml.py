@@ -1,4 +1,5 @@
-"""analyzer.protocols.wbxml: the ActiveSync subset, round trips, and the limits that stop a WBXML bomb."""
+"""analyzer.protocols.wbxml: the ActiveSync subset, round trips, and the limits that stop a
+WBXML bomb."""
 
 from __future__ import annotations
 
