@@ -7,6 +7,12 @@ The public API is small: parse a target, build options, run a check, get a
     report = asyncio.run(check(parse_target("alice@example.com"), RunOptions()))
 
 Heavy modules are imported lazily so that ``rca --version`` stays fast.
+
+The package's folders are its layers, and imports go down them: :mod:`analyzer.cli` and
+:mod:`analyzer.api` on top, then :mod:`analyzer.operations` (batch, history, exporter), the
+probes (:mod:`probes`), the protocol clients (:mod:`analyzer.protocols`) and the run's core
+(:mod:`analyzer.core`); :mod:`reports` reads only the model; :mod:`analyzer.lab` stands
+beside the product (``tests/unit/test_layers.py`` checks all of it).
 """
 
 from __future__ import annotations
