@@ -21,7 +21,8 @@ that allows it).
 
 How credentials travel once a host is allowed (verified TLS or ``--insecure``, a challenge
 offering the method first, no redirect followed) is enforced where they are sent
-(:mod:`analyzer.protocols.httpauth`, :mod:`analyzer.protocols.login`, :mod:`analyzer.protocols.exchange`).
+(:mod:`analyzer.protocols.httpauth`, :mod:`analyzer.protocols.login`,
+:mod:`analyzer.protocols.exchange`).
 """
 
 from __future__ import annotations

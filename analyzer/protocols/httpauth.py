@@ -356,7 +356,9 @@ async def _send_leg(
         raise map_exception(exc, phase="request") from exc
     if own is not None and not own.used:
         await response.aclose()
-        raise TypeError("the client ignores OwnConnection: make it with analyzer.protocols.http.make_client")
+        raise TypeError(
+            "the client ignores OwnConnection: make it with analyzer.protocols.http.make_client"
+        )
     stream = response.extensions.get("network_stream")
     try:
         body = await read_bounded(response, max_bytes=max_bytes, deadline=deadline)

@@ -20,7 +20,8 @@ from tests.servers.dnsserver import DnsServer
 #: Modules that only the network probes need (certificates, HTTP, mail clients).
 NETWORK_MACHINERY = (
     "probes.tlschain", "probes.activesync", "probes.autodiscover", "probes.ews",
-    "probes.outlook_anywhere", "probes.mailauth.spf", "analyzer.protocols.login", "analyzer.protocols.httpauth",
+    "probes.outlook_anywhere", "probes.mailauth.spf", "analyzer.protocols.login",
+    "analyzer.protocols.httpauth",
     "cryptography.x509", "httpx", "imapclient",
 )
 SHOW_MODULES = (

@@ -5,8 +5,8 @@ pays for it). It has no checking logic of its own: a form becomes the ``rca chec
 it stands for (:mod:`.forms`), the run is :func:`analyzer.api.check` with the pipeline's
 progress callback (:mod:`.runs`), and the live steps, the verdict and the downloads are
 drawn by :mod:`reports.html` and :mod:`reports.json`. Runs are kept in the history format
-of ``rca batch --history`` (:mod:`analyzer.operations.history`); the allowlist and the listen address
-are parsed as ``rca serve`` parses them (:mod:`analyzer.operations.serve`).
+of ``rca batch --history`` (:mod:`analyzer.operations.history`); the allowlist and the listen
+address are parsed as ``rca serve`` parses them (:mod:`analyzer.operations.serve`).
 
 Modules: :mod:`.catalogue` (the tests offered), :mod:`.config` (the TOML file),
 :mod:`.forms`, :mod:`.runs`, :mod:`.security` (host check, rate limit, login, CSRF,

@@ -279,7 +279,8 @@ def create_app(
 
             body = stylesheet()
         else:
-            body = files("analyzer.operations.web").joinpath("static", name).read_text(encoding="utf-8")
+            static = files("analyzer.operations.web").joinpath("static", name)
+            body = static.read_text(encoding="utf-8")
         return Response(body, media_type=_STATIC[name],
                         headers={"Cache-Control": "no-cache"})
 
