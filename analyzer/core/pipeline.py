@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from analyzer.core.credpolicy import hide_userinfo
-from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Finding, ProbeResult, Report, Status, Step, to_json, worst
 from analyzer.core.probe import (
     PROBE_DEADLINE,
+    PROBE_NOT_APPLICABLE,
+    PROBE_SKIPPED,
+    RUN_DEADLINE,
     Probe,
     ProbeContext,
     exception_finding,
@@ -45,36 +47,12 @@ if TYPE_CHECKING:
     from analyzer.core.targets import Target
 
 __all__ = [
-    "PIPELINE_FINDINGS",
     "Progress",
     "ProgressEvent",
     "plan",
     "run_probes",
 ]
 
-PROBE_SKIPPED = FindingSpec(
-    code="probe.skipped",
-    status=Status.SKIP,
-    title="Check not run: what it needs is missing",
-    meaning="A check that this one depends on did not produce the information it needs "
-    "(for example, no mail server was found, so none could be tested).",
-    remediation="Fix the failure reported by the check named in the detail first.",
-)
-PROBE_NOT_APPLICABLE = FindingSpec(
-    code="probe.not_applicable",
-    status=Status.SKIP,
-    title="Check does not apply to this target",
-    meaning="The target's kind makes this check meaningless (for example, MX records of a "
-    "bare IP address).",
-)
-RUN_DEADLINE = FindingSpec(
-    code="run.deadline_exceeded",
-    status=Status.FAIL,
-    title="The run's overall deadline passed before this check could run",
-    meaning="Earlier checks used up the whole --timeout; this one was never started.",
-    remediation="Run again with a larger --timeout, or fewer --tests.",
-)
-PIPELINE_FINDINGS = (PROBE_SKIPPED, PROBE_NOT_APPLICABLE, RUN_DEADLINE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -450,6 +450,32 @@ PROBE_NETWORK = FindingSpec(
 )
 CORE_FINDINGS = (PROBE_DEADLINE, PROBE_CRASHED, PROBE_NETWORK)
 
+# The pipeline's own findings (analyzer.core.pipeline): here, so that the registry lists them
+# without importing the pipeline (which imports the registry).
+PROBE_SKIPPED = FindingSpec(
+    code="probe.skipped",
+    status=Status.SKIP,
+    title="Check not run: what it needs is missing",
+    meaning="A check that this one depends on did not produce the information it needs "
+    "(for example, no mail server was found, so none could be tested).",
+    remediation="Fix the failure reported by the check named in the detail first.",
+)
+PROBE_NOT_APPLICABLE = FindingSpec(
+    code="probe.not_applicable",
+    status=Status.SKIP,
+    title="Check does not apply to this target",
+    meaning="The target's kind makes this check meaningless (for example, MX records of a "
+    "bare IP address).",
+)
+RUN_DEADLINE = FindingSpec(
+    code="run.deadline_exceeded",
+    status=Status.FAIL,
+    title="The run's overall deadline passed before this check could run",
+    meaning="Earlier checks used up the whole --timeout; this one was never started.",
+    remediation="Run again with a larger --timeout, or fewer --tests.",
+)
+PIPELINE_FINDINGS = (PROBE_SKIPPED, PROBE_NOT_APPLICABLE, RUN_DEADLINE)
+
 
 def exception_finding(exc: BaseException) -> Finding:
     """The finding that explains an exception a probe did not handle itself."""

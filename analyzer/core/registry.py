@@ -26,7 +26,7 @@ from typing import Any
 
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Status
-from analyzer.core.probe import CORE_FINDINGS, Probe
+from analyzer.core.probe import CORE_FINDINGS, PIPELINE_FINDINGS, Probe
 
 __all__ = [
     "INDEX_FILE",
@@ -173,7 +173,6 @@ def index_text(probes: list[Probe]) -> str:
 def all_finding_specs() -> list[FindingSpec]:
     """Every finding code rca can produce: the pipeline's and every probe's (from the index)."""
     from analyzer.core.batchmodel import BATCH_FINDINGS  # noqa: PLC0415
-    from analyzer.core.pipeline import PIPELINE_FINDINGS  # noqa: PLC0415
 
     specs: dict[str, FindingSpec] = {}
     for spec in (*CORE_FINDINGS, *PIPELINE_FINDINGS, *BATCH_FINDINGS):
