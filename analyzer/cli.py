@@ -347,7 +347,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "web":
             from analyzer.operations.web.server import main_web  # noqa: PLC0415
 
-            return main_web(args)
+            lab = None
+            if args.lab is not None:  # `rca web --lab`: through the lab's door, like `rca lab`
+                from analyzer.lab import cli as lab_cli  # noqa: PLC0415
+
+                lab = lab_cli.running_lab(args.lab)
+            return main_web(args, build_options=check_options, lab=lab)
         parser.print_help()
         return EXIT_UNKNOWN
     except RcaError as exc:
@@ -359,6 +364,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # --- check ------------------------------------------------------------------------------------
+
+
+def check_options(argv: list[str], default_user: str | None) -> Any:
+    """``rca check``'s options (a :class:`~analyzer.core.context.RunOptions`) from its flags
+    (``argv`` starts with "check"): how ``rca web`` builds a run exactly as ``rca check`` does.
+    Raises :class:`UsageError`."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:  # the page checked every flag: a mismatch here is rca's bug
+        raise UsageError("these options could not be used") from None
+    args._default_user = default_user
+    return options_from_args(args)
 
 
 def options_from_args(args: argparse.Namespace, *, needs_secret: bool = False) -> Any:

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: The generated index of the probes' declarations (regenerate with ``make catalogue``).
-INDEX_FILE = Path(__file__).parents[1] / "probes" / "index.json"
+INDEX_FILE = Path(__file__).parents[2] / "probes" / "index.json"
 _REGENERATE = "regenerate it with `make catalogue` (python -m analyzer.core.registry)"
 #: What the index holds of each probe, besides its findings: the fields of
 #: :class:`~analyzer.core.probe.Probe` that are data, not code.

@@ -20,7 +20,7 @@ from analyzer.lab.lab import DEFAULT_DIRECTORY, Lab, process_status
 from analyzer.lab.netns import SERVER_NETNS
 from analyzer.lab.state import LabInfo
 
-__all__ = ["demo", "describe", "lab_down", "lab_status", "lab_up"]
+__all__ = ["demo", "describe", "lab_down", "lab_status", "lab_up", "running_lab"]
 
 
 def _directory(args: argparse.Namespace) -> Path:
@@ -29,6 +29,11 @@ def _directory(args: argparse.Namespace) -> Path:
 
 def _name(args: argparse.Namespace) -> str | None:
     return getattr(args, "name", None)
+
+
+def running_lab(directory: Path) -> LabInfo:
+    """The lab running from ``directory`` (``rca web --lab``); :class:`LabError` if none."""
+    return LabInfo.load(directory)
 
 
 def lab_up(args: argparse.Namespace, *, out: TextIO | None = None) -> int:

@@ -47,7 +47,7 @@ MAY_USE: dict[str, frozenset[str]] = {
 #: Imports allowed across those lines, each with its reason: (importer, imported prefix).
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("analyzer.core.registry", "probes"): "the registry names the probes (probes.REGISTRY)",
-    ("analyzer.cli", "analyzer.lab.cli"): "LAB_DOORS: `rca lab` and `rca demo`",
+    ("analyzer.cli", "analyzer.lab.cli"): "LAB_DOORS: `rca lab`, `rca demo` and `rca web --lab`",
 }
 #: What reports may read of analyzer: the model, nothing that runs.
 REPORTS_READ = ("analyzer.core.model", "analyzer.core.batchmodel")

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from analyzer.cli import check_options
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Status
 from analyzer.core.probe import Probe, ProbeContext
@@ -78,8 +79,8 @@ async def client(
     **config: Any,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An ASGI client of an app with the purpose-built probes (history under ``history``)."""
-    app = create_app(WebConfig(history=history, **config), guard=guard,
-                     probes=probes(gate, fail=fail))
+    app = create_app(WebConfig(history=history, **config), build_options=check_options,
+                     guard=guard, probes=probes(gate, fail=fail))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=base) as http:
         http.headers["Origin"] = base

@@ -313,9 +313,9 @@ def test_lab_option_offers_the_labs_resolver_and_ca_and_enters_its_namespace(
     # Given a running lab's description (as rca lab up saves it)
     import uvicorn
 
-    import analyzer.lab.netns
+    import analyzer.protocols.netns
+    from analyzer.cli import main
     from analyzer.lab import HostInfo, LabInfo, ScenarioInfo
-    from analyzer.operations.web.server import main_web
 
     ca = tmp_path / "root-ca.pem"
     ca.write_text("")
@@ -332,12 +332,11 @@ def test_lab_option_offers_the_labs_resolver_and_ca_and_enters_its_namespace(
     ).save()
     entered: list[str] = []
     served: list[object] = []
-    monkeypatch.setattr(analyzer.lab.netns, "enter_netns", entered.append)
+    monkeypatch.setattr(analyzer.protocols.netns, "enter_netns", entered.append)
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: served.append(self))
     # When rca web --lab starts
-    args = build_parser().parse_args(["web", "--lab", str(tmp_path), "--listen",
-                                      "127.0.0.1:0", "--history", str(tmp_path / "h")])
-    assert main_web(args) == 0
+    assert main(["web", "--lab", str(tmp_path), "--listen", "127.0.0.1:0",
+                 "--history", str(tmp_path / "h")]) == 0
     # Then the checks run in the lab's client namespace, with its DNS server and CA offered
     assert entered == ["lab-x-client"]
     config = served[0].config.app.state.runs.config  # type: ignore[attr-defined]

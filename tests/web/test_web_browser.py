@@ -27,6 +27,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
 
+from analyzer.cli import check_options
 from analyzer.core.model import Report, report_from_json
 from analyzer.lab import LabInfo
 from analyzer.operations.web.config import WebConfig
@@ -103,7 +104,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebBrowser]:
 def lab_web(lab: LabInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """rca web for the lab (its DNS server and CA offered), in the client namespace."""
     config = lab_config(WebConfig(history=tmp_path_factory.mktemp("history")), lab)
-    with serve_in_thread(config) as base:
+    with serve_in_thread(config, build_options=check_options) as base:
         yield base
 
 
@@ -220,7 +221,8 @@ def test_hostile_text_stays_text_live_on_a_phone_by_keyboard(
 ) -> None:
     gate = threading.Event()
     driver = browser.driver
-    with serve_in_thread(WebConfig(history=tmp_path), probes=probes(gate, fail=True)) as base:
+    with serve_in_thread(WebConfig(history=tmp_path), build_options=check_options,
+                         probes=probes(gate, fail=True)) as base:
         browser.requests()
         driver.set_window_size(390, 844)
         try:
@@ -267,7 +269,8 @@ def test_without_javascript_the_run_page_reloads_until_the_report(
 ) -> None:
     gate = threading.Event()
     driver = browser.driver
-    with serve_in_thread(WebConfig(history=tmp_path), probes=probes(gate)) as base:
+    with serve_in_thread(WebConfig(history=tmp_path), build_options=check_options,
+                         probes=probes(gate)) as base:
         # Given a browser that runs no script
         browser.cdp("Emulation.setScriptExecutionDisabled", {"value": True})
         try:

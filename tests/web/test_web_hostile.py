@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from analyzer.cli import check_options
 from analyzer.core.context import Credentials
 from analyzer.core.errors import UsageError
 from analyzer.operations.serve import Allowlist
@@ -166,9 +167,11 @@ def test_listening_beyond_localhost_needs_tls_and_an_allowlist(tmp_path: Path) -
     cert = tmp_path / "cert.pem"
     cert.write_text("")
     with pytest.raises(UsageError, match="needs TLS"):
-        main_web(web_args(listen="0.0.0.0:0"))  # noqa: S104 - the refused case
+        main_web(web_args(listen="0.0.0.0:0"),  # noqa: S104 - the refused case
+                 build_options=check_options)
     with pytest.raises(UsageError, match="allowlist"):
-        main_web(web_args(listen="0.0.0.0:0", cert=cert, key=cert))  # noqa: S104
+        main_web(web_args(listen="0.0.0.0:0", cert=cert, key=cert),  # noqa: S104
+                 build_options=check_options)
 
 
 def test_off_localhost_a_token_is_printed_once_and_required(
@@ -184,7 +187,8 @@ def test_off_localhost_a_token_is_printed_once_and_required(
     (tmp_path / "web.toml").write_text('[web]\nallow = ["example.test"]\n')
     # When it starts (uvicorn's serving replaced by a recorder)
     code = main_web(web_args(listen="0.0.0.0:0", cert=pem, key=pem,  # noqa: S104
-                             config=tmp_path / "web.toml", history=tmp_path / "h"))
+                             config=tmp_path / "web.toml", history=tmp_path / "h"),
+                    build_options=check_options)
     # Then it printed an access token once, and the app it serves requires it over TLS
     err = capsys.readouterr().err
     tokens = re.findall(r"access token \(shown once, needed to log in\): (\S+)", err)
@@ -326,7 +330,8 @@ def test_the_password_is_in_no_log_history_response_or_memory(tmp_path: Path) ->
     logging.getLogger().setLevel(logging.DEBUG)
     bodies: list[str] = []
     try:
-        with serve_in_thread(WebConfig(history=tmp_path), probes=probes()) as base, \
+        with serve_in_thread(WebConfig(history=tmp_path), build_options=check_options,
+                             probes=probes()) as base, \
                 httpx.Client(base_url=base, headers={"Origin": base}) as http:
             form = http.get("/test/imap")
             posted = http.post("/test/imap", data={

@@ -44,7 +44,12 @@ from starlette.routing import Route
 
 from analyzer.operations.web.catalogue import CATALOGUE, GROUPS, find_test
 from analyzer.operations.web.config import WebConfig
-from analyzer.operations.web.forms import FormErrors, parse_run_form, shown_values
+from analyzer.operations.web.forms import (
+    FormErrors,
+    OptionsBuilder,
+    parse_run_form,
+    shown_values,
+)
 from analyzer.operations.web.history_view import RunHistory
 from analyzer.operations.web.pages import page, when
 from analyzer.operations.web.runs import Busy, Run, RunManager
@@ -112,11 +117,14 @@ async def read_form(request: Request) -> dict[str, str]:
 def create_app(
     config: WebConfig,
     *,
+    build_options: OptionsBuilder,
     guard: Guard | None = None,
     probes: Sequence[Probe] | None = None,
 ) -> Starlette:
-    """The application. ``guard`` carries the access token (None: localhost, no login);
-    ``probes`` replaces the registry (tests use purpose-built probes)."""
+    """The application. ``build_options`` is ``rca check``'s option builder
+    (:data:`~analyzer.operations.web.forms.OptionsBuilder`); ``guard`` carries the access token
+    (None: localhost, no login); ``probes`` replaces the registry (tests use purpose-built
+    probes)."""
     guard = guard or Guard(requests_per_minute=config.requests_per_minute)
     runs = RunManager(config, probes=probes)
     history = RunHistory(config.history)
@@ -165,7 +173,7 @@ def create_app(
         if isinstance(form, Response):
             return form
         try:
-            run_request = parse_run_form(test, form, config)
+            run_request = parse_run_form(test, form, config, build_options)
         except FormErrors as exc:
             return html("form.html.j2", request, 400, test=test, values=shown_values(form),
                         errors=exc.errors, config=config, labels=LABELS)

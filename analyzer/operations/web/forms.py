@@ -27,7 +27,14 @@ if TYPE_CHECKING:
     from analyzer.core.context import RunOptions
     from analyzer.core.targets import Target
 
-__all__ = ["FormErrors", "RunRequest", "parse_run_form", "shown_values"]
+__all__ = ["FormErrors", "OptionsBuilder", "RunRequest", "parse_run_form", "shown_values"]
+
+#: ``rca check``'s own options from its flags (``argv``, starting with "check") and the
+#: default user name (the target's address, if it is one): :func:`analyzer.cli.check_options`,
+#: handed in by the command line so that the page builds a run exactly as ``rca check`` does,
+#: without importing the command line (operations sit below it). Raises
+#: :class:`~analyzer.core.errors.UsageError`.
+OptionsBuilder = Callable[[list[str], str | None], "RunOptions"]
 
 MAX_TARGET, MAX_USER, MAX_SECRET, MAX_PORTS = 512, 256, 8192, 10
 _SELECTOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -71,7 +78,9 @@ def shown_values(form: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in form.items() if k not in SECRET_FIELDS and k != "csrf"}
 
 
-def parse_run_form(test: WebTest, form: Mapping[str, str], config: WebConfig) -> RunRequest:
+def parse_run_form(
+    test: WebTest, form: Mapping[str, str], config: WebConfig, build_options: OptionsBuilder
+) -> RunRequest:
     """Check ``form`` for ``test``; :class:`FormErrors` naming each bad field."""
     from analyzer.core.targets import parse_target  # noqa: PLC0415
 
@@ -149,7 +158,7 @@ def parse_run_form(test: WebTest, form: Mapping[str, str], config: WebConfig) ->
         errors["token"] = "give a password or a token, not both"  # noqa: S105 - a message
     if errors or target is None:
         raise FormErrors(errors or {"target": "enter an e-mail address or a domain"})
-    options = _options(argv, target)
+    options = _options(argv, target, build_options)
     from analyzer.core.context import Credentials  # noqa: PLC0415
 
     credentials = Credentials(
@@ -240,17 +249,10 @@ def _allowed_host(config: WebConfig, host: str) -> bool:
         return False
 
 
-def _options(argv: list[str], target: Target) -> RunOptions:
-    """``rca check``'s own parser and option builder, for the same flags."""
-    from analyzer.cli import build_parser, options_from_args  # noqa: PLC0415
-
+def _options(argv: list[str], target: Target, build_options: OptionsBuilder) -> RunOptions:
+    """``rca check``'s own parser and option builder (handed in by the command line), for
+    the same flags."""
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit:  # every flag was checked above: a mismatch here is our bug
-        raise FormErrors({"": "these options could not be used"}) from None
-    args._default_user = target.address
-    try:
-        options: RunOptions = options_from_args(args)
+        return build_options(argv, target.address)
     except UsageError as exc:
         raise FormErrors({"": str(exc)}) from None
-    return options

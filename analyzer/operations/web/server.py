@@ -30,6 +30,7 @@ from analyzer.operations.web.security import Guard, is_loopback
 if TYPE_CHECKING:
     from analyzer.core.probe import Probe
     from analyzer.lab import LabInfo
+    from analyzer.operations.web.forms import OptionsBuilder
 
 __all__ = [
     "bind",
@@ -94,6 +95,7 @@ def lab_config(config: WebConfig, info: LabInfo) -> WebConfig:
 def serve_in_thread(
     config: WebConfig,
     *,
+    build_options: OptionsBuilder,
     guard: Guard | None = None,
     probes: Sequence[Probe] | None = None,
     listen: tuple[str, int] = ("127.0.0.1", 0),
@@ -106,7 +108,8 @@ def serve_in_thread(
     sock = bind(listen)
     host, port = sock.getsockname()[:2]
     server = uvicorn.Server(
-        uvicorn_config(create_app(config, guard=guard, probes=probes), log_level="warning")
+        uvicorn_config(create_app(config, build_options=build_options, guard=guard, probes=probes),
+                       log_level="warning")
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="rca-web", daemon=True)
@@ -144,8 +147,9 @@ def hash_password_command(stdin: Any = None) -> int:
     return 0
 
 
-def main_web(args: Any) -> int:
-    """``rca web``: serve until interrupted."""
+def main_web(args: Any, *, build_options: OptionsBuilder, lab: LabInfo | None = None) -> int:
+    """``rca web``: serve until interrupted. The command line hands in ``rca check``'s option
+    builder and, for ``--lab``, the running lab (only the command line opens the lab)."""
     import uvicorn  # noqa: PLC0415
 
     from analyzer.operations.web.app import create_app  # noqa: PLC0415
@@ -154,12 +158,9 @@ def main_web(args: Any) -> int:
         return hash_password_command()
     config = load_web_config(args.config) if args.config else WebConfig()
     netns = args.netns
-    if args.lab is not None:
-        from analyzer.lab import LabInfo  # noqa: PLC0415
-
-        info = LabInfo.load(args.lab)
-        config = lab_config(config, info)
-        netns = netns or info.client_netns
+    if lab is not None:
+        config = lab_config(config, lab)
+        netns = netns or lab.client_netns
     if args.history is not None:
         config = dataclasses.replace(config, history=args.history)
     listen = parse_listen(args.listen, where="--listen") if args.listen else config.listen
@@ -184,11 +185,15 @@ def main_web(args: Any) -> int:
     if netns:
         from analyzer.protocols.netns import enter_netns  # noqa: PLC0415
 
-        enter_netns(netns)
+        try:
+            enter_netns(netns)
+        except BaseException:
+            sock.close()
+            raise
     guard = Guard(token=token, users=config.users, secure=args.cert is not None, local=local,
                   hosts=frozenset({listen[0].strip("[]").lower()}),
                   requests_per_minute=config.requests_per_minute)
-    app = create_app(config, guard=guard)
+    app = create_app(config, build_options=build_options, guard=guard)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     scheme = "https" if args.cert else "http"
