@@ -21,7 +21,6 @@ import hashlib
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from analyzer.core.errors import NetError
 from analyzer.core.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Finding, Json, Status
@@ -30,15 +29,12 @@ from analyzer.protocols import wbxml
 from analyzer.protocols.exchange import (
     Prepared,
     ServiceUrl,
-    auth_error_finding,
-    authenticated,
+    ask,
     http_findings,
     judge_status,
-    net_finding,
     prepare,
     service_url,
 )
-from analyzer.protocols.httpauth import AuthError
 
 if TYPE_CHECKING:
     from analyzer.core.targets import Target
@@ -194,16 +190,8 @@ async def _request(
     headers: dict[str, str] | None = None, content: bytes | None = None,
 ) -> BoundedResponse | None:  # fmt: skip
     """One authenticated request; None when a finding already ended the step."""
-    assert prepared.scheme is not None  # noqa: S101 - checked by the caller
-    try:
-        return await authenticated(ctx, step, prepared.session, method, url,
-                                   scheme=prepared.scheme, offered=prepared.offered,
-                                   headers=headers, content=content)  # fmt: skip
-    except AuthError as exc:
-        step.add(auth_error_finding(F, exc))
-    except NetError as exc:
-        step.add(net_finding(F, exc, prepared.url))
-    return None
+    return await ask(ctx, step, prepared, F, method, prepared.url, target=url, headers=headers,
+                     content=content)
 
 
 async def _options(ctx: ProbeContext, res: ResultRecorder, prepared: Prepared) -> str | None:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from analyzer.core.errors import NetError
 from analyzer.core.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Finding, Json, Status
@@ -38,16 +37,13 @@ from analyzer.protocols.ewsxml import (
 from analyzer.protocols.exchange import (
     Prepared,
     ServiceUrl,
-    auth_error_finding,
-    authenticated,
+    ask,
     autodiscover,
     http_findings,
     judge_status,
-    net_finding,
     prepare,
     service_url,
 )
-from analyzer.protocols.httpauth import AuthError
 
 if TYPE_CHECKING:
     from analyzer.core.facts import AutodiscoverSettings
@@ -359,17 +355,8 @@ async def _ask(
 ) -> EwsAnswer | None:  # fmt: skip
     """The authenticated request and its answer read; None when a finding of ``step``
     already says why there is none (login refused, network, HTTP status, not SOAP)."""
-    assert prepared.scheme is not None  # noqa: S101 - prepare() gave a scheme
-    try:
-        response = await authenticated(
-            ctx, step, prepared.session, "POST", url.url, scheme=prepared.scheme,
-            offered=prepared.offered, headers=HEADERS, content=body,
-        )  # fmt: skip
-    except AuthError as exc:
-        step.add(auth_error_finding(F, exc))
-        return None
-    except NetError as exc:
-        step.add(net_finding(F, exc, url))
+    response = await ask(ctx, step, prepared, F, "POST", url, headers=HEADERS, content=body)
+    if response is None:
         return None
     if response.status == 500:
         # EWS sends SOAP faults (throttling, schema errors...) with HTTP 500.

@@ -25,17 +25,15 @@ from analyzer.protocols.exchange import (
     Kind,
     Prepared,
     ServiceUrl,
-    auth_error_finding,
-    authenticated,
+    ask,
     autodiscover,
     http_findings,
     judge_status,
-    net_finding,
     prepare,
     service_url,
 )
 from analyzer.protocols.http import make_client
-from analyzer.protocols.httpauth import AuthError, send_recorded
+from analyzer.protocols.httpauth import send_recorded
 
 if TYPE_CHECKING:
     from analyzer.core.targets import Target
@@ -201,18 +199,9 @@ async def _call(
     sequence: int, body: bytes,
 ) -> BoundedResponse | None:  # fmt: skip
     """One authenticated request; None when a finding ended the step."""
-    assert prepared.scheme is not None  # noqa: S101 - checked by the caller
-    try:
-        response = await authenticated(
-            ctx, step, prepared.session, "POST", prepared.url.url, scheme=prepared.scheme,
-            offered=prepared.offered, headers=_headers(request_type, client, sequence),
-            content=body,
-        )  # fmt: skip
-    except AuthError as exc:
-        step.add(auth_error_finding(F, exc))
-        return None
-    except NetError as exc:
-        step.add(net_finding(F, exc, prepared.url))
+    response = await ask(ctx, step, prepared, F, "POST", prepared.url,
+                         headers=_headers(request_type, client, sequence), content=body)
+    if response is None:
         return None
     ended = judge_status(F, response, prepared.url)
     if ended is not None:

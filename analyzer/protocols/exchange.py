@@ -592,6 +592,29 @@ async def authenticated(
     )  # fmt: skip
 
 
+async def ask(
+    ctx: ProbeContext, step: StepRecorder, prepared: Prepared, f: HttpFindings, method: str,
+    url: ServiceUrl, *, target: str | None = None, headers: dict[str, str] | None = None,
+    content: bytes | None = None,
+) -> BoundedResponse | None:  # fmt: skip
+    """One authenticated request of an Exchange probe on ``prepared``'s session, to ``target``
+    (default: ``url``'s own URL; a command's query string, for instance); None when the
+    credentials could not be presented or the network failed, which ``step`` then says with
+    ``f``'s findings about ``url`` (the HTTP status is the caller's to judge:
+    :func:`judge_status`)."""
+    assert prepared.scheme is not None  # noqa: S101 - prepare() chose a scheme
+    try:
+        return await authenticated(
+            ctx, step, prepared.session, method, target or url.url, scheme=prepared.scheme,
+            offered=prepared.offered, headers=headers, content=content,
+        )  # fmt: skip
+    except AuthError as exc:
+        step.add(auth_error_finding(f, exc))
+    except NetError as exc:
+        step.add(net_finding(f, exc, url))
+    return None
+
+
 def auth_error_finding(f: HttpFindings, exc: AuthError) -> Finding:
     """The finding for credentials that could not be presented."""
     if isinstance(exc, NtlmFailed):
