@@ -236,7 +236,10 @@ def write_config(config: SogoConfig, *, imap_host: str, mail_domain: str, ca_fil
         "SOGoVacationEnabled": "NO",
         "SOGoForwardEnabled": "NO",
         "WOPort": f"{SOGOD[0]}:{SOGOD[1]}",
-        "WOWorkersCount": "1",
+        # sogod's watchdog drops a request when no worker is free ("No child available to
+        # handle incoming request!", a 502 from nginx): one worker failed twenty concurrent
+        # ActiveSync clients. SOGo's own installation guide sizes this by concurrent users.
+        "WOWorkersCount": "8",
         "WOLogFile": "-",
         "WOPidFile": str(config.directory / "run" / "sogod.pid"),
         # Log every ActiveSync request and answer: the lab is for looking at them.

@@ -218,3 +218,34 @@ def test_curl_logs_in_at_every_exchange_endpoint(lab: LabInfo, auth: str) -> Non
         # the authenticated request on it)
         assert (path, status) == (path, 200)
         assert connects == 1, path
+
+
+def test_twenty_concurrent_activesync_checks_of_sogo_all_pass(
+    lab: LabInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given twenty ActiveSync checks of the SOGo scenario (a real ActiveSync server, Dovecot
+    # behind it), started at once
+    user, password = lab.scenario("sogo").users[0]
+    options = RunOptions(
+        nameservers=(Nameserver(lab.resolver),), ca_file=Path(lab.ca_file),
+        credentials=Credentials(user, password=password), tests=("activesync",),
+        timeout=150, probe_timeout=150, op_timeout=30, connect_timeout=15,
+    )  # fmt: skip
+
+    async def many() -> list[Report]:
+        return list(await asyncio.gather(*(check(parse_target(user), options)
+                                           for _ in range(20))))  # fmt: skip
+
+    started = time.monotonic()
+    reports = asyncio.run(many())
+    elapsed = time.monotonic() - started
+    # Then every one logged in, listed the folders and passed: nothing SOGo does not deserve
+    for report in reports:
+        results = [r for r in report.results if r.probe == "activesync"]
+        assert results and all(r.status is Status.PASS for r in results), [
+            f"{f.code}={f.status}: {f.detail[:160]}" for r in results for _, f in
+            ((r, f) for top in r.steps for s in top.walk() for f in s.findings)
+            if f.status not in OK
+        ]
+    with capsys.disabled():  # measured, never asserted
+        print(f"\n20 concurrent ActiveSync checks of SOGo: {elapsed:.2f} s")
