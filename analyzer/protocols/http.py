@@ -311,22 +311,41 @@ async def request_bounded(
     Lower-layer errors are mapped (:class:`NetError` subclasses); the request is never
     retried and redirects are never followed here (callers record each hop).
     """
-    deadline = time.monotonic() + timeout
-    t0 = time.monotonic()
+    started = time.monotonic()
+    deadline = started + timeout
+    request = client.build_request(method, url, headers=headers, content=content)
+    response = await send_streaming(client, request, deadline=deadline)
+    return await read_response(response, max_bytes=max_bytes, deadline=deadline,
+                               started=started)  # fmt: skip
+
+
+async def send_streaming(
+    client: httpx.AsyncClient, request: httpx.Request, *, deadline: float
+) -> httpx.Response:
+    """Send ``request`` (no redirect followed) and return once the response head is in, body
+    unread; by ``deadline`` (``time.monotonic()``), else :class:`NetTimeout`.
+
+    httpx's timeouts are per read: a server trickling its headers a byte at a time never trips
+    them, so the whole exchange is bounded here. Only transport and protocol failures become
+    :class:`NetError`; anything else (a bug in rca's resolving backend, a usage error) is
+    rca's and reaches the pipeline as such (:func:`map_exception`).
+    """
+    left = max(0.0, deadline - time.monotonic())
     try:
-        request = client.build_request(method, url, headers=headers, content=content)
-        # httpx's timeouts are per read: a server trickling its headers a byte at a time
-        # never trips them. The whole exchange is bounded here.
-        async with asyncio.timeout(timeout):
-            response = await client.send(request, stream=True, follow_redirects=False)
+        async with asyncio.timeout(left):
+            return await client.send(request, stream=True, follow_redirects=False)
     except TimeoutError:
-        raise NetTimeout(
-            f"no complete response header within {timeout:.1f} s", phase="read"
-        ) from None
+        raise NetTimeout(f"no complete response header within {left:.1f} s",
+                         phase="read") from None  # fmt: skip
     except Exception as exc:
-        # Only transport and protocol failures are the target's; anything else (a bug in
-        # rca's resolving backend, a usage error) is rca's and reaches the pipeline as such.
         raise map_exception(exc, phase="request") from exc
+
+
+async def read_response(
+    response: httpx.Response, *, max_bytes: int, deadline: float, started: float
+) -> BoundedResponse:
+    """The body of ``response`` read within ``max_bytes`` and ``deadline``, the response
+    closed, as a :class:`BoundedResponse` (``elapsed_ms`` counted from ``started``)."""
     try:
         body = await read_bounded(response, max_bytes=max_bytes, deadline=deadline)
     except NetError:
@@ -341,5 +360,5 @@ async def request_bounded(
         body=body,
         url=str(response.url),
         http_version=response.http_version,
-        elapsed_ms=round((time.monotonic() - t0) * 1000, 1),
+        elapsed_ms=round((time.monotonic() - started) * 1000, 1),
     )

@@ -40,7 +40,6 @@ Network failures are the usual :class:`~analyzer.core.errors.NetError` subclasse
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import struct
@@ -51,8 +50,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from analyzer.core.credpolicy import hide_userinfo
-from analyzer.core.errors import NetError, NetTimeout, RcaError, map_exception
-from analyzer.protocols.http import DEFAULT_MAX_BYTES, BoundedResponse, OwnConnection, read_bounded
+from analyzer.core.errors import RcaError
+from analyzer.protocols.http import (
+    DEFAULT_MAX_BYTES,
+    BoundedResponse,
+    OwnConnection,
+    read_response,
+    send_streaming,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -343,39 +348,16 @@ async def _send_leg(
 ) -> _Leg:
     record_request(transcript, method, url, headers, body_size=len(content or b""))
     t0 = time.monotonic()
-    try:
-        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-            request = client.build_request(method, url, headers=dict(headers), content=content,
-                                           extensions=own.extensions if own else None)  # fmt: skip
-            response = await client.send(request, stream=True, follow_redirects=False)
-    except TimeoutError:
-        raise NetTimeout("no response before the deadline", phase="read") from None
-    except Exception as exc:
-        # Only transport and protocol failures are the target's; anything else (a bug in
-        # rca's resolving backend, a usage error) is rca's and reaches the pipeline as such.
-        raise map_exception(exc, phase="request") from exc
+    request = client.build_request(method, url, headers=dict(headers), content=content,
+                                   extensions=own.extensions if own else None)  # fmt: skip
+    response = await send_streaming(client, request, deadline=deadline)
     if own is not None and not own.used:
         await response.aclose()
         raise TypeError(
             "the client ignores OwnConnection: make it with analyzer.protocols.http.make_client"
         )
     stream = response.extensions.get("network_stream")
-    try:
-        body = await read_bounded(response, max_bytes=max_bytes, deadline=deadline)
-    except NetError:
-        raise
-    except Exception as exc:
-        raise map_exception(exc, phase="read") from exc
-    finally:
-        await response.aclose()
-    bounded = BoundedResponse(
-        status=response.status_code,
-        headers=tuple((k, v) for k, v in response.headers.multi_items()),
-        body=body,
-        url=str(response.url),
-        http_version=response.http_version,
-        elapsed_ms=round((time.monotonic() - t0) * 1000, 1),
-    )
+    bounded = await read_response(response, max_bytes=max_bytes, deadline=deadline, started=t0)
     record_response(transcript, bounded)
     return _Leg(bounded, stream)
 

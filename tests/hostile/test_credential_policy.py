@@ -488,7 +488,7 @@ async def test_an_exception_in_rca_is_reported_as_rca_failing(
     def broken(*args: object, **kwargs: object) -> bytes:
         raise KeyError("a bug inside rca")
 
-    monkeypatch.setattr("analyzer.protocols.httpauth.read_bounded", broken)
+    monkeypatch.setattr("analyzer.protocols.http.read_bounded", broken)
     server, _ = world.https(lambda r: CHALLENGE)
     with dns_server(zones()) as dns:
         # When EWS is tested
