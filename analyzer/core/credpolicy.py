@@ -27,6 +27,7 @@ offering the method first, no redirect followed) is enforced where they are sent
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from collections.abc import Sequence
@@ -130,8 +131,10 @@ def trust_flag(host: str) -> str:
     return "--trust-redirect " + (".".join(labels[-2:]) if len(labels) >= 2 else host)
 
 
+@functools.cache  # package data, fixed for the process: not an observation of any target
 def m365_namespaces() -> tuple[str, ...]:
-    """The Exchange Online host names of ``analyzer/data/m365_namespaces.toml``."""
+    """The Exchange Online host names of ``analyzer/data/m365_namespaces.toml`` (read once per
+    process; every credential judgement of an outside host consults it)."""
     text = resources.files("analyzer").joinpath("data/m365_namespaces.toml").read_text("utf-8")
     hosts = tomllib.loads(text)["namespaces"]["hosts"]
     return tuple(str(h).lower().rstrip(".") for h in hosts)
