@@ -95,8 +95,9 @@ def _add_schedule_commands(sub: Any) -> None:
     batch.add_argument("--writers", type=int, default=1, metavar="N",
                        help="helper processes writing the reports (default 1; 0: none)")
     batch.add_argument("--no-share", action="store_true",
-                       help="check every endpoint afresh for every target, even one that "
-                       "many targets share (default: once per batch process)")
+                       help="check every endpoint and ask every DNS question afresh for "
+                       "every target (default: an endpoint many targets share is checked once "
+                       "per batch process, and a DNS answer is reused until its TTL runs out)")
     batch.add_argument("--junit", type=Path, metavar="FILE",
                        help="also write the combined JUnit XML here")
     batch.add_argument("--prometheus", type=Path, metavar="FILE",

@@ -8,7 +8,7 @@ The file (TOML; every key is optional but ``targets``)::
     out = "reports"           # --out
     history = "history"       # --history: keep past runs, report what changed
     keep = 30                 # runs kept per target; keep_days = 90 removes older ones
-    share = true              # check an endpoint many targets share once (see below)
+    share = true              # check a shared endpoint once, reuse DNS answers (see below)
 
     [defaults]                # options of every target (a target's own keys win)
     tests = ["dns", "mailauth", "ports", "tls"]
@@ -47,8 +47,9 @@ What the batch promises:
   runs once per checking process, and every target that uses it gets a copy in its
   report, marked ``shared`` with the time it was made
   (:class:`~analyzer.core.shared.SharedResults`): the provider sees one handshake, not one
-  per customer. ``share = false`` (or ``--no-share``) checks every endpoint afresh for
-  every target.
+  per customer. Definitive DNS answers are shared the same way, each until its TTL runs
+  out (:mod:`analyzer.protocols.resolve`). ``share = false`` (or ``--no-share``) checks
+  every endpoint and asks every DNS question afresh for every target.
 * **Bounded memory.** Reports are written as they finish, by ``writers`` helper
   processes (rendering a report takes 10-15 ms of CPU, more for a big one: done in the
   event loop it would delay every running check); only a small summary of each target

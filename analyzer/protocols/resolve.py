@@ -11,8 +11,18 @@ Each question is asked once per run: :func:`lookup` keeps every outcome in the r
 context (question → answer, NXDOMAIN and NODATA included, and a timeout or SERVFAIL too:
 one run reports one view of the DNS, and a question that timed out would only time out
 again), and probes asking the same question at the same time share the one query in
-flight. The cache lives and dies with the :class:`~analyzer.core.context.RunContext`, so it
-always holds answers of the run's own resolvers; a new run asks afresh.
+flight. That cache lives and dies with the :class:`~analyzer.core.context.RunContext`, so
+it always holds answers of the run's own resolvers.
+
+In a batch, the runs also share definitive answers (records, NXDOMAIN, NODATA) through the
+batch's :class:`~analyzer.core.shared.SharedAnswers`, because a thousand domains of one
+provider ask the same questions about its hosts. A shared answer is used until its TTL runs
+out, counted from when it was received (a negative answer: the SOA's TTL or MINIMUM,
+whichever is lower, RFC 2308 section 5; without an SOA, :data:`NEGATIVE_WITHOUT_SOA_S`),
+and only by runs asking the same resolvers the same question with the same options (the
+name as written, type, DNSSEC records or not). A timeout, SERVFAIL, REFUSED or any error is
+never shared: the next run asks again. The run that uses a shared answer records the same
+:class:`Lookup` as the run that received it. ``rca batch --no-share`` turns this off.
 """
 
 from __future__ import annotations
@@ -33,6 +43,13 @@ Outcome = Literal["answer", "nxdomain", "nodata", "servfail", "refused", "timeou
 
 #: RFC 1034 does not bound CNAME chains; resolvers commonly stop near 8-16 links.
 MAX_CNAME_CHAIN = 12
+#: Seconds a batch shares a negative answer that carries no SOA. RFC 2308 section 5 says
+#: not to cache one at all; runs of a batch that ask at nearly the same time may still share
+#: it (what the resolver said a moment ago).
+NEGATIVE_WITHOUT_SOA_S = 5.0
+#: The most a batch shares a negative answer, in seconds (RFC 2308 section 5: one to three
+#: hours works well).
+MAX_NEGATIVE_TTL_S = 3 * 3600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,8 +169,50 @@ async def _cached_query(
     """One question's outcome, asked once per run (see the module docstring)."""
     question = f"dns:{qname.to_text().lower()}/{rdtype.upper()}/{'do' if dnssec else '-'}"
     return await ctx.shared(
-        question, lambda: _query_once(ctx, qname, rdtype, timeout=timeout, dnssec=dnssec)
+        question, lambda: _batch_query(ctx, qname, rdtype, timeout=timeout, dnssec=dnssec)
     )
+
+
+async def _batch_query(
+    ctx: RunContext, qname: Any, rdtype: str, *, timeout: float | None, dnssec: bool
+) -> _Step:
+    """One question's outcome from the batch's shared answers, or asked (and then shared
+    when it is definitive); see the module docstring."""
+    batch = ctx.shared_results
+    answers = batch.answers if batch is not None else None
+    if answers is None:
+        return await _query_once(ctx, qname, rdtype, timeout=timeout, dnssec=dnssec)
+    # Everything that changes the answer or what the run records of it: the resolvers (and
+    # their order: the Lookup names the one that answered), the name as written (it is
+    # echoed in the evidence), the type and the DO bit.
+    key = ("dns", ctx.nameservers(), qname.to_text(), rdtype.upper(), dnssec)
+    step: _Step | None = answers.get(key)
+    if step is None:
+        step = await _query_once(ctx, qname, rdtype, timeout=timeout, dnssec=dnssec)
+        ttl = shared_ttl(step.lookup, step.response)
+        if ttl is not None:
+            answers.put(key, step, ttl)
+    return step
+
+
+def shared_ttl(found: Lookup, response: dns.message.Message | None) -> float | None:
+    """Seconds the runs of a batch may share the outcome ``found`` (from ``response``), or
+    None when it must not be shared: only definitive outcomes are, for the lowest TTL of
+    the records they rest on (RFC 2308 section 5 for negative answers)."""
+    import dns.rdatatype  # noqa: PLC0415
+
+    if response is None or not found.definitive:
+        return None
+    ttls = [rrset.ttl for rrset in response.answer]  # the answer, or the CNAMEs before it
+    if found.outcome == "answer":
+        return float(min(ttls)) if ttls else None
+    soa = [
+        min(rrset.ttl, rrset[0].minimum)
+        for rrset in response.authority
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset)
+    ]
+    negative = min(soa) if soa else NEGATIVE_WITHOUT_SOA_S
+    return float(min([MAX_NEGATIVE_TTL_S, negative, *ttls]))
 
 
 @dataclass(frozen=True, slots=True)
