@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar
 
 from analyzer.core.errors import UsageError
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from analyzer.core.shared import SharedResults
 
 __all__ = [
+    "Closeable",
     "Credentials",
     "Family",
     "FilesKey",
@@ -43,6 +44,15 @@ __all__ = [
 Family = Literal[4, 6]
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class Closeable(Protocol):
+    """What :meth:`RunContext.resource` holds: something closed when the run ends."""
+
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closeable)
 
 _REDACTED = "«redacted»"
 
@@ -361,6 +371,7 @@ class RunContext:
         self._ssl: ssl.SSLContext | None = None
         self._nameservers: tuple[tuple[str, int], ...] | None = None
         self._shared: dict[str, asyncio.Future[Any]] = {}
+        self._resources: dict[str, Any] = {}
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -425,6 +436,14 @@ class RunContext:
         result: R = await asyncio.shield(fut)
         return result
 
+    def resource(self, key: str, make: Callable[[], C]) -> C:
+        """Something the run makes once for ``key`` and closes when it ends (the DNS
+        sockets: :class:`analyzer.protocols.dnsudp.UdpPool`)."""
+        found = self._resources.get(key)
+        if found is None:
+            found = self._resources[key] = make()
+        return found
+
     async def __aenter__(self) -> RunContext:
         return self
 
@@ -432,12 +451,16 @@ class RunContext:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel shared look-ups still running and join the worker threads."""
+        """Cancel shared look-ups still running, close the run's resources and join the
+        worker threads."""
         for fut in self._shared.values():
             fut.cancel()
         if self._shared:
             await asyncio.gather(*self._shared.values(), return_exceptions=True)
         self._shared.clear()
+        for resource in self._resources.values():
+            resource.close()
+        self._resources.clear()
         if self._executor is not None:
             executor, self._executor = self._executor, None
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)

@@ -3,8 +3,10 @@
 A diagnostic must not confuse "no such record" with "could not ask": NXDOMAIN,
 NODATA, SERVFAIL, REFUSED and a timeout are different outcomes here (a timeout is
 *inconclusive*, never "record missing"). Queries go straight to the configured
-nameservers (``--resolver`` or the system's), over UDP with TCP fallback on
-truncation, asking for the AD bit so a validating resolver's verdict is visible.
+nameservers (``--resolver`` or the system's), over UDP from a few sockets the run keeps
+(:mod:`analyzer.protocols.dnsudp`, which says why that is as safe as a socket per query)
+with TCP fallback on truncation, asking for the AD bit so a validating resolver's verdict
+is visible.
 CNAME chains are followed across zones and loops are reported.
 
 Each question is asked once per run: :func:`lookup` keeps every outcome in the run
@@ -226,7 +228,6 @@ class _Step:
 async def _query_once(
     ctx: RunContext, qname: Any, rdtype: str, *, timeout: float | None, dnssec: bool
 ) -> _Step:
-    import dns.asyncquery  # noqa: PLC0415
     import dns.exception  # noqa: PLC0415
     import dns.flags  # noqa: PLC0415
     import dns.message  # noqa: PLC0415
@@ -243,7 +244,10 @@ async def _query_once(
             ),
             None,
         )
-    request = dns.message.make_query(qname, rdtype, want_dnssec=dnssec, use_edns=0, payload=1232)
+    # The id is set by the socket pool, for each try (id=0 spares dnspython drawing one).
+    request = dns.message.make_query(
+        qname, rdtype, want_dnssec=dnssec, use_edns=0, payload=1232, id=0
+    )
     request.flags |= dns.flags.AD  # RFC 6840 5.7: ask for the AD bit without DO
     deadline = time.monotonic() + lifetime
     failures: list[str] = []
@@ -257,9 +261,7 @@ async def _query_once(
         if budget <= 0:
             break
         try:
-            response, _tcp = await dns.asyncquery.udp_with_fallback(
-                request, address, timeout=budget, port=port
-            )
+            response = await _ask(ctx, request, address, port, budget)
         except dns.exception.Timeout:
             failures.append(f"{where}: timeout")
             last_outcome = "timeout"
@@ -305,6 +307,26 @@ async def _query_once(
             nameserver=servers[0][0],
         ),
         None,
+    )
+
+
+async def _ask(
+    ctx: RunContext, request: dns.message.Message, address: str, port: int, budget: float
+) -> dns.message.Message:
+    """One try: over UDP from the run's sockets, and over TCP when the answer was
+    truncated (RFC 7766), within ``budget`` seconds."""
+    from analyzer.protocols.dnsudp import UdpPool  # noqa: PLC0415
+
+    expires = time.monotonic() + budget
+    response, truncated = await ctx.resource("dns.udp", UdpPool).query(
+        request, address, port, timeout=budget
+    )
+    if not truncated:
+        return response
+    import dns.asyncquery  # noqa: PLC0415
+
+    return await dns.asyncquery.tcp(
+        request, address, timeout=max(0.0, expires - time.monotonic()), port=port
     )
 
 
