@@ -4,6 +4,10 @@ Serves zone text through dnspython on 127.0.0.1, port 0 (UDP and TCP on the same
 port), in a thread of its own. Per-name behaviours make it hostile on purpose:
 ``drop`` (never answer: a timeout), ``servfail``, ``refused``, ``garbage`` (bytes
 that are no DNS message), ``truncate`` (TC over UDP, full answer over TCP).
+
+With an ``upstream`` server, questions outside its zones are passed on to it and its answers
+relayed unchanged: a test can add zones to a real server's (the lab's) and count every
+question asked.
 """
 
 from __future__ import annotations
@@ -30,9 +34,15 @@ Behaviour = Literal["drop", "servfail", "refused", "garbage", "truncate"]
 
 
 class _Handler:
-    def __init__(self, zones: list[dns.zone.Zone], behaviours: Mapping[str, Behaviour]) -> None:
+    def __init__(
+        self,
+        zones: list[dns.zone.Zone],
+        behaviours: Mapping[str, Behaviour],
+        upstream: tuple[str, int] | None = None,
+    ) -> None:
         self.zones = zones
         self.behaviours = {k.lower().rstrip("."): v for k, v in behaviours.items()}
+        self.upstream = upstream
         self.queries: list[tuple[str, str]] = []
 
     def answer(self, wire: bytes, *, tcp: bool) -> bytes | None:
@@ -54,6 +64,8 @@ class _Handler:
             response.set_rcode(dns.rcode.SERVFAIL if behaviour == "servfail" else dns.rcode.REFUSED)
             return response.to_wire()
         zone = next((z for z in self.zones if q.name.is_subdomain(z.origin)), None)
+        if zone is None and self.upstream is not None:
+            return _relay(wire, self.upstream, tcp=tcp)
         if zone is None:
             response.set_rcode(dns.rcode.REFUSED)
             return response.to_wire()
@@ -184,6 +196,24 @@ def _bind_pair(attempts: int = 50) -> tuple[socket.socket, socket.socket]:
     raise OSError("no loopback port free for both UDP and TCP")
 
 
+def _relay(wire: bytes, upstream: tuple[str, int], *, tcp: bool) -> bytes | None:
+    """``upstream``'s answer to ``wire`` (None when it gives none within 5 s)."""
+    family = socket.AF_INET6 if ":" in upstream[0] else socket.AF_INET
+    kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
+    with socket.socket(family, kind) as sock:
+        sock.settimeout(5)
+        try:
+            if tcp:
+                sock.connect(upstream)
+                sock.sendall(struct.pack("!H", len(wire)) + wire)
+                (length,) = struct.unpack("!H", _recv_exact(sock, 2))
+                return _recv_exact(sock, length)
+            sock.sendto(wire, upstream)
+            return sock.recv(65535)
+        except (OSError, struct.error, EOFError):
+            return None
+
+
 def _recv_exact(conn: socket.socket, n: int) -> bytes:
     buf = b""
     while len(buf) < n:
@@ -196,14 +226,18 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
 
 @contextmanager
 def dns_server(
-    zones: Mapping[str, str], behaviours: Mapping[str, Behaviour] | None = None
+    zones: Mapping[str, str],
+    behaviours: Mapping[str, Behaviour] | None = None,
+    *,
+    upstream: tuple[str, int] | None = None,
 ) -> Iterator[DnsServer]:
-    """Serve ``{origin: zone text}`` on loopback for the duration of the block."""
+    """Serve ``{origin: zone text}`` on loopback for the duration of the block (and pass
+    other questions on to ``upstream``, when given)."""
     parsed = [
         dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False)
         for origin, text in zones.items()
     ]
-    server = DnsServer(_Handler(parsed, behaviours or {}))
+    server = DnsServer(_Handler(parsed, behaviours or {}, upstream))
     server.start()
     try:
         yield server
