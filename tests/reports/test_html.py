@@ -6,10 +6,14 @@ import base64
 import dataclasses
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from analyzer.core.model import Finding, ProbeResult, Report, Status, Step, TranscriptLine, to_json
 from reports.html import MAX_TRANSCRIPT_LINES, WORDS, render
@@ -449,3 +453,21 @@ def test_parts_are_drawn_exactly_as_in_the_whole_report(sample: Report) -> None:
     section = render_result(sample, first, anchor="live-0")
     assert section.startswith('<section class="card probe') and 'id="live-0"' in section
     assert all(step.title in section for step in first.steps)
+
+
+def test_rendering_again_reads_no_template_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a process that has rendered a report once (the templates are compiled)
+    sample = report(result("tls", "mx.contoso.test:25", finding(Status.FAIL, "tls.x")))
+    render(sample)
+    looked: list[str] = []
+    real = os.path.getmtime
+
+    def getmtime(path: Any) -> float:
+        looked.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(os.path, "getmtime", getmtime)
+    # When it renders another
+    render(sample)
+    # Then no template file was looked at again (a batch writes thousands of reports)
+    assert looked == []
