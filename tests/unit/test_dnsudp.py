@@ -15,7 +15,7 @@ import dns.rrset
 import pytest
 
 from analyzer.core.context import Nameserver, RunContext, RunOptions
-from analyzer.protocols.dnsudp import POOL_SIZE, UdpPool
+from analyzer.protocols.dnsudp import POOL_SIZE, UdpPool, query_wire
 from analyzer.protocols.resolve import lookup
 
 
@@ -132,3 +132,27 @@ async def test_a_query_nobody_answers_times_out_and_the_pool_closes(plain: Spoof
     # And once closed, it refuses to send
     with pytest.raises(RuntimeError):
         await pool.query(request, "127.0.0.1", plain.port, timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "dnssec"),
+    [
+        ("_submission._tcp.bench0001.test", "SRV", False),
+        ("example.test", "MX", True),
+        ("25.2.0.127.in-addr.arpa", "PTR", False),
+        (".", "NS", True),
+        ("a." * 60 + "test", "A", False),
+    ],
+)
+def test_a_query_is_rendered_as_dnspython_renders_it(name: str, rdtype: str, dnssec: bool) -> None:
+    import dns.flags
+
+    request = dns.message.make_query(name, rdtype, want_dnssec=dnssec, use_edns=0, payload=1232)
+    request.flags |= dns.flags.AD
+    assert query_wire(request) == request.to_wire()
+
+
+def test_anything_but_a_plain_query_is_left_to_dnspython() -> None:
+    request = dns.message.make_query("example.test", "A", use_edns=False)
+    request.additional.append(dns.rrset.from_text("example.test.", 60, "IN", "A", "192.0.2.1"))
+    assert query_wire(request) == request.to_wire()
