@@ -111,6 +111,8 @@ class _Socket(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.transport: asyncio.DatagramTransport | None = None
         self.waiting: dict[tuple[int, bytes, int], _Waiter] = {}
+        #: The query being sent: asyncio reports a failed send to error_received().
+        self.sending: _Waiter | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -118,6 +120,12 @@ class _Socket(asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         for waiter in list(self.waiting.values()):
             waiter.fail(OSError("the DNS socket was closed"))
+
+    def error_received(self, exc: Exception) -> None:
+        # An unconnected socket gets no ICMP errors: this is the send that just failed
+        # (no route, a bad address); it fails that try at once, as dnspython's did.
+        if self.sending is not None:
+            self.sending.fail(exc)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if len(data) < 12:  # RFC 1035 4.1.1: shorter than a header
@@ -156,7 +164,11 @@ class _Socket(asyncio.DatagramProtocol):
         try:
             if self.transport is None or self.transport.is_closing():
                 raise OSError("the DNS socket was closed")
-            self.transport.sendto(query_wire(request), where)
+            self.sending = waiter
+            try:
+                self.transport.sendto(query_wire(request), where)
+            finally:
+                self.sending = None
             return await waiter.future
         finally:
             timer.cancel()

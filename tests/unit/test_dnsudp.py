@@ -5,6 +5,7 @@ no real server sends forged answers."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import threading
 from collections.abc import Iterator
@@ -156,3 +157,17 @@ def test_anything_but_a_plain_query_is_left_to_dnspython() -> None:
     request = dns.message.make_query("example.test", "A", use_edns=False)
     request.additional.append(dns.rrset.from_text("example.test.", 60, "IN", "A", "192.0.2.1"))
     assert query_wire(request) == request.to_wire()
+
+
+async def test_a_send_that_fails_fails_the_try_at_once() -> None:
+    # Given a destination the kernel refuses to send to (port 0: EINVAL)
+    request = dns.message.make_query("host.test", dns.rdatatype.A)
+    pool = UdpPool()
+    try:
+        # When a query is sent there, with a long timeout
+        # Then the error comes back at once, rather than a timeout after 30 s
+        with pytest.raises(OSError) as caught:
+            await asyncio.wait_for(pool.query(request, "127.0.0.1", 0, timeout=30), 5)
+        assert caught.value.errno == errno.EINVAL
+    finally:
+        pool.close()
