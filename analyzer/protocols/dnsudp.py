@@ -148,7 +148,6 @@ class _Socket(asyncio.DatagramProtocol):
         pool: UdpPool,
         timeout: float,
     ) -> tuple[dns.message.Message, bool]:
-        import dns.exception  # noqa: PLC0415
 
         packed = _packed(where[0])
         qid = first_id
@@ -159,8 +158,7 @@ class _Socket(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         waiter = _Waiter(request, loop.create_future())
         self.waiting[key] = waiter
-        expired = dns.exception.Timeout(timeout=timeout)  # type: ignore[no-untyped-call]
-        timer = loop.call_later(timeout, waiter.fail, expired)
+        timer = loop.call_later(timeout, waiter.expire, timeout)
         try:
             if self.transport is None or self.transport.is_closing():
                 raise OSError("the DNS socket was closed")
@@ -191,6 +189,11 @@ class _Waiter:
     def fail(self, exc: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(exc)
+
+    def expire(self, timeout: float) -> None:
+        import dns.exception  # noqa: PLC0415
+
+        self.fail(dns.exception.Timeout(timeout=timeout))  # type: ignore[no-untyped-call]
 
     def received(self, data: bytes) -> None:
         import dns.message  # noqa: PLC0415
