@@ -123,7 +123,9 @@ async def lookup(
     current = dns.name.from_text(name)
     result: Lookup | None = None
     while True:
-        key = current.to_text().lower()
+        # The name's text, made once per question (dnspython escapes every label each time).
+        text = current.to_text()
+        key = text.lower()
         if key in seen or len(chain) > MAX_CNAME_CHAIN:
             result = Lookup(
                 name=name,
@@ -139,7 +141,9 @@ async def lookup(
             )
             break
         seen.add(key)
-        step = await _cached_query(ctx, current, rdtype, timeout=timeout, dnssec=dnssec)
+        step = await _cached_query(
+            ctx, current, text, rdtype, timeout=timeout, dnssec=dnssec
+        )
         if step.response is not None:
             responses.append(step.response)
         if step.lookup.outcome != "answer" or step.next_name is None:
@@ -166,31 +170,45 @@ async def lookup(
 
 
 async def _cached_query(
-    ctx: RunContext, qname: Any, rdtype: str, *, timeout: float | None, dnssec: bool
+    ctx: RunContext,
+    qname: Any,
+    text: str,
+    rdtype: str,
+    *,
+    timeout: float | None,
+    dnssec: bool,
 ) -> _Step:
-    """One question's outcome, asked once per run (see the module docstring)."""
-    question = f"dns:{qname.to_text().lower()}/{rdtype.upper()}/{'do' if dnssec else '-'}"
+    """One question's outcome, asked once per run (see the module docstring); ``text`` is
+    ``qname.to_text()``."""
+    question = f"dns:{text.lower()}/{rdtype.upper()}/{'do' if dnssec else '-'}"
     return await ctx.shared(
-        question, lambda: _batch_query(ctx, qname, rdtype, timeout=timeout, dnssec=dnssec)
+        question,
+        lambda: _batch_query(ctx, qname, text, rdtype, timeout=timeout, dnssec=dnssec),
     )
 
 
 async def _batch_query(
-    ctx: RunContext, qname: Any, rdtype: str, *, timeout: float | None, dnssec: bool
+    ctx: RunContext,
+    qname: Any,
+    text: str,
+    rdtype: str,
+    *,
+    timeout: float | None,
+    dnssec: bool,
 ) -> _Step:
     """One question's outcome from the batch's shared answers, or asked (and then shared
     when it is definitive); see the module docstring."""
     batch = ctx.shared_results
     answers = batch.answers if batch is not None else None
     if answers is None:
-        return await _query_once(ctx, qname, rdtype, timeout=timeout, dnssec=dnssec)
+        return await _query_once(ctx, qname, text, rdtype, timeout=timeout, dnssec=dnssec)
     # Everything that changes the answer or what the run records of it: the resolvers (and
     # their order: the Lookup names the one that answered), the name as written (it is
     # echoed in the evidence), the type and the DO bit.
-    key = ("dns", ctx.nameservers(), qname.to_text(), rdtype.upper(), dnssec)
+    key = ("dns", ctx.nameservers(), text, rdtype.upper(), dnssec)
     step: _Step | None = answers.get(key)
     if step is None:
-        step = await _query_once(ctx, qname, rdtype, timeout=timeout, dnssec=dnssec)
+        step = await _query_once(ctx, qname, text, rdtype, timeout=timeout, dnssec=dnssec)
         ttl = shared_ttl(step.lookup, step.response)
         if ttl is not None:
             answers.put(key, step, ttl)
@@ -226,7 +244,13 @@ class _Step:
 
 
 async def _query_once(
-    ctx: RunContext, qname: Any, rdtype: str, *, timeout: float | None, dnssec: bool
+    ctx: RunContext,
+    qname: Any,
+    text: str,
+    rdtype: str,
+    *,
+    timeout: float | None,
+    dnssec: bool,
 ) -> _Step:
     import dns.exception  # noqa: PLC0415
     import dns.flags  # noqa: PLC0415
@@ -236,7 +260,7 @@ async def _query_once(
 
     servers = ctx.nameservers()
     per_try, lifetime = ctx.dns_timeouts(timeout)
-    name_text = qname.to_text().rstrip(".") or "."
+    name_text = text.rstrip(".") or "."
     if not servers:
         return _Step(
             Lookup(
