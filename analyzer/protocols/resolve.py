@@ -123,7 +123,6 @@ async def lookup(
     current = dns.name.from_text(name)
     result: Lookup | None = None
     while True:
-        # The name's text, made once per question (dnspython escapes every label each time).
         text = current.to_text()
         key = text.lower()
         if key in seen or len(chain) > MAX_CNAME_CHAIN:
@@ -142,7 +141,7 @@ async def lookup(
             break
         seen.add(key)
         step = await _cached_query(
-            ctx, current, text, rdtype, timeout=timeout, dnssec=dnssec
+            ctx, _Question(name=current, text=text, rdtype=rdtype, dnssec=dnssec, timeout=timeout)
         )
         if step.response is not None:
             responses.append(step.response)
@@ -169,46 +168,39 @@ async def lookup(
     )
 
 
-async def _cached_query(
-    ctx: RunContext,
-    qname: Any,
-    text: str,
-    rdtype: str,
-    *,
-    timeout: float | None,
-    dnssec: bool,
-) -> _Step:
-    """One question's outcome, asked once per run (see the module docstring); ``text`` is
-    ``qname.to_text()``."""
-    question = f"dns:{text.lower()}/{rdtype.upper()}/{'do' if dnssec else '-'}"
-    return await ctx.shared(
-        question,
-        lambda: _batch_query(ctx, qname, text, rdtype, timeout=timeout, dnssec=dnssec),
-    )
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Question:
+    """One question as asked: the name, its text (made once: dnspython escapes every label
+    each time), the type, whether DNSSEC records are wanted (DO bit), the timeout."""
+
+    name: Any
+    text: str
+    rdtype: str
+    dnssec: bool
+    timeout: float | None
 
 
-async def _batch_query(
-    ctx: RunContext,
-    qname: Any,
-    text: str,
-    rdtype: str,
-    *,
-    timeout: float | None,
-    dnssec: bool,
-) -> _Step:
+async def _cached_query(ctx: RunContext, question: _Question) -> _Step:
+    """One question's outcome, asked once per run (see the module docstring)."""
+    do = "do" if question.dnssec else "-"
+    key = f"dns:{question.text.lower()}/{question.rdtype.upper()}/{do}"
+    return await ctx.shared(key, lambda: _batch_query(ctx, question))
+
+
+async def _batch_query(ctx: RunContext, question: _Question) -> _Step:
     """One question's outcome from the batch's shared answers, or asked (and then shared
     when it is definitive); see the module docstring."""
     batch = ctx.shared_results
     answers = batch.answers if batch is not None else None
     if answers is None:
-        return await _query_once(ctx, qname, text, rdtype, timeout=timeout, dnssec=dnssec)
+        return await _query_once(ctx, question)
     # Everything that changes the answer or what the run records of it: the resolvers (and
     # their order: the Lookup names the one that answered), the name as written (it is
     # echoed in the evidence), the type and the DO bit.
-    key = ("dns", ctx.nameservers(), text, rdtype.upper(), dnssec)
+    key = ("dns", ctx.nameservers(), question.text, question.rdtype.upper(), question.dnssec)
     step: _Step | None = answers.get(key)
     if step is None:
-        step = await _query_once(ctx, qname, text, rdtype, timeout=timeout, dnssec=dnssec)
+        step = await _query_once(ctx, question)
         ttl = shared_ttl(step.lookup, step.response)
         if ttl is not None:
             answers.put(key, step, ttl)
@@ -243,24 +235,17 @@ class _Step:
     chain: tuple[str, ...] = ()
 
 
-async def _query_once(
-    ctx: RunContext,
-    qname: Any,
-    text: str,
-    rdtype: str,
-    *,
-    timeout: float | None,
-    dnssec: bool,
-) -> _Step:
+async def _query_once(ctx: RunContext, question: _Question) -> _Step:
     import dns.exception  # noqa: PLC0415
     import dns.flags  # noqa: PLC0415
     import dns.message  # noqa: PLC0415
     import dns.rcode  # noqa: PLC0415
     import dns.rdatatype  # noqa: PLC0415
 
+    qname, rdtype, dnssec = question.name, question.rdtype, question.dnssec
     servers = ctx.nameservers()
-    per_try, lifetime = ctx.dns_timeouts(timeout)
-    name_text = text.rstrip(".") or "."
+    per_try, lifetime = ctx.dns_timeouts(question.timeout)
+    name_text = question.text.rstrip(".") or "."
     if not servers:
         return _Step(
             Lookup(
@@ -313,8 +298,7 @@ async def _query_once(
             )
         if rcode == dns.rcode.NOERROR:
             return _answer_step(response, qname, rdtype, where, ad, name_text)
-        text = dns.rcode.to_text(rcode)
-        failures.append(f"{where}: {text}")
+        failures.append(f"{where}: {dns.rcode.to_text(rcode)}")
         last_outcome = (
             "refused"
             if rcode == dns.rcode.REFUSED
