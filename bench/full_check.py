@@ -32,7 +32,7 @@ from benchlib import append_rows, machine, stamp
 from analyzer.api import check
 from analyzer.core.context import Credentials, Nameserver, RunOptions
 from analyzer.core.model import Report
-from analyzer.core.pipeline import plan
+from analyzer.core.pipeline import plan, waits_for
 from analyzer.core.registry import probe_index
 from analyzer.core.targets import parse_target
 from analyzer.lab import Lab, enter_netns
@@ -66,7 +66,7 @@ def critical_path(report: Report) -> float:
 
     def cp(pid: str) -> float:
         if pid not in memo:
-            deps = [d for f in (*probes[pid].needs, *probes[pid].uses)
+            deps = [d for f in waits_for(probes[pid])
                     for d in providers.get(f, []) if d in duration]
             memo[pid] = duration.get(pid, 0.0) + max((cp(d) for d in deps), default=0.0)
         return memo[pid]
