@@ -19,7 +19,7 @@ and :data:`TLS_CHAINS` (the DER chains, not shown in reports) for the DANE check
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -201,7 +201,7 @@ async def run(ctx: ProbeContext, target: Target) -> None:
     ctx.publish(TLS_VERDICTS, verdicts)
 
     async def judged(ep: Endpoint) -> tuple[str, tuple[bytes, ...]]:
-        verdict, chain = await _endpoint(ctx, ep, roots)
+        verdict, chain = await _endpoint(ctx, ep, roots, lambda v: verdicts.settle(ep.label, v))
         verdicts.settle(ep.label, verdict)
         return verdict, chain
 
@@ -215,20 +215,23 @@ async def run(ctx: ProbeContext, target: Target) -> None:
 
 
 async def _endpoint(
-    ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate]
+    ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate],
+    settle: Callable[[str], None],
 ) -> tuple[str, tuple[bytes, ...]]:
     """One endpoint, checked once per batch (every option the result depends on is in
-    the key; see :meth:`~analyzer.core.probe.ProbeContext.shared`)."""
+    the key; see :meth:`~analyzer.core.probe.ProbeContext.shared`). ``settle`` is told the
+    verdict as soon as the handshakes have judged it, before the version checks."""
     o = ctx.options
     key = (
         ep, o.families, o.op_timeout, o.ca_file, o.cert_warn_days, o.cert_fail_days,
         o.nameservers, ctx.run.now().date(),
     )
-    return await ctx.shared(key, lambda: _endpoint_now(ctx, ep, roots))
+    return await ctx.shared(key, lambda: _endpoint_now(ctx, ep, roots, settle))
 
 
 async def _endpoint_now(
-    ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate]
+    ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate],
+    settle: Callable[[str], None],
 ) -> tuple[str, tuple[bytes, ...]]:
     with ctx.result(ep.label) as res:
         addresses = ep.addresses(ctx.options.families)
@@ -238,8 +241,6 @@ async def _endpoint_now(
             return "unreachable", ()
         captured = await asyncio.gather(*(_address(ctx, res, ep, a, roots) for a in addresses))
         reached = [c for c in captured if c.session is not None]
-        if reached:
-            await _versions(ctx, res, ep, reached[0].address)
         verdicts = {c.verdict for c in captured}
         verdict = (
             "invalid"
@@ -248,6 +249,11 @@ async def _endpoint_now(
             if "valid" in verdicts
             else "unreachable"
         )
+        # The versions accepted do not change the verdict: a login waiting for it may go on
+        # while they are checked.
+        settle(verdict)
+        if reached:
+            await _versions(ctx, res, ep, reached[0].address)
         chain = reached[0].session.tls.chain_der if reached and reached[0].session else ()
         return verdict, chain
 

@@ -4,7 +4,9 @@ servers that break TLS on purpose. Each case ends as a finding within the deadli
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,9 +15,12 @@ import pytest
 
 from analyzer.api import check
 from analyzer.core.context import RunOptions
+from analyzer.core.facts import TLS_VERDICTS
 from analyzer.core.model import Report, Status
-from analyzer.core.targets import parse_target
+from analyzer.core.probe import Probe, ProbeContext
+from analyzer.core.targets import Target, parse_target
 from analyzer.lab.pki import CertSpec, IssuedCert, LabPKI
+from probes.tls import PROBE as TLS
 from reports.html import render
 from reports.json import dumps
 from tests.servers.tcp import (
@@ -210,3 +215,42 @@ def test_a_batch_checks_an_endpoint_its_targets_share_once(pki: LabPKI, tmp_path
             # And a reader of the HTML report sees that it is a copy, not only the JSON
             assert "Shared check:" in render(report)
     assert copies == 3
+
+
+async def test_a_verdict_is_known_before_the_version_checks_end(pki: LabPKI) -> None:
+    # Given an IMAPS server that answers the first handshake at once and holds every later
+    # connection (the version checks) until a login-like probe has the endpoint's verdict
+    cert = issue(pki, "good", "verdict-first")
+    context = server_context(cert)
+    verdict_known = threading.Event()
+    first = threading.Lock()
+
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        if not first.acquire(blocking=False):
+            verdict_known.wait(5)
+        tls_then(context)(conn, stop)
+
+    seen: list[str] = []
+
+    async def login(ctx: ProbeContext, target: Target) -> None:
+        verdicts = ctx.fact(TLS_VERDICTS)
+        seen.append(await verdicts.verdict(f"{HOST}:{port}"))
+        verdict_known.set()
+
+    consumer = Probe(id="login", title="login", run=login, uses=(TLS_VERDICTS,))
+    with serve(script) as server:
+        port = server.port
+        # When the TLS check runs beside it
+        options = RunOptions(
+            timeout=20, op_timeout=2, ca_file=pki.ca_file, connect={HOST: ("127.0.0.1",)},
+            extra_ports=((HOST, port, "imaps"),),
+        )  # fmt: skip
+        report = await check(parse_target("127.0.0.1"), options, probes=[TLS, consumer])
+    # Then the verdict came while the version checks were held: they were answered once it
+    # was known (before, the verdict waited for them and they ran out of time)
+    assert seen == ["valid"]
+    (versions,) = [s for r in report.results if r.probe == "tls" for s in r.steps
+                   if s.title.startswith("TLS versions")]  # fmt: skip
+    (note,) = [line.text for line in versions.transcript]
+    assert "no answer in time" not in note
+    assert "TLSv1.2: accepted" in note
