@@ -41,7 +41,7 @@ from analyzer.core.facts import (
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Finding, Json, Status
 from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
-from analyzer.protocols.endpoints import Endpoint, plan_endpoints
+from analyzer.protocols.endpoints import Endpoint, check_endpoints, wanted_endpoints
 from analyzer.protocols.net import family_of
 from analyzer.protocols.tlsprobe import (
     TLS_VERSIONS,
@@ -193,11 +193,13 @@ class _Captured:
 
 
 async def run(ctx: ProbeContext, target: Target) -> None:
-    """Handshake with every TLS endpoint on every address, concurrently."""
-    endpoints = [ep for ep in await plan_endpoints(ctx, target) if ep.service.tls != "none"]
+    """Handshake with every TLS endpoint on every address, concurrently, each as soon as
+    its host is resolved."""
+
+    wanted = wanted_endpoints(ctx, target, keep=lambda service: service.tls != "none")
     # Published before the first handshake: a login waits for its own endpoint's verdict,
-    # not for every endpoint's check to end.
-    verdicts = TlsVerdicts(ep.label for ep in endpoints)
+    # not for every endpoint's check to end (nor for every host to be resolved).
+    verdicts = TlsVerdicts(w.label for w in wanted)
     ctx.publish(TLS_VERDICTS, verdicts)
 
     async def judged(ep: Endpoint) -> tuple[str, tuple[bytes, ...]]:
@@ -207,10 +209,11 @@ async def run(ctx: ProbeContext, target: Target) -> None:
 
     try:
         roots = await tlschain.run_roots(ctx.run)
-        outcomes = await asyncio.gather(*(judged(ep) for ep in endpoints))
+        checked = await check_endpoints(ctx, wanted, judged, dropped=verdicts.withdraw)
     finally:
         verdicts.close()
-    chains = {ep.label: c for ep, (_, c) in zip(endpoints, outcomes, strict=True) if c}
+    ctx.order_results([ep.label for ep, _ in checked])
+    chains = {ep.label: c for ep, (_, c) in checked if c}
     ctx.publish(TLS_CHAINS, chains, shown=False)
 
 

@@ -26,7 +26,7 @@ import bisect
 import contextlib
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -362,6 +362,12 @@ class ProbeContext:
             self.hidden.add(name)
         if self.on_publish is not None:
             self.on_publish(name, value)
+
+    def order_results(self, subjects: Sequence[str]) -> None:
+        """List the results in the order of ``subjects`` (checks run concurrently start in
+        any order; the report keeps a stable one). Other subjects keep their place after."""
+        rank = {subject: i for i, subject in enumerate(subjects)}
+        self.results.sort(key=lambda rec: rank.get(rec.subject, len(rank)))
 
     def result(self, subject: str) -> ResultRecorder:
         """Start the result for one subject (use with ``with``)."""

@@ -3,7 +3,9 @@
 Serves zone text through dnspython on 127.0.0.1, port 0 (UDP and TCP on the same
 port), in a thread of its own. Per-name behaviours make it hostile on purpose:
 ``drop`` (never answer: a timeout), ``servfail``, ``refused``, ``garbage`` (bytes
-that are no DNS message), ``truncate`` (TC over UDP, full answer over TCP).
+that are no DNS message), ``truncate`` (TC over UDP, full answer over TCP). A *held* name
+is answered (over UDP) only once the test releases it, or after ``HOLD_LIMIT`` seconds:
+a slow answer whose timing the test decides.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import dns.rrset
 import dns.zone
 
 Behaviour = Literal["drop", "servfail", "refused", "garbage", "truncate"]
+#: The longest a held answer waits for its release (s).
+HOLD_LIMIT = 5.0
 
 
 class _Handler:
@@ -109,8 +113,11 @@ class _Handler:
 class DnsServer:
     """Running server: ``address`` and ``port``; ``queries`` lists what it was asked."""
 
-    def __init__(self, handler: _Handler) -> None:
+    def __init__(self, handler: _Handler, held: Mapping[str, threading.Event]) -> None:
         self.handler = handler
+        self.held = {k.lower().rstrip("."): v for k, v in held.items()}
+        #: Per held name: whether the release came before the limit for its first query.
+        self.released: dict[str, bool] = {}
         self.udp, self.tcp = _bind_pair()
         self.address, self.port = self.udp.getsockname()
         self._stop = threading.Event()
@@ -143,8 +150,20 @@ class DnsServer:
             except (TimeoutError, OSError):
                 continue
             out = self.handler.answer(wire, tcp=False)
-            if out is not None:
-                self.udp.sendto(out, peer)
+            if out is None:
+                continue
+            name = self.handler.queries[-1][0]
+            if name in self.held:
+                threading.Thread(target=self._answer_held, args=(name, out, peer),
+                                 daemon=True).start()  # fmt: skip
+                continue
+            self.udp.sendto(out, peer)
+
+    def _answer_held(self, name: str, out: bytes, peer: Any) -> None:
+        released = self.held[name].wait(HOLD_LIMIT)
+        self.released.setdefault(name, released)  # the first query's fate (not a retry's)
+        if not self._stop.is_set():
+            self.udp.sendto(out, peer)
 
     def _serve_tcp(self) -> None:
         while not self._stop.is_set():
@@ -196,14 +215,18 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
 
 @contextmanager
 def dns_server(
-    zones: Mapping[str, str], behaviours: Mapping[str, Behaviour] | None = None
+    zones: Mapping[str, str],
+    behaviours: Mapping[str, Behaviour] | None = None,
+    *,
+    held: Mapping[str, threading.Event] | None = None,
 ) -> Iterator[DnsServer]:
-    """Serve ``{origin: zone text}`` on loopback for the duration of the block."""
+    """Serve ``{origin: zone text}`` on loopback for the duration of the block; the answers
+    about a name of ``held`` wait until its event is set (at most ``HOLD_LIMIT``)."""
     parsed = [
         dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False)
         for origin, text in zones.items()
     ]
-    server = DnsServer(_Handler(parsed, behaviours or {}))
+    server = DnsServer(_Handler(parsed, behaviours or {}), held or {})
     server.start()
     try:
         yield server
