@@ -14,6 +14,10 @@ Starts the lab (``--latency`` ms one way, default 25), runs a full ``rca check``
   restarted at 0 ms), and ``(wall(L) - wall(0)) / 2L`` round trips of ``2L`` each. What is
   left, ``wall(0)``, is the run's own work (CPU, local I/O). ``--no-floor`` skips it.
 
+``--timeline`` also prints, for the median run, every result's start and end and its
+top-level steps (when each started, how long it took), ordered by end: the last lines
+show the chain the run waited for.
+
 Targets: wall <= 1.3 x critical path; at 25 ms, wall <= 1.2 s. The result is appended to
 bench/RESULTS.md with the machine, the date and the conditions given by ``--note``.
 Needs root (the lab). Run: ``python bench/full_check.py [--latency MS] [--note TEXT]``.
@@ -32,7 +36,7 @@ from benchlib import append_rows, machine, stamp
 from analyzer.api import check
 from analyzer.core.context import Credentials, Nameserver, RunOptions
 from analyzer.core.model import Report
-from analyzer.core.pipeline import plan
+from analyzer.core.pipeline import plan, waits_for
 from analyzer.core.registry import probe_index
 from analyzer.core.targets import parse_target
 from analyzer.lab import Lab, enter_netns
@@ -66,7 +70,7 @@ def critical_path(report: Report) -> float:
 
     def cp(pid: str) -> float:
         if pid not in memo:
-            deps = [d for f in (*probes[pid].needs, *probes[pid].uses)
+            deps = [d for f in waits_for(probes[pid])
                     for d in providers.get(f, []) if d in duration]
             memo[pid] = duration.get(pid, 0.0) + max((cp(d) for d in deps), default=0.0)
         return memo[pid]
@@ -74,10 +78,24 @@ def critical_path(report: Report) -> float:
     return max((cp(pid) for pid in duration if pid in probes), default=0.0)
 
 
+def timeline(report: Report) -> list[str]:
+    """Every result (start -> end, in ms since the run started) with its top-level steps
+    (start, +duration), ordered by the result's end."""
+    t0 = report.started
+    rows = []
+    for r in report.results:
+        start = (r.started - t0).total_seconds() * 1000
+        lines = [f"{start:7.0f} -> {start + r.elapsed_ms:7.0f}  {r.probe:18} {r.subject[:70]}"]
+        lines += [f"    {s.started_ms:7.0f} +{s.elapsed_ms:6.0f}  {s.title[:90]}" for s in r.steps]
+        rows.append((start + r.elapsed_ms, lines))
+    return [line for _, lines in sorted(rows, key=lambda row: row[0]) for line in lines]
+
+
 def measure(args: argparse.Namespace, latency: int) -> tuple[list[tuple[float, float, float]],
                                                               str]:
     """``args.runs`` full checks of the healthy scenario at ``latency`` ms one way: per run
-    (wall, sum of probes, critical path) in ms; and how the latency was made."""
+    (wall, sum of probes, critical path) in ms; and how the latency was made. With
+    ``args.timeline``, prints the timeline of the median run."""
     info = Lab(directory=args.lab_dir, scenarios=["healthy"], latency_ms=latency,
                name=args.lab_name).up()
     rows = []
@@ -88,11 +106,18 @@ def measure(args: argparse.Namespace, latency: int) -> tuple[list[tuple[float, f
             nameservers=(Nameserver(info.resolver),), ca_file=Path(info.ca_file),
             credentials=Credentials(user[0], password=user[1]), timeout=60,
         )
+        reports = []
         for _ in range(args.runs):
             report = asyncio.run(check(parse_target(user[0]), options))
             spans = probe_spans(report)
             total = sum(end - start for start, end in spans.values())
             rows.append((report.elapsed_ms, total, critical_path(report)))
+            reports.append(report)
+        if args.timeline and latency == args.latency:
+            median = sorted(reports, key=lambda r: r.elapsed_ms)[len(reports) // 2]
+            print(f"timeline of the median run at {latency} ms "
+                  f"(wall {median.elapsed_ms / 1000:.2f} s):")  # fmt: skip
+            print("\n".join(timeline(median)))
     finally:
         Lab.down(args.lab_dir, name=args.lab_name)
     return rows, info.latency_method
@@ -108,6 +133,8 @@ def main() -> int:
     parser.add_argument("--lab-name", default=LAB_NAME)
     parser.add_argument("--lab-dir", type=Path, default=LAB_DIR)
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--timeline", action="store_true",
+                        help="print every result and step of the median run, by end time")
     args = parser.parse_args()
     rows, method = measure(args, args.latency)
     wall, total, cp = sorted(rows)[len(rows) // 2]  # the median run by wall time

@@ -52,7 +52,13 @@ from analyzer.core.facts import (
 )
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Json, Status
-from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.core.probe import (
+    Probe,
+    ProbeContext,
+    ResultRecorder,
+    StepRecorder,
+    concurrently,
+)
 from analyzer.protocols.endpoints import resolve_host
 from analyzer.protocols.httpauth import send_recorded
 from analyzer.protocols.net import probe_connect
@@ -462,12 +468,10 @@ async def run(ctx: ProbeContext, target: Target) -> None:
             f"https://autoconfig.{domain}/mail/config-v1.1.xml{query}",
             f"https://{domain}/.well-known/autoconfig/mail/config-v1.1.xml",
         ]
-        documents: list[AutoconfigDocument] = []
-        for url in https:
-            document = await fetch.source(url)
-            if document is not None:
-                documents.append(document)
+        # Both https sources are always asked: at once (each result keeps its place).
+        documents = [d for d in await concurrently(*map(fetch.source, https)) if d is not None]
         if not documents or ctx.options.all_methods:
+            # One after the other: only the first http document used is judged insecure.
             for url in https:
                 document = await fetch.source(
                     "http://" + url.removeprefix("https://"), insecure=not documents
@@ -673,7 +677,8 @@ async def _summary(
     srv: tuple[MailServerSetting, ...],
     refused: frozenset[tuple[str, str]],
 ) -> None:
-    autodiscover: AutodiscoverSettings | None = ctx.fact_or(AUTODISCOVER_SETTINGS)
+    # Awaited only now: the sources above were asked while Autodiscover ran.
+    autodiscover: AutodiscoverSettings | None = await ctx.settled(AUTODISCOVER_SETTINGS)
     from_autodiscover = autodiscover.mail_servers if autodiscover else ()
     autoconfig = documents[0].servers if documents else ()
     with res.step("Merge the mail client settings") as step:
@@ -739,7 +744,8 @@ PROBE = Probe(
     id="autoconfig",
     title="Mail client autoconfiguration (autoconfig, RFC 6186 SRV)",
     run=run,
-    uses=(SRV_RECORDS, MX_HOSTS, AUTODISCOVER_SETTINGS),
+    uses=(SRV_RECORDS, MX_HOSTS),
+    awaits=(AUTODISCOVER_SETTINGS,),
     provides=(MAIL_SETTINGS,),
     findings=FINDINGS,
     applies=_applies,

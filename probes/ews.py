@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from analyzer.core.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Finding, Json, Status
-from analyzer.core.probe import Probe, ProbeContext
+from analyzer.core.probe import Probe, ProbeContext, concurrently
 from analyzer.protocols.ewsxml import (
     GETFOLDER_INBOX,
     EwsAnswer,
@@ -292,13 +292,18 @@ async def run(ctx: ProbeContext, target: Target) -> None:
                 (availability, "GetUserAvailability"),
                 (oof, "GetUserOofSettings"),
             )
+            here: list[tuple[MailboxUrl, Operation]] = []
             for where, operation in asks:
                 if where.url.url == url.url:
-                    await _mailbox_step(ctx, res, prepared, where, operation, address)
+                    here.append((where, operation))
                 else:
                     elsewhere.setdefault(where.url.url, []).append((where, operation))
-    for asked in elsewhere.values():
-        await _elsewhere(ctx, asked, address)
+            # GetFolder proved the login: the mailbox requests depend on nothing else, so
+            # they go out together (the report lists them in this order).
+            await concurrently(
+                *(_mailbox_step(ctx, res, prepared, w, op, address) for w, op in here),
+                *(_elsewhere(ctx, asked, address) for asked in elsewhere.values()),
+            )
 
 
 async def _elsewhere(
@@ -312,8 +317,9 @@ async def _elsewhere(
                            content=_body(ctx, first, address)) as prepared:  # fmt: skip
             if prepared is None or prepared.scheme is None:
                 return
-            for each, operation in asked:
-                await _mailbox_step(ctx, res, prepared, each, operation, address)
+            await concurrently(
+                *(_mailbox_step(ctx, res, prepared, each, op, address) for each, op in asked)
+            )
 
 
 def _window(ctx: ProbeContext) -> tuple[datetime, datetime]:

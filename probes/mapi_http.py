@@ -20,7 +20,13 @@ from analyzer.core.errors import NetError
 from analyzer.core.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Finding, Json, Status
-from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.core.probe import (
+    Probe,
+    ProbeContext,
+    ResultRecorder,
+    StepRecorder,
+    concurrently,
+)
 from analyzer.protocols.exchange import (
     Kind,
     Prepared,
@@ -149,20 +155,35 @@ def binary_part(body: bytes) -> bytes:
 
 
 async def run(ctx: ProbeContext, target: Target) -> None:
-    """One result per endpoint (mailbox, address book)."""
+    """One result per endpoint (mailbox, address book), both checked at once.
+
+    Neither endpoint's requests depend on the other's, and both were always asked whatever
+    the other answered, so running them concurrently sends nothing more; the results keep
+    the order emsmdb, nspi.
+    """
     settings = autodiscover(ctx)
     client = str(uuid.uuid4()).upper()
     endpoints: tuple[tuple[Kind, str], ...] = (("mapi_emsmdb", "emsmdb"), ("mapi_nspi", "nspi"))
-    for kind, name in endpoints:
-        url = await service_url(ctx, target, kind)
+    urls = await concurrently(*(service_url(ctx, target, kind) for kind, _ in endpoints))
+    legacy_dn = settings.legacy_dn if settings is not None else ""
+    checks = []
+    for (_, name), url in zip(endpoints, urls, strict=True):
         if url is None:
             with ctx.result(target.domain) as res, res.step(f"Find the {name} URL") as step:
                 step.add(F.not_offered(detail="Autodiscover gave no MAPI/HTTP URL and no "
                                        "conventional host exists"))  # fmt: skip
             continue
-        legacy_dn = settings.legacy_dn if settings is not None else ""
-        with ctx.result(url.url) as res:
-            await _endpoint(ctx, res, url, name, client, legacy_dn)
+        # Made now, in this order, so the report lists emsmdb before nspi.
+        checks.append(_checked(ctx, ctx.result(url.url), url, name, client, legacy_dn))
+    await concurrently(*checks)
+
+
+async def _checked(
+    ctx: ProbeContext, res: ResultRecorder, url: ServiceUrl, name: str, client: str,
+    legacy_dn: str,
+) -> None:  # fmt: skip
+    with res:
+        await _endpoint(ctx, res, url, name, client, legacy_dn)
 
 
 async def _endpoint(
@@ -173,25 +194,36 @@ async def _endpoint(
                        headers=_headers("PING", client, 1), content=b"") as prepared:  # fmt: skip
         if prepared is None:
             return
-        await _plain_http(ctx, res, url, client)
-        if prepared.scheme is None:
+        # The plain-http request sends no credentials and nothing after it waits for it:
+        # it runs beside the authenticated ones (started first, so listed first).
+        await concurrently(
+            _plain_http(ctx, res, url, client),
+            _authenticated(ctx, res, prepared, name, client, legacy_dn),
+        )
+
+
+async def _authenticated(
+    ctx: ProbeContext, res: ResultRecorder, prepared: Prepared, name: str, client: str,
+    legacy_dn: str,
+) -> None:  # fmt: skip
+    if prepared.scheme is None:
+        return
+    user = ctx.options.credentials.username
+    with res.step(f"PING as {user} ({prepared.scheme})") as step:
+        if await _call(ctx, step, prepared, "PING", client, 2, b"") is None:
             return
-        user = ctx.options.credentials.username
-        with res.step(f"PING as {user} ({prepared.scheme})") as step:
-            if await _call(ctx, step, prepared, "PING", client, 2, b"") is None:
+        step.add(PING_OK(detail=f"{name}: X-ResponseCode 0"))
+    if name == "emsmdb":
+        with res.step("Connect and Disconnect (mailbox session, no ROP)") as step:
+            if not legacy_dn:
+                step.add(NO_LEGACY_DN())
                 return
-            step.add(PING_OK(detail=f"{name}: X-ResponseCode 0"))
-        if name == "emsmdb":
-            with res.step("Connect and Disconnect (mailbox session, no ROP)") as step:
-                if not legacy_dn:
-                    step.add(NO_LEGACY_DN())
-                    return
-                await _session(ctx, step, prepared, client, ("Connect", connect_body(legacy_dn)),
-                               ("Disconnect", struct.pack("<I", 0)))  # fmt: skip
-        else:
-            with res.step("Bind and Unbind (address book session)") as step:
-                await _session(ctx, step, prepared, client, ("Bind", bind_body()),
-                               ("Unbind", struct.pack("<II", 0, 0)))  # fmt: skip
+            await _session(ctx, step, prepared, client, ("Connect", connect_body(legacy_dn)),
+                           ("Disconnect", struct.pack("<I", 0)))  # fmt: skip
+    else:
+        with res.step("Bind and Unbind (address book session)") as step:
+            await _session(ctx, step, prepared, client, ("Bind", bind_body()),
+                           ("Unbind", struct.pack("<II", 0, 0)))  # fmt: skip
 
 
 async def _call(

@@ -19,7 +19,6 @@ The proxy comes from Autodiscover's EXPR block (``Server``, ``AuthPackage``), el
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -28,7 +27,13 @@ from analyzer.core.errors import NetError
 from analyzer.core.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS, OutlookAnywhere
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Finding, Json, Status
-from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
+from analyzer.core.probe import (
+    Probe,
+    ProbeContext,
+    ResultRecorder,
+    StepRecorder,
+    concurrently,
+)
 from analyzer.protocols.endpoints import resolve_host
 from analyzer.protocols.exchange import (
     Prepared,
@@ -162,19 +167,16 @@ async def run(ctx: ProbeContext, target: Target) -> None:
                 return
             if prepared.offered:
                 _compare(res, prepared, package)
-            await _plain_http(ctx, res, url)
-            if prepared.scheme is None:
-                return
             server = (settings.mailbox_server if settings is not None and
                       settings.mailbox_server else url.host)  # fmt: skip
-            # The ports are independent virtual connections: pinged at once, each a step.
-            pings = await asyncio.gather(
-                *(_ping(ctx, res, prepared, server, port, role) for port, role in PORTS),
-                return_exceptions=True,
+            # The plain-http request (no credentials) and the ports, independent virtual
+            # connections, go out at once, each a step.
+            pings = (
+                [_ping(ctx, res, prepared, server, port, role) for port, role in PORTS]
+                if prepared.scheme is not None
+                else []
             )
-            for outcome in pings:
-                if isinstance(outcome, BaseException):
-                    raise outcome  # a bug, already recorded by its step; after all ended
+            await concurrently(_plain_http(ctx, res, url), *pings)
 
 
 def _compare(res: ResultRecorder, prepared: Prepared, package: str) -> None:

@@ -18,7 +18,7 @@ from analyzer.core.facts import DOMAIN_ADDRESSES, MX_HOSTS, OPEN_PORTS, SRV_RECO
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Json, Status
 from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
-from analyzer.protocols.endpoints import Endpoint, plan_endpoints
+from analyzer.protocols.endpoints import Endpoint, check_endpoints, wanted_endpoints
 from analyzer.protocols.mailproto import read_greeting
 from analyzer.protocols.net import Connection, ConnectOutcome, family_of, probe_connect
 
@@ -174,12 +174,12 @@ _STATE_FINDING = {
 
 
 async def run(ctx: ProbeContext, target: Target) -> None:
-    """Check every endpoint concurrently; one result per endpoint."""
-    endpoints = await plan_endpoints(ctx, target)
-    outcomes = await asyncio.gather(*(_check_endpoint(ctx, ep) for ep in endpoints))
-    open_ports = sorted(
-        {f"{ep.host}:{ep.port}" for ep, ok in zip(endpoints, outcomes, strict=True) if ok}
-    )
+    """Check every endpoint concurrently, each as soon as its host is resolved; one result
+    per endpoint, in the stable order of the plan."""
+    wanted = wanted_endpoints(ctx, target)
+    checked = await check_endpoints(ctx, wanted, lambda ep: _check_endpoint(ctx, ep))
+    ctx.order_results([ep.label for ep, _ in checked])
+    open_ports = sorted({ep.label for ep, ok in checked if ok})
     ctx.publish(OPEN_PORTS, tuple(open_ports))
 
 

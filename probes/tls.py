@@ -19,7 +19,7 @@ and :data:`TLS_CHAINS` (the DER chains, not shown in reports) for the DANE check
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,7 +41,7 @@ from analyzer.core.facts import (
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Finding, Json, Status
 from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
-from analyzer.protocols.endpoints import Endpoint, plan_endpoints
+from analyzer.protocols.endpoints import Endpoint, check_endpoints, wanted_endpoints
 from analyzer.protocols.net import family_of
 from analyzer.protocols.tlsprobe import (
     TLS_VERSIONS,
@@ -193,42 +193,48 @@ class _Captured:
 
 
 async def run(ctx: ProbeContext, target: Target) -> None:
-    """Handshake with every TLS endpoint on every address, concurrently."""
-    endpoints = [ep for ep in await plan_endpoints(ctx, target) if ep.service.tls != "none"]
+    """Handshake with every TLS endpoint on every address, concurrently, each as soon as
+    its host is resolved."""
+
+    wanted = wanted_endpoints(ctx, target, keep=lambda service: service.tls != "none")
     # Published before the first handshake: a login waits for its own endpoint's verdict,
-    # not for every endpoint's check to end.
-    verdicts = TlsVerdicts(ep.label for ep in endpoints)
+    # not for every endpoint's check to end (nor for every host to be resolved).
+    verdicts = TlsVerdicts(w.label for w in wanted)
     ctx.publish(TLS_VERDICTS, verdicts)
 
     async def judged(ep: Endpoint) -> tuple[str, tuple[bytes, ...]]:
-        verdict, chain = await _endpoint(ctx, ep, roots)
+        verdict, chain = await _endpoint(ctx, ep, roots, lambda v: verdicts.settle(ep.label, v))
         verdicts.settle(ep.label, verdict)
         return verdict, chain
 
     try:
         roots = await tlschain.run_roots(ctx.run)
-        outcomes = await asyncio.gather(*(judged(ep) for ep in endpoints))
+        checked = await check_endpoints(ctx, wanted, judged, dropped=verdicts.withdraw)
     finally:
         verdicts.close()
-    chains = {ep.label: c for ep, (_, c) in zip(endpoints, outcomes, strict=True) if c}
+    ctx.order_results([ep.label for ep, _ in checked])
+    chains = {ep.label: c for ep, (_, c) in checked if c}
     ctx.publish(TLS_CHAINS, chains, shown=False)
 
 
 async def _endpoint(
-    ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate]
+    ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate],
+    settle: Callable[[str], None],
 ) -> tuple[str, tuple[bytes, ...]]:
     """One endpoint, checked once per batch (every option the result depends on is in
-    the key; see :meth:`~analyzer.core.probe.ProbeContext.shared`)."""
+    the key; see :meth:`~analyzer.core.probe.ProbeContext.shared`). ``settle`` is told the
+    verdict as soon as the handshakes have judged it, before the version checks."""
     o = ctx.options
     key = (
         ep, o.families, o.op_timeout, o.ca_file, o.cert_warn_days, o.cert_fail_days,
         o.nameservers, ctx.run.now().date(),
     )
-    return await ctx.shared(key, lambda: _endpoint_now(ctx, ep, roots))
+    return await ctx.shared(key, lambda: _endpoint_now(ctx, ep, roots, settle))
 
 
 async def _endpoint_now(
-    ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate]
+    ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate],
+    settle: Callable[[str], None],
 ) -> tuple[str, tuple[bytes, ...]]:
     with ctx.result(ep.label) as res:
         addresses = ep.addresses(ctx.options.families)
@@ -238,8 +244,6 @@ async def _endpoint_now(
             return "unreachable", ()
         captured = await asyncio.gather(*(_address(ctx, res, ep, a, roots) for a in addresses))
         reached = [c for c in captured if c.session is not None]
-        if reached:
-            await _versions(ctx, res, ep, reached[0].address)
         verdicts = {c.verdict for c in captured}
         verdict = (
             "invalid"
@@ -248,6 +252,11 @@ async def _endpoint_now(
             if "valid" in verdicts
             else "unreachable"
         )
+        # The versions accepted do not change the verdict: a login waiting for it may go on
+        # while they are checked.
+        settle(verdict)
+        if reached:
+            await _versions(ctx, res, ep, reached[0].address)
         chain = reached[0].session.tls.chain_der if reached and reached[0].session else ()
         return verdict, chain
 

@@ -190,10 +190,12 @@ class TlsVerdicts(Mapping[str, str]):
     """The TLS check's verdict per ``host:port`` (:data:`TLS_VERDICTS`), filled as each
     endpoint's check ends.
 
-    The TLS probe publishes it before its first handshake, naming every endpoint it will
-    check, so probes waiting for :data:`TLS_VERDICTS` start at once and each login awaits
-    :meth:`verdict` of its own endpoint only. As a mapping it holds the verdicts known so
-    far (all of them once the probe has ended, which is when a report shows it).
+    The TLS probe publishes it before its first handshake (before it has resolved every
+    host), naming every endpoint it may check, so probes waiting for :data:`TLS_VERDICTS`
+    start at once and each login awaits :meth:`verdict` of its own endpoint only; an
+    endpoint whose host turns out not to exist is withdrawn (no verdict). As a mapping it
+    holds the verdicts known so far (all of them once the probe has ended, which is when a
+    report shows it).
     """
 
     def __init__(self, labels: Iterable[str]) -> None:
@@ -203,6 +205,13 @@ class TlsVerdicts(Mapping[str, str]):
     def settle(self, label: str, verdict: str) -> None:
         """Record the verdict on ``label`` and wake whoever waits for it."""
         self._known[label] = verdict
+        event = self._pending.pop(label, None)
+        if event is not None:
+            event.set()
+
+    def withdraw(self, label: str) -> None:
+        """``label`` will not be checked after all (its host name does not exist): whoever
+        waits for it gets no verdict, at once."""
         event = self._pending.pop(label, None)
         if event is not None:
             event.set()

@@ -5,7 +5,9 @@ so independent probes overlap and a full check costs about its slowest chain of 
 trips. A fact is ready as soon as every planned probe that provides it has published it
 (or ended without it), not when those probes end: the reachability and TLS checks start
 when the DNS probe has published the MX hosts and SRV records, while it still checks
-PTR and CAA records. Probes listed by the registry's index are imported when they start,
+PTR and CAA records. A fact a probe reads only late (``awaits``) does not hold its start:
+autoconfig asks its sources while Autodiscover runs, and waits for Autodiscover's answer
+only to merge it. Probes listed by the registry's index are imported when they start,
 and the ones still waiting are imported while the first ones wait on the network.
 
 The pipeline owns what every probe shares (blackbox_exporter's handler idea):
@@ -51,6 +53,7 @@ __all__ = [
     "ProgressEvent",
     "plan",
     "run_probes",
+    "waits_for",
 ]
 
 
@@ -87,6 +90,8 @@ class Declared(Protocol):
     @property
     def uses(self) -> tuple[str, ...]: ...
     @property
+    def awaits(self) -> tuple[str, ...]: ...
+    @property
     def provides(self) -> tuple[str, ...]: ...
     @property
     def default(self) -> bool: ...
@@ -121,18 +126,24 @@ def plan(probes: Sequence[D], selected: Sequence[str] = ()) -> list[D]:
             continue
         chosen.add(pid)
         # What a probe uses is added too: `--tests tls` should still test the MX hosts.
-        for fact in (*by_id[pid].needs, *by_id[pid].uses):
+        for fact in waits_for(by_id[pid]):
             todo.extend(providers.get(fact, []))
     planned = [p for p in probes if p.id in chosen]  # registry order is report order
     _check_acyclic(planned, providers)
     return planned
 
 
+def waits_for(probe: Declared) -> tuple[str, ...]:
+    """Every fact ``probe`` waits for, at its start (``needs``, ``uses``) or later on
+    (``awaits``)."""
+    return (*probe.needs, *probe.uses, *probe.awaits)
+
+
 def _check_acyclic(planned: Sequence[Declared], providers: dict[str, list[str]]) -> None:
     """A probe waiting (needs/uses) on itself through others would wait forever."""
     ids = {p.id for p in planned}
     deps = {
-        p.id: {d for f in (*p.needs, *p.uses) for d in providers.get(f, []) if d in ids} - {p.id}
+        p.id: {d for f in waits_for(p) for d in providers.get(f, []) if d in ids} - {p.id}
         for p in planned
     }
     state: dict[str, int] = {}
@@ -256,6 +267,7 @@ class _Scheduler:
             facts=self.facts,
             published={},
             on_publish=lambda name, value: self._publish(probe.id, name, value),
+            wait_for=lambda name: self._wait_for((name,)),
         )
         self._emit(ProgressEvent(probe.id, probe.title, "started"))
         return await self._execute(probe, ctx)

@@ -2,8 +2,9 @@
 
 A probe is a :class:`Probe` value: an ``id``, the facts it ``needs`` (hard: without them
 it is skipped), ``uses`` (soft: it waits for them if a planned probe provides them,
-and runs either way) and ``provides``, the finding codes it may produce, and one
-coroutine ``run(ctx, target)``.
+and runs either way), ``awaits`` (soft, read late: it starts without them and waits for
+them itself, :meth:`ProbeContext.settled`) and ``provides``, the finding codes it may
+produce, and one coroutine ``run(ctx, target)``.
 
 The coroutine records as it goes rather than returning results::
 
@@ -25,7 +26,7 @@ import bisect
 import contextlib
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MissingFact",
+    "concurrently",
     "Probe",
     "ProbeContext",
     "ResultRecorder",
@@ -73,6 +75,10 @@ class Probe:
     run: Callable[[ProbeContext, Target], Awaitable[None]]
     needs: tuple[str, ...] = ()
     uses: tuple[str, ...] = ()
+    #: Facts read only late in the run (soft, like ``uses``): the probe starts without them
+    #: and waits for each with :meth:`ProbeContext.settled` where it needs it, so what it
+    #: can do before overlaps with the probes that provide them.
+    awaits: tuple[str, ...] = ()
     provides: tuple[str, ...] = ()
     findings: tuple[FindingSpec, ...] = ()
     #: Why the probe does not apply to a target (e.g. a bare IP has no MX), or None.
@@ -86,6 +92,21 @@ class Probe:
     #: probe without naming it in ``--tests``). A name, not a function, so that the run can
     #: be planned from the probe index without importing the probe.
     enabled_by: str | None = None
+
+
+async def concurrently(*work: Awaitable[T]) -> list[T]:
+    """Run ``work`` at once and return their values in order, once *all* have ended.
+
+    For steps of a probe that do not depend on one another. Unlike a bare
+    ``asyncio.gather``, an exception (a bug: each step records its own network failures)
+    is raised only after the others have ended, so no step is left running behind the
+    probe's back, and the steps keep the order they were started in (the order given).
+    """
+    outcomes = await asyncio.gather(*work, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes  # type: ignore[return-value]
 
 
 class MissingFact(LookupError):
@@ -295,6 +316,8 @@ class ProbeContext:
     hidden: set[str] = field(default_factory=set)
     #: Called with each fact as it is published (the pipeline releases waiting probes).
     on_publish: Callable[[str, Any], None] | None = None
+    #: Waits until a fact is as known as it will be (the pipeline's; None: nothing to wait).
+    wait_for: Callable[[str], Awaitable[None]] | None = None
 
     @property
     def options(self) -> Any:
@@ -316,6 +339,15 @@ class ProbeContext:
         except MissingFact:
             return default
 
+    async def settled(self, name: str, default: Any = None) -> Any:
+        """A fact the probe ``awaits``, once every planned probe that provides it has
+        published it or ended; ``default`` when none published it."""
+        if name not in self.probe.awaits:
+            raise ValueError(f"probe {self.probe.id!r} does not declare that it awaits {name!r}")
+        if self.wait_for is not None:
+            await self.wait_for(name)
+        return self.fact_or(name, default)
+
     def publish(self, name: str, value: Any, *, shown: bool = True) -> None:
         """Make a fact available to probes that need it (the probe must declare it).
 
@@ -330,6 +362,12 @@ class ProbeContext:
             self.hidden.add(name)
         if self.on_publish is not None:
             self.on_publish(name, value)
+
+    def order_results(self, subjects: Sequence[str]) -> None:
+        """List the results in the order of ``subjects`` (checks run concurrently start in
+        any order; the report keeps a stable one). Other subjects keep their place after."""
+        rank = {subject: i for i, subject in enumerate(subjects)}
+        self.results.sort(key=lambda rec: rank.get(rec.subject, len(rank)))
 
     def result(self, subject: str) -> ResultRecorder:
         """Start the result for one subject (use with ``with``)."""

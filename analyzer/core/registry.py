@@ -43,7 +43,9 @@ INDEX_FILE = Path(__file__).parents[2] / "probes" / "index.json"
 _REGENERATE = "regenerate it with `make catalogue` (python -m analyzer.core.registry)"
 #: What the index holds of each probe, besides its findings: the fields of
 #: :class:`~analyzer.core.probe.Probe` that are data, not code.
-_DECLARED = ("title", "needs", "uses", "provides", "default", "uses_credentials", "enabled_by")
+_DECLARED = (
+    "title", "needs", "uses", "awaits", "provides", "default", "uses_credentials", "enabled_by",
+)
 
 
 class StaleIndex(RuntimeError):
@@ -60,6 +62,7 @@ class ProbeEntry:
     location: str
     needs: tuple[str, ...] = ()
     uses: tuple[str, ...] = ()
+    awaits: tuple[str, ...] = ()
     provides: tuple[str, ...] = ()
     findings: tuple[FindingSpec, ...] = ()
     default: bool = True
@@ -118,6 +121,7 @@ def _entry(probe_id: str, location: str, data: dict[str, Any]) -> ProbeEntry:
         location=location,
         needs=tuple(data["needs"]),
         uses=tuple(data["uses"]),
+        awaits=tuple(data["awaits"]),
         provides=tuple(data["provides"]),
         findings=tuple(
             FindingSpec(

@@ -3,16 +3,18 @@
 Every MX on port 25; IMAP, POP3 and submission where RFC 6186/8314 SRV records point
 (or, without them, on the host names clients guess, if those exist); HTTPS on the
 domain, ``autodiscover.<domain>`` and ``mta-sts.<domain>``; plus what the user added
-with ``--port``. Shared by the reachability and TLS probes; host addresses are looked up
-once per run (:meth:`analyzer.core.context.RunContext.shared`), honouring ``--connect``.
+with ``--port``. Shared by the reachability and TLS probes, which check each endpoint as
+soon as its own host is resolved (:func:`check_endpoints`), not once every host is; host
+addresses are looked up once per run (:meth:`analyzer.core.context.RunContext.shared`),
+honouring ``--connect``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 
 from analyzer.core.facts import (
     DOMAIN_ADDRESSES,
@@ -34,10 +36,15 @@ __all__ = [
     "SERVICES",
     "Endpoint",
     "ServiceInfo",
+    "Wanted",
+    "check_endpoints",
     "host_addresses",
     "plan_endpoints",
     "resolve_host",
+    "wanted_endpoints",
 ]
+
+T = TypeVar("T")
 
 TlsMode = Literal["starttls", "implicit", "none"]
 Source = Literal["mx", "srv", "guess", "standard", "user", "target"]
@@ -152,10 +159,83 @@ async def resolve_host(run: RunContext, host: str) -> HostAddresses:
     return await run.shared(f"addresses:{host}", resolve)
 
 
+class Wanted(NamedTuple):
+    """One endpoint wanted, before its host is resolved."""
+
+    host: str
+    port: int
+    name: str  # the service's name (SERVICES), or what --port called it
+    source: Source
+    expected: bool
+
+    @property
+    def label(self) -> str:
+        """``host:port`` as shown in reports."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def service(self) -> ServiceInfo:
+        """What runs there (an unknown name: plain, spoken as HTTP)."""
+        known = SERVICES.get(self.name)
+        if known is not None:
+            return known
+        return ServiceInfo(name=self.name, port=self.port, tls="none", speaks="http",
+                           title=f"port {self.port}")  # fmt: skip
+
+
 async def plan_endpoints(ctx: ProbeContext, target: Target) -> tuple[Endpoint, ...]:
-    """Every endpoint to test for ``target`` (see the module docstring), in a stable order."""
+    """Every endpoint to test for ``target`` (see the module docstring), in a stable order,
+    once every host is resolved."""
+
+    async def planned(ep: Endpoint) -> None:
+        return None
+
+    checked = await check_endpoints(ctx, wanted_endpoints(ctx, target), planned)
+    return tuple(ep for ep, _ in checked)
+
+
+async def check_endpoints(
+    ctx: ProbeContext,
+    wanted: Sequence[Wanted],
+    check: Callable[[Endpoint], Awaitable[T]],
+    *,
+    dropped: Callable[[str], None] | None = None,
+) -> list[tuple[Endpoint, T]]:
+    """Run ``check`` on every ``wanted`` endpoint, each as soon as *its* host's addresses
+    are known: one slow or missing name does not hold the others. Returns each endpoint
+    with what ``check`` returned, in the order of ``wanted``. ``dropped`` is told the
+    ``host:port`` of each wanted endpoint that is none after all (a standard or guessed
+    name that does not exist).
+    """
+    known = _known_addresses(ctx)
+    hosts: dict[str, list[Wanted]] = {}
+    for w in wanted:
+        hosts.setdefault(w.host, []).append(w)
+
+    async def of_host(host: str, entries: list[Wanted]) -> list[tuple[Endpoint, T]]:
+        endpoints = await _host_endpoints(ctx, host, entries, known)
+        planned = {(ep.host, ep.port) for ep in endpoints}
+        for w in entries:
+            if (w.host, w.port) not in planned and dropped is not None:
+                dropped(w.label)
+        values = await asyncio.gather(*(check(ep) for ep in endpoints))
+        return list(zip(endpoints, values, strict=True))
+
+    checked = [p for group in await asyncio.gather(*(of_host(h, e) for h, e in hosts.items()))
+               for p in group]  # fmt: skip
+    rank = {(w.host, w.port): i for i, w in enumerate(wanted)}
+    return sorted(checked, key=lambda p: rank[(p[0].host, p[0].port)])
+
+
+def wanted_endpoints(
+    ctx: ProbeContext, target: Target, *, keep: Callable[[ServiceInfo], bool] | None = None
+) -> list[Wanted]:
+    """The endpoints to test (those whose service ``keep`` accepts), before their hosts are
+    resolved: one per ``host:port``, an endpoint both guessed and published counting as
+    published. A standard or guessed host that turns out to have no address is none
+    (:func:`check_endpoints` drops it)."""
     domain = target.domain
-    wanted: list[tuple[str, int, str, Source, bool]] = []  # host, port, service, source, expected
+    wanted: list[tuple[str, int, str, Source, bool]] = []
 
     if target.kind in ("host", "url") and target.port is not None:
         service = _BY_PORT.get(target.port)
@@ -177,18 +257,13 @@ async def plan_endpoints(ctx: ProbeContext, target: Target) -> tuple[Endpoint, .
             wanted.append((rec.target.rstrip(".").lower(), rec.port, srv_service, "srv", True))
 
     if target.kind in ("address", "domain"):
-        guess_hosts = sorted(
-            {f"{p}.{domain}" for n, ps in _GUESSES.items() if n not in announced for p in ps}
-        )
-        found = await asyncio.gather(*(host_addresses(ctx, h) for h in guess_hosts))
-        existing = {a.host for a in found if a.addresses}
+        # Clients guess these names only for what SRV does not announce; a guess whose
+        # name does not exist is dropped when its host is resolved.
         for name, prefixes in _GUESSES.items():
             if name in announced:
                 continue
             for prefix in prefixes:
-                host = f"{prefix}.{domain}"
-                if host in existing:
-                    wanted.append((host, SERVICES[name].port, name, "guess", False))
+                wanted.append((f"{prefix}.{domain}", SERVICES[name].port, name, "guess", False))
         for host, expected in (
             (domain, False),
             (f"autodiscover.{domain}", True),
@@ -202,20 +277,18 @@ async def plan_endpoints(ctx: ProbeContext, target: Target) -> tuple[Endpoint, .
         name = named or (by_port.name if by_port else "unknown")
         wanted.append((host, port, name, "user", True))
 
-    return await _resolve_all(ctx, _dedupe(wanted))
+    return [w for w in _dedupe(Wanted(*w) for w in wanted) if keep is None or keep(w.service)]
 
 
-def _dedupe(
-    wanted: Iterable[tuple[str, int, str, Source, bool]],
-) -> list[tuple[str, int, str, Source, bool]]:
+def _dedupe(wanted: Iterable[Wanted]) -> list[Wanted]:
     seen: dict[tuple[str, int], int] = {}
-    out: list[tuple[str, int, str, Source, bool]] = []
+    out: list[Wanted] = []
     for item in wanted:
-        key = (item[0], item[1])
+        key = (item.host, item.port)
         if key in seen:
             idx = seen[key]
             # An endpoint both guessed and published counts as published.
-            if item[4] and not out[idx][4]:
+            if item.expected and not out[idx].expected:
                 out[idx] = item
             continue
         seen[key] = len(out)
@@ -223,41 +296,36 @@ def _dedupe(
     return out
 
 
-async def _resolve_all(
-    ctx: ProbeContext, wanted: list[tuple[str, int, str, Source, bool]]
-) -> tuple[Endpoint, ...]:
+def _known_addresses(ctx: ProbeContext) -> dict[str, HostAddresses]:
+    """The addresses the DNS check already published: the MX hosts' and the domain's."""
     domain_addrs: HostAddresses | None = ctx.fact_or(DOMAIN_ADDRESSES)
     mx: tuple[MxHost, ...] = ctx.fact_or(MX_HOSTS, ()) or ()
     known = {m.host: HostAddresses(host=m.host, ipv4=m.ipv4, ipv6=m.ipv6) for m in mx}
     if domain_addrs is not None:
         known.setdefault(domain_addrs.host, domain_addrs)
-    hosts = sorted({w[0] for w in wanted} - set(known))
-    for addrs in await asyncio.gather(*(host_addresses(ctx, h) for h in hosts)):
-        known[addrs.host] = addrs
+    return known
+
+
+async def _host_endpoints(
+    ctx: ProbeContext, host: str, entries: list[Wanted], known: dict[str, HostAddresses]
+) -> list[Endpoint]:
+    """The endpoints of one host, once its addresses are known (``--connect`` wins)."""
+    addrs = known.get(host)
+    if addrs is None or ctx.run.connect_addresses(host) or is_ip(host):
+        addrs = await host_addresses(ctx, host)
     endpoints = []
-    for host, port, name, source, expected in wanted:
-        addrs = known.get(host) or HostAddresses(host=host)
-        if ctx.run.connect_addresses(host) or is_ip(host):
-            addrs = await host_addresses(ctx, host)
-        if not addrs.addresses and source in ("standard", "guess"):
+    for w in entries:
+        if not addrs.addresses and w.source in ("standard", "guess"):
             continue  # a name that does not exist is not an endpoint
-        known_service = SERVICES.get(name)
-        if known_service is None:
-            service = ServiceInfo(name=name, port=port, tls="none", speaks="http",
-                                  title=f"port {port}")
-        else:
-            service = known_service
         endpoints.append(
             Endpoint(
                 host=host,
-                port=port,
-                service=service,
+                port=w.port,
+                service=w.service,
                 ipv4=addrs.ipv4,
                 ipv6=addrs.ipv6,
-                source=source,
-                expected=expected,
+                source=w.source,
+                expected=w.expected,
             )
         )
-    return tuple(endpoints)
-
-
+    return endpoints

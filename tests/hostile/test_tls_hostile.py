@@ -4,7 +4,9 @@ servers that break TLS on purpose. Each case ends as a finding within the deadli
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,12 +14,23 @@ from pathlib import Path
 import pytest
 
 from analyzer.api import check
-from analyzer.core.context import RunOptions
+from analyzer.core.context import Nameserver, RunOptions
+from analyzer.core.facts import (
+    DOMAIN_ADDRESSES,
+    MX_HOSTS,
+    SRV_RECORDS,
+    TLS_VERDICTS,
+    HostAddresses,
+)
 from analyzer.core.model import Report, Status
-from analyzer.core.targets import parse_target
+from analyzer.core.probe import Probe, ProbeContext
+from analyzer.core.targets import Target, parse_target
 from analyzer.lab.pki import CertSpec, IssuedCert, LabPKI
+from probes.ports import PROBE as PORTS
+from probes.tls import PROBE as TLS
 from reports.html import render
 from reports.json import dumps
+from tests.servers.dnsserver import dns_server
 from tests.servers.tcp import (
     huge_line,
     reset,
@@ -210,3 +223,83 @@ def test_a_batch_checks_an_endpoint_its_targets_share_once(pki: LabPKI, tmp_path
             # And a reader of the HTML report sees that it is a copy, not only the JSON
             assert "Shared check:" in render(report)
     assert copies == 3
+
+
+async def test_a_verdict_is_known_before_the_version_checks_end(pki: LabPKI) -> None:
+    # Given an IMAPS server that answers the first handshake at once and holds every later
+    # connection (the version checks) until a login-like probe has the endpoint's verdict
+    cert = issue(pki, "good", "verdict-first")
+    context = server_context(cert)
+    verdict_known = threading.Event()
+    first = threading.Lock()
+
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        if not first.acquire(blocking=False):
+            verdict_known.wait(5)
+        tls_then(context)(conn, stop)
+
+    seen: list[str] = []
+
+    async def login(ctx: ProbeContext, target: Target) -> None:
+        verdicts = ctx.fact(TLS_VERDICTS)
+        seen.append(await verdicts.verdict(f"{HOST}:{port}"))
+        verdict_known.set()
+
+    consumer = Probe(id="login", title="login", run=login, uses=(TLS_VERDICTS,))
+    with serve(script) as server:
+        port = server.port
+        # When the TLS check runs beside it
+        options = RunOptions(
+            timeout=20, op_timeout=2, ca_file=pki.ca_file, connect={HOST: ("127.0.0.1",)},
+            extra_ports=((HOST, port, "imaps"),),
+        )  # fmt: skip
+        report = await check(parse_target("127.0.0.1"), options, probes=[TLS, consumer])
+    # Then the verdict came while the version checks were held: they were answered once it
+    # was known (before, the verdict waited for them and they ran out of time)
+    assert seen == ["valid"]
+    (versions,) = [s for r in report.results if r.probe == "tls" for s in r.steps
+                   if s.title.startswith("TLS versions")]  # fmt: skip
+    (note,) = [line.text for line in versions.transcript]
+    assert "no answer in time" not in note
+    assert "TLSv1.2: accepted" in note
+
+
+@pytest.mark.parametrize("probe", [PORTS, TLS], ids=["ports", "tls"])
+async def test_a_host_is_checked_before_another_host_is_resolved(
+    pki: LabPKI, probe: Probe
+) -> None:
+    # Given a domain whose autodiscover host resolves only once the check of another host
+    # (an IMAPS endpoint named with --port and --connect) has reached that host's server
+    cert = issue(pki, "good", f"per-host-{probe.id}")
+    context = server_context(cert)
+    reached = threading.Event()
+
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        reached.set()
+        tls_then(context)(conn, stop)
+
+    async def dns(ctx: ProbeContext, target: Target) -> None:
+        ctx.publish(DOMAIN_ADDRESSES, HostAddresses(host="slow.test"))
+        ctx.publish(MX_HOSTS, ())
+        ctx.publish(SRV_RECORDS, ())
+
+    zone = "@ 3600 IN SOA ns. h. 1 3600 600 86400 60\nautodiscover 60 IN A 127.0.0.1\n"
+    fake = Probe(id="dns", title="dns", run=dns,
+                 provides=(DOMAIN_ADDRESSES, MX_HOSTS, SRV_RECORDS))  # fmt: skip
+    with serve(script) as server, dns_server({"slow.test.": zone},
+                                             held={"autodiscover.slow.test": reached}) as ns:
+        options = RunOptions(
+            timeout=20, op_timeout=8, ca_file=pki.ca_file, connect={HOST: ("127.0.0.1",)},
+            extra_ports=((HOST, server.port, "imaps"),),
+            nameservers=(Nameserver("127.0.0.1", ns.port),),
+        )  # fmt: skip
+        # When the check runs
+        report = await check(parse_target("slow.test"), options, probes=[fake, probe])
+    # Then the IMAPS host was checked while the autodiscover host was still being resolved
+    assert ns.released == {"autodiscover.slow.test": True}
+    # And the results keep the planned order (standard hosts, then --port)
+    subjects = [r.subject for r in report.results if r.probe == probe.id]
+    assert subjects[0] == "autodiscover.slow.test:443"
+    assert subjects[-1] == f"{HOST}:{server.port}"
+    (mine,) = [r for r in report.results if r.subject == f"{HOST}:{server.port}"]
+    assert mine.status == Status.PASS

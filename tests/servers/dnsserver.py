@@ -3,7 +3,9 @@
 Serves zone text through dnspython on 127.0.0.1, port 0 (UDP and TCP on the same
 port), in a thread of its own. Per-name behaviours make it hostile on purpose:
 ``drop`` (never answer: a timeout), ``servfail``, ``refused``, ``garbage`` (bytes
-that are no DNS message), ``truncate`` (TC over UDP, full answer over TCP).
+that are no DNS message), ``truncate`` (TC over UDP, full answer over TCP). A *held* name
+is answered (over UDP) only once the test releases it, or after ``HOLD_LIMIT`` seconds:
+a slow answer whose timing the test decides.
 
 With an ``upstream`` server, questions outside its zones are passed on to it and its answers
 relayed unchanged: a test can add zones to a real server's (the lab's) and count every
@@ -31,6 +33,8 @@ import dns.rrset
 import dns.zone
 
 Behaviour = Literal["drop", "servfail", "refused", "garbage", "truncate"]
+#: The longest a held answer waits for its release (s).
+HOLD_LIMIT = 5.0
 
 
 class _Handler:
@@ -121,8 +125,11 @@ class _Handler:
 class DnsServer:
     """Running server: ``address`` and ``port``; ``queries`` lists what it was asked."""
 
-    def __init__(self, handler: _Handler) -> None:
+    def __init__(self, handler: _Handler, held: Mapping[str, threading.Event]) -> None:
         self.handler = handler
+        self.held = {k.lower().rstrip("."): v for k, v in held.items()}
+        #: Per held name: whether the release came before the limit for its first query.
+        self.released: dict[str, bool] = {}
         self.udp, self.tcp = _bind_pair()
         self.address, self.port = self.udp.getsockname()
         self._stop = threading.Event()
@@ -155,8 +162,20 @@ class DnsServer:
             except (TimeoutError, OSError):
                 continue
             out = self.handler.answer(wire, tcp=False)
-            if out is not None:
-                self.udp.sendto(out, peer)
+            if out is None:
+                continue
+            name = self.handler.queries[-1][0]
+            if name in self.held:
+                threading.Thread(target=self._answer_held, args=(name, out, peer),
+                                 daemon=True).start()  # fmt: skip
+                continue
+            self.udp.sendto(out, peer)
+
+    def _answer_held(self, name: str, out: bytes, peer: Any) -> None:
+        released = self.held[name].wait(HOLD_LIMIT)
+        self.released.setdefault(name, released)  # the first query's fate (not a retry's)
+        if not self._stop.is_set():
+            self.udp.sendto(out, peer)
 
     def _serve_tcp(self) -> None:
         while not self._stop.is_set():
@@ -230,14 +249,16 @@ def dns_server(
     behaviours: Mapping[str, Behaviour] | None = None,
     *,
     upstream: tuple[str, int] | None = None,
+    held: Mapping[str, threading.Event] | None = None,
 ) -> Iterator[DnsServer]:
     """Serve ``{origin: zone text}`` on loopback for the duration of the block (and pass
-    other questions on to ``upstream``, when given)."""
+    other questions on to ``upstream``, when given); the answers about a name of ``held``
+    wait until its event is set (at most ``HOLD_LIMIT``)."""
     parsed = [
         dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False)
         for origin, text in zones.items()
     ]
-    server = DnsServer(_Handler(parsed, behaviours or {}, upstream))
+    server = DnsServer(_Handler(parsed, behaviours or {}, upstream), held or {})
     server.start()
     try:
         yield server

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -137,3 +139,63 @@ def test_a_single_source_cannot_contradict_itself() -> None:
         conflicts([("SRV", [imap("m", 143, "STARTTLS", "srv")])], frozenset({("imap", "SSL")}))
         == ()
     )
+
+
+async def test_sources_are_asked_while_autodiscover_runs_and_merged_after_it() -> None:
+    # Given an Autodiscover that answers only once autoconfig has started (its sources are
+    # refused at once: nothing listens on loopback's port 443), and DNS that found nothing
+    from analyzer.api import check
+    from analyzer.core.context import RunOptions
+    from analyzer.core.facts import (
+        AUTODISCOVER_SETTINGS,
+        MX_HOSTS,
+        SRV_RECORDS,
+        AutodiscoverSettings,
+    )
+    from analyzer.core.model import Status
+    from analyzer.core.pipeline import ProgressEvent
+    from analyzer.core.probe import Probe, ProbeContext
+    from analyzer.core.targets import Target, parse_target
+    from probes.autoconfig import PROBE as AUTOCONFIG
+
+    autoconfig_started = asyncio.Event()
+    order: list[str] = []
+    exchange_imap = imap("outlook.example.test", 993, "SSL", "autodiscover")
+
+    async def dns(ctx: ProbeContext, target: Target) -> None:
+        ctx.publish(MX_HOSTS, ())
+        ctx.publish(SRV_RECORDS, ())
+
+    async def autodiscover(ctx: ProbeContext, target: Target) -> None:
+        await autoconfig_started.wait()
+        order.append("autodiscover answered")
+        settings = AutodiscoverSettings(email="alice@example.test", source_url="https://x",
+                                        mail_servers=(exchange_imap,))  # fmt: skip
+        ctx.publish(AUTODISCOVER_SETTINGS, settings)
+
+    def progress(event: ProgressEvent) -> None:
+        if event.probe == "autoconfig" and event.event == "started":
+            order.append("autoconfig started")
+            autoconfig_started.set()
+
+    probes = [
+        Probe(id="dns", title="dns", run=dns, provides=(MX_HOSTS, SRV_RECORDS)),
+        Probe(id="autodiscover", title="autodiscover", run=autodiscover,
+              provides=(AUTODISCOVER_SETTINGS,)),  # fmt: skip
+        AUTOCONFIG,
+    ]
+    options = RunOptions(timeout=10, probe_timeout=3, connect={
+        "autoconfig.example.test": ("127.0.0.1",), "example.test": ("127.0.0.1",)})  # fmt: skip
+    # When the run happens
+    report = await check(parse_target("alice@example.test"), options, probes=probes,
+                         progress=progress)  # fmt: skip
+    # Then autoconfig started first, and its merged settings hold Autodiscover's server
+    assert order == ["autoconfig started", "autodiscover answered"]
+    (summary,) = [r for r in report.results if r.subject == "alice@example.test"
+                  and r.probe == "autoconfig"]  # fmt: skip
+    merged = summary.facts["mail_settings"]
+    assert isinstance(merged, list)
+    assert [(s["host"], s["source"]) for s in merged] == [  # type: ignore[index,call-overload]
+        ("outlook.example.test", "autodiscover")
+    ]
+    assert summary.status != Status.ERROR

@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from analyzer.api import check, exit_code
 from analyzer.core.context import Credentials, RunOptions
 from analyzer.core.findings import FindingSpec
@@ -223,6 +225,78 @@ async def test_a_fact_of_two_providers_waits_for_both() -> None:
     await check(TARGET, RunOptions(timeout=5), probes=probes)
     # Then the consumer started only when both had published
     assert order == ["fast published", "slow published", "consumer saw slow"]
+
+
+async def test_a_probe_starts_before_the_fact_it_awaits_and_reads_it_once_settled() -> None:
+    # Given a provider that publishes only once the consumer has started, and a consumer
+    # that awaits the fact (reads it late) rather than using it from the start
+    consumer_started = asyncio.Event()
+    order: list[str] = []
+
+    async def provider(ctx: ProbeContext, target: Target) -> None:
+        await consumer_started.wait()
+        with ctx.result("p") as res, res.step("found x") as step:
+            order.append("published")
+            res.publish("x", 42)
+            step.add(OK())
+
+    async def consumer(ctx: ProbeContext, target: Target) -> None:
+        consumer_started.set()
+        order.append("consumer started")
+        x = await ctx.settled("x")
+        order.append(f"consumer read {x}")
+        with ctx.result("c") as res, res.step("used x") as step:
+            step.add(OK())
+
+    probes = [probe("p", provider, provides=("x",)), probe("c", consumer, awaits=("x",))]
+    # When the run happens under a short probe deadline
+    report = await check(TARGET, RunOptions(timeout=5, probe_timeout=2), probes=probes)
+    # Then the consumer started first, and read the fact once it was published
+    assert order == ["consumer started", "published", "consumer read 42"]
+    assert [r.status for r in report.results] == [Status.PASS, Status.PASS]
+
+
+async def test_an_awaited_fact_nobody_publishes_settles_to_the_default() -> None:
+    # Given a provider that ends without publishing, and a probe awaiting its fact
+    async def provider(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("p") as res, res.step("nothing found") as step:
+            step.add(OK())
+
+    seen: list[object] = []
+
+    async def consumer(ctx: ProbeContext, target: Target) -> None:
+        seen.append(await ctx.settled("x", "none"))
+        with ctx.result("c") as res, res.step("went on without x") as step:
+            step.add(OK())
+
+    probes = [probe("p", provider, provides=("x",)), probe("c", consumer, awaits=("x",))]
+    # When the run happens
+    await check(TARGET, RunOptions(timeout=5), probes=probes)
+    # Then the consumer got the default once the provider had ended
+    assert seen == ["none"]
+
+
+async def test_a_fact_not_declared_as_awaited_cannot_be_awaited() -> None:
+    async def consumer(ctx: ProbeContext, target: Target) -> None:
+        await ctx.settled("x")
+
+    report = await check(TARGET, RunOptions(timeout=5), probes=[probe("c", consumer)])
+    assert codes(report, "c") == {"probe.crashed"}
+
+
+def test_plan_adds_the_providers_of_awaited_facts_and_refuses_cycles_through_them() -> None:
+    async def noop(ctx: ProbeContext, target: Target) -> None:
+        return None
+
+    probes = [
+        probe("autodiscover", noop, provides=("settings",)),
+        probe("autoconfig", noop, awaits=("settings",), default=False),
+    ]
+    assert [p.id for p in plan(probes, ["autoconfig"])] == ["autodiscover", "autoconfig"]
+    looped = [probe("a", noop, provides=("x",), awaits=("y",)),
+              probe("b", noop, provides=("y",), uses=("x",))]  # fmt: skip
+    with pytest.raises(ValueError, match="wait on each other"):
+        plan(looped)
 
 
 def test_plan_adds_the_providers_of_needed_facts() -> None:

@@ -33,6 +33,18 @@ async def test_closing_wakes_every_waiter_without_a_verdict() -> None:
     assert await asyncio.wait_for(waiting, 1) == ""
 
 
+async def test_a_withdrawn_endpoint_wakes_its_waiter_without_a_verdict() -> None:
+    # Given a login waiting for a guessed endpoint, and another endpoint still being checked
+    verdicts = TlsVerdicts(["imap.example.test:993", "mx.example.test:25"])
+    waiting = asyncio.create_task(verdicts.verdict("imap.example.test:993"))
+    await asyncio.sleep(0)
+    # When its host turns out not to exist
+    verdicts.withdraw("imap.example.test:993")
+    # Then the waiter goes on at once, with no verdict, while the other is still awaited
+    assert await asyncio.wait_for(waiting, 1) == ""
+    assert "imap.example.test:993" not in verdicts
+
+
 async def test_an_endpoint_the_check_does_not_cover_has_no_verdict_at_once() -> None:
     verdicts = TlsVerdicts(["mx.example.test:25"])
     assert await asyncio.wait_for(verdicts.verdict("other.example.test:993"), 1) == ""
