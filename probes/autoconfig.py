@@ -743,4 +743,5 @@ PROBE = Probe(
     provides=(MAIL_SETTINGS,),
     findings=FINDINGS,
     applies=_applies,
+    verifies_tls=True,
 )

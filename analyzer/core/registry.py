@@ -43,7 +43,10 @@ INDEX_FILE = Path(__file__).parents[2] / "probes" / "index.json"
 _REGENERATE = "regenerate it with `make catalogue` (python -m analyzer.core.registry)"
 #: What the index holds of each probe, besides its findings: the fields of
 #: :class:`~analyzer.core.probe.Probe` that are data, not code.
-_DECLARED = ("title", "needs", "uses", "provides", "default", "uses_credentials", "enabled_by")
+_DECLARED = (
+    "title", "needs", "uses", "provides", "default", "uses_credentials", "enabled_by",
+    "verifies_tls",
+)
 
 
 class StaleIndex(RuntimeError):
@@ -65,6 +68,7 @@ class ProbeEntry:
     default: bool = True
     uses_credentials: bool = False
     enabled_by: str | None = None
+    verifies_tls: bool = False
 
     def load(self) -> Probe:
         """Import the probe; :class:`StaleIndex` when it declares something else."""
@@ -133,6 +137,7 @@ def _entry(probe_id: str, location: str, data: dict[str, Any]) -> ProbeEntry:
         default=data["default"],
         uses_credentials=data["uses_credentials"],
         enabled_by=data["enabled_by"],
+        verifies_tls=data["verifies_tls"],
     )
 
 

@@ -183,4 +183,5 @@ PROBE = Probe(
     applies=lambda t: (
         "the target is an IP address: it has no mail policy records" if t.is_ip else None
     ),
+    verifies_tls=True,
 )
