@@ -88,7 +88,7 @@ async def _dmarc(
     ctx: ProbeContext, res: ResultRecorder, domain: str, mx: tuple[MxHost, ...], ask: Any
 ) -> None:
     with res.step(f"DMARC of {domain}") as step:
-        psl = await ctx.run.shared("public-suffix-list", lambda: _psl(ctx))
+        psl = await ctx.run.shared("public-suffix-list", _psl)
         check = await dmarc.evaluate_dmarc(domain, ask, has_mx=bool(mx), psl=psl)
         if check.text:
             step.recv(f"_dmarc.{check.policy_domain} TXT {check.text}")
@@ -96,11 +96,9 @@ async def _dmarc(
             step.add(finding)
 
 
-async def _psl(ctx: ProbeContext) -> Any:
-    # Parsing the packaged Public Suffix List takes ~0.1 s: once per run, off the loop.
-    from publicsuffixlist import PublicSuffixList  # noqa: PLC0415
-
-    return await ctx.run.to_thread(PublicSuffixList)
+async def _psl() -> dmarc.SuffixList:
+    # Once per run; each top-level domain's rules are parsed when first asked about.
+    return dmarc.SuffixList()
 
 
 async def _dkim(ctx: ProbeContext, res: ResultRecorder, domain: str, ask: Any) -> None:
