@@ -22,7 +22,9 @@ NETWORK_MACHINERY = (
     "probes.tlschain", "probes.activesync", "probes.autodiscover", "probes.ews",
     "probes.outlook_anywhere", "probes.mailauth.spf", "analyzer.protocols.login",
     "analyzer.protocols.httpauth",
-    "cryptography.x509", "httpx", "imapclient",
+    "cryptography.x509", "cryptography.hazmat", "httpx", "httpcore", "anyio", "imapclient",
+    # The DMARC probe's Public Suffix List; the credential policy's namespace file (TOML).
+    "publicsuffixlist", "tomllib",
 )
 SHOW_MODULES = (
     "import sys, runpy\n"
