@@ -454,11 +454,7 @@ class SuffixList:
             from publicsuffixlist import PSLFILE  # noqa: PLC0415
 
             text = Path(PSLFILE).read_text(encoding="utf-8")
-        self._rules: dict[str, list[str]] = {}
-        for line in text.splitlines():
-            rule = line.lower().split(" ")[0].rstrip()  # as the package reads a line
-            if rule and not rule.startswith("//"):
-                self._rules.setdefault(rule.lstrip("!").rsplit(".", 1)[-1], []).append(rule)
+        self._text = text.lower()  # the package lower-cases each line
         self._parsed: dict[str, PublicSuffixList] = {}
 
     def privatesuffix(self, domain: str) -> str | None:
@@ -476,9 +472,28 @@ class SuffixList:
                           tld.encode("idna").decode("ascii"))
             except UnicodeError:
                 pass  # not a valid IDN label: no rule is written in its other form
-            rules = [rule for form in sorted(forms) for rule in self._rules.get(form, ())]
-            parsed = self._parsed[tld] = PublicSuffixList(rules)
+            parsed = self._parsed[tld] = PublicSuffixList(self._rules(forms))
         return parsed
+
+    def _rules(self, labels: set[str]) -> list[str]:
+        """The rules whose last label is one of ``labels``, read as the package reads them
+        (lines end at a newline; the first word, without trailing white space)."""
+        text = self._text
+        lines: dict[int, str] = {}  # each line holding a label, once, by where it starts
+        for label in filter(None, labels):  # empty: an invalid name, which no rule matches
+            at = text.find(label)
+            while at >= 0:
+                start = text.rfind("\n", 0, at) + 1
+                end = text.find("\n", at)
+                end = len(text) if end < 0 else end
+                lines.setdefault(start, text[start:end])
+                at = text.find(label, max(end, at + 1))
+        rules = []
+        for line in lines.values():
+            rule = line.split(" ")[0].rstrip()
+            if rule and not rule.startswith("//") and rule.lstrip("!").rsplit(".", 1)[-1] in labels:
+                rules.append(rule)
+        return rules
 
 
 def organizational_domain(domain: str, *, psl: PrivateSuffixes | None = None) -> str:

@@ -215,7 +215,8 @@ def _names_under_every_rule() -> list[str]:
     """Names at, under and beside every rule of the packaged list, in U- and A-labels."""
     from publicsuffixlist import PSLFILE
 
-    names = ["", ".", "com", "a..com", "x.xn--zz", "foo.unknowntld", "a.b.xn--p1ai", "A.B.CO.UK"]
+    names = ["", ".", "com", "a..com", "x.xn--zz", "foo.unknowntld", "a.b.xn--p1ai", "A.B.CO.UK",
+             "\n", "a.\nb", "a.b\n", "a.b c", "a. uk"]
     for line in Path(PSLFILE).read_text(encoding="utf-8").splitlines():
         rule = line.split(" ")[0].strip()
         if not rule or rule.startswith("//"):
