@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
+from analyzer.core.credpolicy import hide_userinfo
 from analyzer.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -119,10 +120,11 @@ class Credentials:
 
     def redact(self, text: str) -> str:
         """``text`` with every form of every secret replaced by a marker, and the userinfo
-        of any URL in it hidden (:func:`analyzer.core.credpolicy.hide_userinfo`)."""
-        from analyzer.core.credpolicy import hide_userinfo  # noqa: PLC0415
+        of any URL in it hidden (:func:`analyzer.core.credpolicy.hide_userinfo`).
 
-        for form in self.secret_forms():
+        Called for every transcript line and finding string of a run: kept lean."""
+        forms = self.__forms
+        for form in self.secret_forms() if forms is None else forms:
             text = text.replace(form, _REDACTED)
         return hide_userinfo(text)
 
