@@ -1166,6 +1166,25 @@ async def test_a_run_indexes_its_trust_store_once_for_every_chain(
     assert (counted.indexes, counted.stores) == (1, 1)
 
 
+async def test_a_batch_indexes_its_trust_store_once_for_all_its_runs(
+    pki: LabPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analyzer.core.context import RunContext, RunOptions
+    from analyzer.core.shared import SharedResults
+
+    # Given two runs of one batch, each diagnosing a valid chain with its roots
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(_pem(pki.root_cert))
+    chain = _sent(*_issue(pki, "good", tag="batchindex").chain)
+    batch = SharedResults()
+    counted = _Counted(monkeypatch)
+    for _ in range(2):
+        async with RunContext(RunOptions(ca_file=bundle), shared_results=batch) as run:
+            assert diagnose(chain, HOST, roots=await run_roots(run), now=NOW).valid
+    # Then the store was indexed, and its verifier store made, once for the whole batch
+    assert (counted.indexes, counted.stores) == (1, 1)
+
+
 def test_plain_roots_are_indexed_for_each_diagnosis(
     pki: LabPKI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
