@@ -30,6 +30,8 @@ async def check(
     available: list[Planned] = list(probes) if probes is not None else list(probe_index())
     planned = plan(available, selected_tests(available, options))
     async with RunContext(options) as run:
+        if any(p.verifies_tls for p in planned):
+            run.prepare_ssl_context()  # in a worker thread, while the first probes start
         return await run_probes(run, target, planned, tool_version=__version__, progress=progress)
 
 

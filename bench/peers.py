@@ -18,8 +18,12 @@ the conditions given by ``--note`` (say when the machine was busy with other wor
 
 sslyze and checkdmarc are *not* project dependencies: they are installed into a bench-only
 virtual environment (``--venv``, created on first use with ``pip install sslyze
-checkdmarc``). rca runs from this checkout with its bytecode cached, as an installed
-package would (``PYTHONDONTWRITEBYTECODE`` is dropped for its runs, after one warm-up run).
+checkdmarc``). rca runs as users install it (README "Install", as
+scripts/check-user-install.sh does): a wheel of this checkout, built afresh at each
+bench run, installed with requirements/runtime.lock into a virtual environment of its own
+(``--rca-venv``), run as its ``rca`` command. So the figures exclude what a development
+checkout adds (the editable install's import finder) and include the bytecode pip compiles
+at install time.
 
 Needs root (the lab). Run: ``python bench/peers.py [--runs 5] [--note "quiet machine"]``.
 """
@@ -78,6 +82,24 @@ def ensure_venv(venv: Path) -> Path:
     return python
 
 
+def install_rca(venv: Path) -> Path:
+    """The ``rca`` command of ``venv``, freshly installed from a wheel of this checkout with
+    the locked runtime dependencies, as a user installs it."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "install", "--require-hashes", "--no-deps", "-r",
+                    str(ROOT / "requirements" / "runtime.lock")], check=True)
+    with tempfile.TemporaryDirectory(prefix="rca-bench-wheel-") as dist:
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                        "--disable-pip-version-check", "--no-build-isolation", "-w", dist,
+                        str(ROOT)], check=True)
+        wheel = next(Path(dist).glob("rca-*.whl"))
+        subprocess.run([*pip, "install", "--no-deps", "--force-reinstall", str(wheel)], check=True)
+    return venv / "bin" / "rca"
+
+
 def versions(python: Path) -> str:
     out = subprocess.run(
         [str(python), "-c",
@@ -100,10 +122,10 @@ def timed(argv: list[str], env: dict[str, str]) -> Timing:
     return Timing(wall, cpu, done.returncode)
 
 
-def pairs(info: LabInfo, python: Path, password_file: Path) -> list[Pair]:
+def pairs(info: LabInfo, python: Path, rca_command: Path, password_file: Path) -> list[Pair]:
     ns = ["ip", "netns", "exec", info.client_netns]
     bindir = python.parent
-    rca = [*ns, sys.executable, "-m", "analyzer", "check"]
+    rca = [*ns, str(rca_command), "check"]
     lab = ["--resolver", info.resolver, "--ca-file", str(info.ca_file), "--quiet"]
     user = info.scenario("healthy").users[0][0]
     sslyze = [*ns, str(bindir / "sslyze"), "--certinfo", ENDPOINT]
@@ -125,6 +147,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs of each tool (alternating)")
     parser.add_argument("--venv", type=Path, default=Path("/tmp/rca-bench-peers"),  # noqa: S108
                         help="the bench-only virtual environment for the peers")
+    parser.add_argument("--rca-venv", type=Path, default=Path("/tmp/rca-bench-rca"),  # noqa: S108
+                        help="the bench-only virtual environment rca is installed into")
     parser.add_argument("--lab-name", default="rca-lab-peers")
     parser.add_argument("--lab-dir", type=Path, default=Path("/run/rca-lab-peers"))
     parser.add_argument("--note", default="", help="conditions, recorded with the results")
@@ -134,10 +158,11 @@ def main() -> int:
 
     python = ensure_venv(args.venv)
     peer_versions = versions(python)
-    # rca as installed: bytecode cached (pip compiles it at install time).
+    rca_command = install_rca(args.rca_venv)
+    # rca as installed: bytecode cached (pip compiles it at install time), nothing from this
+    # checkout on the path.
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONDONTWRITEBYTECODE", "RCA_PASSWORD")}
-    env["PYTHONPATH"] = str(ROOT)
+           if k not in ("PYTHONDONTWRITEBYTECODE", "RCA_PASSWORD", "PYTHONPATH")}
     info = Lab(directory=args.lab_dir, scenarios=["healthy"], name=args.lab_name).up()
     results: list[tuple[Pair, list[Timing], list[Timing]]] = []
     try:
@@ -145,7 +170,7 @@ def main() -> int:
             password_file = Path(tmp) / "password"
             password_file.write_text(info.scenario("healthy").users[0][1] + "\n")
             password_file.chmod(0o600)
-            for pair in pairs(info, python, password_file):
+            for pair in pairs(info, python, rca_command, password_file):
                 if args.only and pair.name not in args.only:
                     continue
                 timed(pair.rca, env)  # warm-up: caches rca's bytecode and the file cache

@@ -749,4 +749,5 @@ PROBE = Probe(
     provides=(MAIL_SETTINGS,),
     findings=FINDINGS,
     applies=_applies,
+    verifies_tls=True,
 )

@@ -327,4 +327,5 @@ PROBE = Probe(
     uses=(AUTODISCOVER_SETTINGS, TLS_VERDICTS),
     findings=FINDINGS,
     uses_credentials=True,
+    verifies_tls=True,
 )

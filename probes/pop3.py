@@ -220,4 +220,5 @@ PROBE = Probe(
     uses=(MX_HOSTS, SRV_RECORDS, DOMAIN_ADDRESSES, MAIL_SETTINGS, OPEN_PORTS, TLS_VERDICTS),
     findings=FINDINGS,
     uses_credentials=True,
+    verifies_tls=True,
 )

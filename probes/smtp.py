@@ -600,6 +600,7 @@ PROBE = Probe(
     uses=(MX_HOSTS, SRV_RECORDS, DOMAIN_ADDRESSES, MAIL_SETTINGS, OPEN_PORTS, TLS_VERDICTS),
     findings=(*SUBMISSION_FINDINGS, *INBOUND_FINDINGS),
     uses_credentials=True,
+    verifies_tls=True,
 )
 
 
@@ -888,4 +889,5 @@ ROUNDTRIP = Probe(
     uses=(MX_HOSTS, SRV_RECORDS, DOMAIN_ADDRESSES, MAIL_SETTINGS, OPEN_PORTS, TLS_VERDICTS),
     findings=ROUNDTRIP_FINDINGS,
     uses_credentials=True,
+    verifies_tls=True,
 )

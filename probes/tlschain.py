@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, overload
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -95,6 +95,7 @@ __all__ = [
     "CertInfo",
     "CertSource",
     "ChainDiagnosis",
+    "TrustStore",
     "diagnose",
     "load_trust_store",
     "trust_store_paths",
@@ -510,24 +511,81 @@ def trust_store_paths(ca_file: str | PathLike[str] | None = None) -> tuple[Path,
     return tuple(paths)
 
 
-async def run_roots(run: RunContext) -> tuple[x509.Certificate, ...]:
-    """The run's trust store (certifi + system + ``--ca-file``), loaded once per run.
+async def run_roots(run: RunContext) -> TrustStore:
+    """The run's trust store (certifi + system + ``--ca-file``), loaded and indexed once per
+    run (once per batch while its files are unchanged).
 
     Loaded on the event loop's thread on purpose (about 10 ms): the loader silences
     cryptography's warnings about odd roots with ``warnings.catch_warnings()``, which is
     not thread-safe; in a worker thread it raced with the loop's own use.
     """
 
-    async def load() -> tuple[x509.Certificate, ...]:
+    async def load() -> TrustStore:
         paths = trust_store_paths(run.options.ca_file)
         batch = run.shared_results
         if batch is None:
-            return load_trust_store(paths)
+            return TrustStore(load_trust_store(paths))
         # In a batch, parsed once for all its runs (certifi alone costs about 25 ms of CPU);
         # files_key raises OSError for a file that is gone, as load_trust_store does.
-        return batch.resource(("trust-store", files_key(paths)), lambda: load_trust_store(paths))
+        return batch.resource(
+            ("trust-store", files_key(paths)), lambda: TrustStore(load_trust_store(paths))
+        )
 
     return await run.shared("trust-store", load)
+
+
+class TrustStore(Sequence[x509.Certificate]):
+    """Trust-store certificates (a sequence, in file order) with what every diagnosis reads
+    from them, made once instead of once per chain: the index by subject, and the store of
+    ``cryptography``'s verifier.
+
+    :func:`run_roots` gives one per run; :func:`diagnose` also takes a plain sequence of
+    certificates and indexes it for that call. Build it on the event loop's thread: reading
+    the subjects may warn (see :func:`diagnose`), and the warning filters are not
+    thread-safe.
+    """
+
+    __slots__ = ("_certs", "_verifier_store", "by_subject")
+
+    def __init__(self, certs: Iterable[x509.Certificate]) -> None:
+        self._certs = tuple(certs)
+        index: dict[x509.Name, list[x509.Certificate]] = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # as in diagnose
+            for cert in self._certs:
+                try:
+                    subject = cert.subject
+                    bucket = index.setdefault(subject, [])
+                except _PARSE_ERRORS:
+                    continue  # a store certificate we cannot read cannot anchor a path we build
+                bucket.append(cert)
+        #: The certificates by subject name (indexing by ``Name`` is cheap, about 1 µs a
+        #: root; serialising or hashing every root would cost more than a diagnosis).
+        self.by_subject: Mapping[x509.Name, tuple[x509.Certificate, ...]] = {
+            name: tuple(certs) for name, certs in index.items()
+        }
+        self._verifier_store: Store | None = None
+
+    def verifier_store(self) -> Store:
+        """``cryptography``'s verifier store of these certificates, made on first use."""
+        if self._verifier_store is None:
+            self._verifier_store = Store(list(self._certs))
+        return self._verifier_store
+
+    @overload
+    def __getitem__(self, index: int) -> x509.Certificate: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[x509.Certificate, ...]: ...
+    def __getitem__(
+        self, index: int | slice
+    ) -> x509.Certificate | tuple[x509.Certificate, ...]:
+        return self._certs[index]
+
+    def __len__(self) -> int:
+        return len(self._certs)
+
+    def __repr__(self) -> str:
+        return f"TrustStore({len(self._certs)} certificates)"
 
 
 def load_trust_store(paths: Iterable[str | PathLike[str]]) -> tuple[x509.Certificate, ...]:
@@ -578,7 +636,9 @@ def diagnose(
     """Diagnose ``chain`` (DER, in the order the server sent it) for a client of ``host``.
 
     ``host`` is a DNS name (A-labels or U-labels, trailing dot allowed) or an IP address
-    (IPv6 optionally in brackets). ``roots`` is the trust store (:func:`load_trust_store`).
+    (IPv6 optionally in brackets). ``roots`` is the trust store: a :class:`TrustStore`
+    (:func:`run_roots`), indexed once for every chain, or certificates
+    (:func:`load_trust_store`), indexed for this call.
     ``now`` must be timezone-aware. A certificate in the path expiring within ``warn_days``
     gives ``tls.cert.expiring_soon`` as warn, within ``fail_days`` as fail. ``fetched`` maps
     AIA URLs the probe fetched (after a previous call returned them as ``fetch_url``) to the
@@ -601,7 +661,7 @@ def diagnose(
         return _Diagnosis(
             chain=chain,
             host=host,
-            roots=roots,
+            trust=roots if isinstance(roots, TrustStore) else TrustStore(roots),
             now=now,
             warn_days=warn_days,
             fail_days=fail_days,
@@ -1015,16 +1075,14 @@ class _Diagnosis:
 
     chain: Sequence[bytes]
     host: str
-    roots: Sequence[x509.Certificate]
+    trust: TrustStore
     now: datetime
     warn_days: int
     fail_days: int
     fetched: dict[str, bytes | None]
     findings: list[Finding] = field(default_factory=list)
     signed_cache: dict[tuple[bytes, bytes], bool] = field(default_factory=dict)
-    store_index: dict[x509.Name, list[x509.Certificate]] = field(default_factory=dict)
     store_nodes: dict[int, _Node | None] = field(default_factory=dict)  # id(cert) -> node
-    store: Store | None = None
 
     # -- entry --------------------------------------------------------------------------------
 
@@ -1041,7 +1099,6 @@ class _Diagnosis:
                 presented=tuple(n.info for n in presented),
                 findings=tuple(self.findings),
             )
-        self._index_store()
         fetched_nodes, fetch_notes = self._parse_fetched_all()
 
         leaf, leaf_moved = self._pick_leaf(presented, fetched_nodes)
@@ -1147,19 +1204,9 @@ class _Diagnosis:
                 )
             )
 
-    def _index_store(self) -> None:
-        """Index the trust store by subject; nodes are made only for the few roots we use.
-
-        Indexing by ``Name`` is the cheap part (about 1 µs a root); serialising or hashing
-        every root certificate would cost more than the rest of the diagnosis together.
-        """
-        for cert in self.roots:
-            try:
-                subject = cert.subject
-                bucket = self.store_index.setdefault(subject, [])
-            except _PARSE_ERRORS:
-                continue  # a store certificate we cannot read cannot anchor a path we build
-            bucket.append(cert)
+    @property
+    def store_index(self) -> Mapping[x509.Name, tuple[x509.Certificate, ...]]:
+        return self.trust.by_subject
 
     def _store_node(self, cert: x509.Certificate) -> _Node | None:
         key = id(cert)
@@ -1308,9 +1355,7 @@ class _Diagnosis:
             if roots is not None:
                 store = Store(list(roots))
             else:
-                if self.store is None:
-                    self.store = Store(list(self.roots))
-                store = self.store
+                store = self.trust.verifier_store()
             verifier = (
                 PolicyBuilder()
                 .store(store)
@@ -1758,7 +1803,7 @@ class _Diagnosis:
         alt_subject = _any_subject(leaf) if CERT_NAME_MISMATCH.code in self.codes else subject
         if alt_subject is None:
             return
-        roots = [*self.roots] if anchored else [*self.roots, path[-1].cert]
+        roots = [*self.trust] if anchored else [*self.trust, path[-1].cert]
         intermediates = [n for n in path[1:] if not self._is_anchor(n)]
         passed, _, second = self._verify(
             alt_subject, leaf, [*intermediates, *fetched], at=at, roots=roots

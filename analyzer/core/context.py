@@ -14,12 +14,13 @@ import ipaddress
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar
 
+from analyzer.core.credpolicy import hide_userinfo
 from analyzer.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -129,10 +130,11 @@ class Credentials:
 
     def redact(self, text: str) -> str:
         """``text`` with every form of every secret replaced by a marker, and the userinfo
-        of any URL in it hidden (:func:`analyzer.core.credpolicy.hide_userinfo`)."""
-        from analyzer.core.credpolicy import hide_userinfo  # noqa: PLC0415
+        of any URL in it hidden (:func:`analyzer.core.credpolicy.hide_userinfo`).
 
-        for form in self.secret_forms():
+        Called for every transcript line and finding string of a run: kept lean."""
+        forms = self.__forms
+        for form in self.secret_forms() if forms is None else forms:
             text = text.replace(form, _REDACTED)
         return hide_userinfo(text)
 
@@ -369,6 +371,7 @@ class RunContext:
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._ssl: ssl.SSLContext | None = None
+        self._ssl_building: Future[ssl.SSLContext] | None = None
         self._nameservers: tuple[tuple[str, int], ...] | None = None
         self._shared: dict[str, asyncio.Future[Any]] = {}
         self._resources: dict[str, Any] = {}
@@ -417,12 +420,15 @@ class RunContext:
         The call must bound itself with socket timeouts taken from the deadline: a
         thread cannot be cancelled, only abandoned.
         """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._workers(), lambda: fn(*args, **kwargs))
+
+    def _workers(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 max_workers=max(4, self.options.concurrency // 2), thread_name_prefix="rca-io"
             )
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        return self._executor
 
     async def shared(self, key: str, factory: Callable[[], Awaitable[R]]) -> R:
         """The result of ``factory()``, computed once per run for ``key``.
@@ -504,18 +510,38 @@ class RunContext:
 
         Verification is off only in :func:`analyzer.protocols.tlsprobe.inspection_context` (the
         certificate inspections, which report every problem) and, with ``--insecure``,
-        :func:`analyzer.protocols.tlsprobe.insecure_context`.
+        :func:`analyzer.protocols.tlsprobe.insecure_context`. Built once per run (once per
+        batch); if :meth:`prepare_ssl_context` started building it, this waits for that build
+        and raises what it raised (a ``--ca-file`` that cannot be read).
         """
         if self._ssl is None:
-            files = self.trust_files()
-            batch = self.shared_results
-            self._ssl = (
-                _verifying_context(files)
-                if batch is None
-                # In a batch, built once for all its runs (loading certifi costs ~15 ms).
-                else batch.resource(("ssl", files_key(files)), lambda: _verifying_context(files))
-            )
+            building, self._ssl_building = self._ssl_building, None
+            if building is not None:
+                self._ssl = building.result()
+            else:
+                files = self.trust_files()
+                batch = self.shared_results
+                self._ssl = (
+                    _verifying_context(files)
+                    if batch is None
+                    # In a batch, built once for all its runs (loading certifi costs ~15 ms).
+                    else batch.resource(
+                        ("ssl", files_key(files)), lambda: _verifying_context(files)
+                    )
+                )
         return self._ssl
+
+    def prepare_ssl_context(self) -> None:
+        """Start building :meth:`ssl_context` in a worker thread, for a run whose plan will
+        need it: OpenSSL releases the GIL while it reads the trust store (about 50-100 ms
+        of CPU), so the build overlaps the run's first DNS questions on another core.
+
+        Only OpenSSL works in the thread (no ``warnings`` filters, which are not
+        thread-safe). Does nothing in a batch, where the context is built once for all runs,
+        or when it is built or being built.
+        """
+        if self._ssl is None and self._ssl_building is None and self.shared_results is None:
+            self._ssl_building = self._workers().submit(_verifying_context, self.trust_files())
 
     def trust_files(self) -> tuple[Path, ...]:
         """PEM files of trusted roots, in addition to the system store."""

@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import functools
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -135,6 +133,9 @@ def trust_flag(host: str) -> str:
 def m365_namespaces() -> tuple[str, ...]:
     """The Exchange Online host names of ``analyzer/data/m365_namespaces.toml`` (read once per
     process; every credential judgement of an outside host consults it)."""
+    import tomllib  # noqa: PLC0415 - only runs that judge credentials read it
+    from importlib import resources  # noqa: PLC0415
+
     text = resources.files("analyzer").joinpath("data/m365_namespaces.toml").read_text("utf-8")
     hosts = tomllib.loads(text)["namespaces"]["hosts"]
     return tuple(str(h).lower().rstrip(".") for h in hosts)

@@ -92,6 +92,10 @@ class Probe:
     #: probe without naming it in ``--tests``). A name, not a function, so that the run can
     #: be planned from the probe index without importing the probe.
     enabled_by: str | None = None
+    #: Makes verified TLS connections with the run's trust (HTTPS, STARTTLS, logins): the run
+    #: starts building its verifying context (:meth:`RunContext.prepare_ssl_context`) in a
+    #: worker thread as soon as such a probe is planned.
+    verifies_tls: bool = False
 
 
 async def concurrently(*work: Awaitable[T]) -> list[T]:

@@ -45,6 +45,7 @@ _REGENERATE = "regenerate it with `make catalogue` (python -m analyzer.core.regi
 #: :class:`~analyzer.core.probe.Probe` that are data, not code.
 _DECLARED = (
     "title", "needs", "uses", "awaits", "provides", "default", "uses_credentials", "enabled_by",
+    "verifies_tls",
 )
 
 
@@ -68,6 +69,7 @@ class ProbeEntry:
     default: bool = True
     uses_credentials: bool = False
     enabled_by: str | None = None
+    verifies_tls: bool = False
 
     def load(self) -> Probe:
         """Import the probe; :class:`StaleIndex` when it declares something else."""
@@ -137,6 +139,7 @@ def _entry(probe_id: str, location: str, data: dict[str, Any]) -> ProbeEntry:
         default=data["default"],
         uses_credentials=data["uses_credentials"],
         enabled_by=data["enabled_by"],
+        verifies_tls=data["verifies_tls"],
     )
 
 

@@ -235,4 +235,5 @@ PROBE = Probe(
     findings=FINDINGS,
     applies=_applies,
     uses_credentials=True,
+    verifies_tls=True,
 )

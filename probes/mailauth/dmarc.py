@@ -5,7 +5,8 @@
 - :func:`check_dmarc` judges the answers of the policy discovery (RFC 7489 6.6.3: the
   domain's own ``_dmarc`` name, then its organizational domain's), never raising.
 - :func:`organizational_domain` finds the organizational domain with the Public Suffix
-  List shipped by the ``publicsuffixlist`` package (offline; nothing is downloaded).
+  List shipped by the ``publicsuffixlist`` package (offline; nothing is downloaded), read
+  by :class:`SuffixList` one top-level domain at a time.
 - :func:`check_report_destinations` verifies that external ``rua``/``ruf`` destinations
   accept the reports (RFC 7489 7.1), through the injected DNS function.
 - :func:`evaluate_dmarc` chains the above for a probe.
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Finding, Json, Status, worst
@@ -41,7 +43,9 @@ __all__ = [
     "DmarcCheck",
     "DmarcParseError",
     "DmarcRecord",
+    "PrivateSuffixes",
     "ReportUri",
+    "SuffixList",
     "check_dmarc",
     "check_report_destinations",
     "dmarc_names",
@@ -425,23 +429,86 @@ def _uris(value: str, at: int, tag: str) -> tuple[ReportUri, ...]:
 # --- organizational domain (RFC 7489 3.2) --------------------------------------------------------
 
 
-def organizational_domain(domain: str, *, psl: PublicSuffixList | None = None) -> str:
+class PrivateSuffixes(Protocol):
+    """What the organizational domain needs of a Public Suffix List: a
+    :class:`SuffixList`, or the package's own ``PublicSuffixList``."""
+
+    def privatesuffix(self, domain: str) -> str | None:
+        """The public suffix of ``domain`` plus one label (None if ``domain`` is a suffix)."""
+        ...
+
+
+class SuffixList:
+    """The Public Suffix List that the ``publicsuffixlist`` package ships, parsed one
+    top-level domain at a time, when a name under it is first asked about.
+
+    Parsing the whole list (``PublicSuffixList()``) costs about 70 ms of CPU, most of it
+    the punycode of its ~460 internationalised rules, for the one or two top-level domains
+    a run asks about. Only rules ending in the asked name's last label can match it, so
+    the package's parser, given just those rules (in both the U-label and the A-label form
+    of that label), answers exactly as it does with the whole list.
+    """
+
+    def __init__(self, text: str | None = None) -> None:
+        if text is None:
+            from publicsuffixlist import PSLFILE  # noqa: PLC0415
+
+            text = Path(PSLFILE).read_text(encoding="utf-8")
+        self._text = text.lower()  # the package lower-cases each line
+        self._parsed: dict[str, PublicSuffixList] = {}
+
+    def privatesuffix(self, domain: str) -> str | None:
+        """``PublicSuffixList().privatesuffix(domain)``: the public suffix plus one label."""
+        return self._for(domain.rstrip(".").rsplit(".", 1)[-1].lower()).privatesuffix(domain)
+
+    def _for(self, tld: str) -> PublicSuffixList:
+        parsed = self._parsed.get(tld)
+        if parsed is None:
+            from publicsuffixlist import PublicSuffixList  # noqa: PLC0415
+
+            forms = {tld}
+            try:
+                forms.add(tld.encode("ascii").decode("idna") if tld.isascii() else
+                          tld.encode("idna").decode("ascii"))
+            except UnicodeError:
+                pass  # not a valid IDN label: no rule is written in its other form
+            parsed = self._parsed[tld] = PublicSuffixList(self._rules(forms))
+        return parsed
+
+    def _rules(self, labels: set[str]) -> list[str]:
+        """The rules whose last label is one of ``labels``, read as the package reads them
+        (lines end at a newline; the first word, without trailing white space)."""
+        text = self._text
+        lines: dict[int, str] = {}  # each line holding a label, once, by where it starts
+        for label in filter(None, labels):  # empty: an invalid name, which no rule matches
+            at = text.find(label)
+            while at >= 0:
+                start = text.rfind("\n", 0, at) + 1
+                end = text.find("\n", at)
+                end = len(text) if end < 0 else end
+                lines.setdefault(start, text[start:end])
+                at = text.find(label, max(end, at + 1))
+        rules = []
+        for line in lines.values():
+            rule = line.split(" ")[0].rstrip()
+            if rule and not rule.startswith("//") and rule.lstrip("!").rsplit(".", 1)[-1] in labels:
+                rules.append(rule)
+        return rules
+
+
+def organizational_domain(domain: str, *, psl: PrivateSuffixes | None = None) -> str:
     """RFC 7489 3.2: the public suffix plus one label (the domain itself if it is a suffix).
 
-    ``psl`` lets a caller reuse one parsed list across calls (parsing the packaged list
-    takes about 0.1 s); by default a fresh one is built from the list that the
-    ``publicsuffixlist`` package ships, without network access.
+    ``psl`` lets a caller reuse one list across calls; by default a fresh
+    :class:`SuffixList` reads the list that the ``publicsuffixlist`` package ships, without
+    network access.
     """
     name = normalise_name(domain)
-    if psl is None:
-        from publicsuffixlist import PublicSuffixList  # noqa: PLC0415
-
-        psl = PublicSuffixList()
-    private = psl.privatesuffix(name)
+    private = (psl or SuffixList()).privatesuffix(name)
     return private if private else name
 
 
-def dmarc_names(domain: str, *, psl: PublicSuffixList | None = None) -> tuple[str, ...]:
+def dmarc_names(domain: str, *, psl: PrivateSuffixes | None = None) -> tuple[str, ...]:
     """The names policy discovery asks, in order (RFC 7489 6.6.3): one, or two."""
     name = normalise_name(domain)
     org = organizational_domain(name, psl=psl)
@@ -603,7 +670,7 @@ async def check_report_destinations(
     policy_domain: str,
     lookup_fn: TxtLookup,
     *,
-    psl: PublicSuffixList | None = None,
+    psl: PrivateSuffixes | None = None,
 ) -> tuple[Finding, ...]:
     """RFC 7489 7.1: do the external ``rua``/``ruf`` destinations accept the reports?
 
@@ -613,9 +680,7 @@ async def check_report_destinations(
     once. Never raises.
     """
     if psl is None:
-        from publicsuffixlist import PublicSuffixList  # noqa: PLC0415
-
-        psl = PublicSuffixList()
+        psl = SuffixList()
     domain = normalise_name(policy_domain)
     own_org = organizational_domain(domain, psl=psl)
     seen: dict[str, list[str]] = {}
@@ -650,13 +715,11 @@ async def evaluate_dmarc(
     lookup_fn: TxtLookup,
     *,
     has_mx: bool,
-    psl: PublicSuffixList | None = None,
+    psl: PrivateSuffixes | None = None,
 ) -> DmarcCheck:
     """Policy discovery, checks and report-destination checks for ``domain``; never raises."""
     if psl is None:
-        from publicsuffixlist import PublicSuffixList  # noqa: PLC0415
-
-        psl = PublicSuffixList()
+        psl = SuffixList()
     name = normalise_name(domain)
     names = dmarc_names(name, psl=psl)
     org = names[-1].removeprefix("_dmarc.")

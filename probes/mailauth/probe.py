@@ -88,7 +88,7 @@ async def _dmarc(
     ctx: ProbeContext, res: ResultRecorder, domain: str, mx: tuple[MxHost, ...], ask: Any
 ) -> None:
     with res.step(f"DMARC of {domain}") as step:
-        psl = await ctx.run.shared("public-suffix-list", lambda: _psl(ctx))
+        psl = await ctx.run.shared("public-suffix-list", _psl)
         check = await dmarc.evaluate_dmarc(domain, ask, has_mx=bool(mx), psl=psl)
         if check.text:
             step.recv(f"_dmarc.{check.policy_domain} TXT {check.text}")
@@ -96,11 +96,9 @@ async def _dmarc(
             step.add(finding)
 
 
-async def _psl(ctx: ProbeContext) -> Any:
-    # Parsing the packaged Public Suffix List takes ~0.1 s: once per run, off the loop.
-    from publicsuffixlist import PublicSuffixList  # noqa: PLC0415
-
-    return await ctx.run.to_thread(PublicSuffixList)
+async def _psl() -> dmarc.SuffixList:
+    # Once per run; each top-level domain's rules are parsed when first asked about.
+    return dmarc.SuffixList()
 
 
 async def _dkim(ctx: ProbeContext, res: ResultRecorder, domain: str, ask: Any) -> None:
@@ -120,8 +118,6 @@ async def _dkim(ctx: ProbeContext, res: ResultRecorder, domain: str, ask: Any) -
 async def _mtasts(
     ctx: ProbeContext, res: ResultRecorder, domain: str, mx: tuple[MxHost, ...], ask: Any
 ) -> None:
-    from analyzer.protocols.http import make_client, request_bounded  # noqa: PLC0415
-
     with res.step(f"MTA-STS of {domain}") as step:
         record = mtasts.check_mtasts_record(domain, await ask(mtasts.mtasts_name(domain), "TXT"))
         if record.text:
@@ -130,6 +126,9 @@ async def _mtasts(
             step.add(finding)
         if record.record is None:
             return
+        # The HTTP machinery (httpx and its stack: ~0.1 s of CPU) only for a published policy.
+        from analyzer.protocols.http import make_client, request_bounded  # noqa: PLC0415
+
         url = mtasts.policy_url(domain)
         with step.step(f"Fetch the policy {url}") as sub:
             sub.send(f"GET {url}")
@@ -183,4 +182,5 @@ PROBE = Probe(
     applies=lambda t: (
         "the target is an IP address: it has no mail policy records" if t.is_ip else None
     ),
+    verifies_tls=True,
 )

@@ -144,3 +144,24 @@ def test_quiet_prints_one_verdict_line(example_dns: DnsServer) -> None:
               f"127.0.0.1:{example_dns.port}")
     assert out.stdout.strip().startswith("rca PASSED WITH WARNINGS: example.test")
     assert len(out.stdout.strip().splitlines()) == 1
+
+
+def test_running_a_check_never_formats_its_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from analyzer.cli import run_returning
+    from analyzer.core.model import Report, Status
+
+    # Given a coroutine that returns a report, whose repr is watched
+    report = Report(tool_version="1", target="t", started=datetime(2026, 1, 1, tzinfo=UTC),
+                    elapsed_ms=1, status=Status.PASS, results=())
+    formatted: list[Report] = []
+    monkeypatch.setattr(Report, "__repr__", lambda self: formatted.append(self) or "Report")
+
+    async def produce() -> Report:
+        return report
+
+    # When the command line runs it to completion
+    # Then it gets the report, and asyncio never formatted it (a whole report's repr is slow)
+    assert run_returning(produce()) is report
+    assert formatted == []

@@ -4,6 +4,8 @@ external report destinations. DNS answers come from a dict; nothing leaves the p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +16,7 @@ from analyzer.protocols.resolve import Lookup
 from probes.mailauth.dmarc import (
     FINDINGS,
     DmarcParseError,
+    SuffixList,
     check_dmarc,
     check_report_destinations,
     dmarc_names,
@@ -206,6 +209,58 @@ def test_organizational_domain_works_without_a_given_list() -> None:
     # When the organizational domain is asked
     # Then the list shipped with the package is used, offline
     assert organizational_domain("mail.example.org") == "example.org"
+
+
+def _names_under_every_rule() -> list[str]:
+    """Names at, under and beside every rule of the packaged list, in U- and A-labels."""
+    from publicsuffixlist import PSLFILE
+
+    names = ["", ".", "com", "a..com", "x.xn--zz", "foo.unknowntld", "a.b.xn--p1ai", "A.B.CO.UK",
+             "\n", "a.\nb", "a.b\n", "a.b c", "a. uk"]
+    for line in Path(PSLFILE).read_text(encoding="utf-8").splitlines():
+        rule = line.split(" ")[0].strip()
+        if not rule or rule.startswith("//"):
+            continue
+        bases = [rule.lstrip("!").replace("*", "x")]
+        if not rule.isascii():
+            bases.append(bases[0].encode("idna").decode("ascii"))
+        for base in bases:
+            names += [base, f"a.{base}", f"b.a.{base}", f"{base.upper()}.", f"a.{base}."]
+    return names
+
+
+def test_the_suffix_list_answers_as_the_whole_parsed_list(psl: PublicSuffixList) -> None:
+    # Given the list read one top-level domain at a time, and the package's full parse
+    suffixes = SuffixList()
+    # When both find the private suffix of names under every rule of the list
+    names = _names_under_every_rule()
+    differ = [n for n in names if suffixes.privatesuffix(n) != psl.privatesuffix(n)]
+    # Then they agree on every one (wildcards, exceptions, IDNs in either form, odd names)
+    assert len(names) > 50_000
+    assert differ == []
+
+
+def test_the_suffix_list_parses_only_the_rules_of_the_asked_top_level_domain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the list, with the package's parser watched
+    import publicsuffixlist
+
+    parsed: list[list[str]] = []
+    real = publicsuffixlist.PublicSuffixList
+
+    def watched(rules: list[str]) -> PublicSuffixList:
+        parsed.append(rules)
+        return real(rules)
+
+    monkeypatch.setattr(publicsuffixlist, "PublicSuffixList", watched)
+    suffixes = SuffixList()
+    # When names under .uk are asked about, twice
+    assert organizational_domain("www.example.co.uk", psl=suffixes) == "example.co.uk"
+    assert organizational_domain("mail.example.org.uk", psl=suffixes) == "example.org.uk"
+    # Then only the rules of .uk were parsed, once
+    assert len(parsed) == 1
+    assert parsed[0] and all(r == "uk" or r.endswith(".uk") for r in parsed[0])
 
 
 @pytest.mark.parametrize(

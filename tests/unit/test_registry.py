@@ -22,7 +22,9 @@ NETWORK_MACHINERY = (
     "probes.tlschain", "probes.activesync", "probes.autodiscover", "probes.ews",
     "probes.outlook_anywhere", "probes.mailauth.spf", "analyzer.protocols.login",
     "analyzer.protocols.httpauth",
-    "cryptography.x509", "httpx", "imapclient",
+    "cryptography.x509", "cryptography.hazmat", "httpx", "httpcore", "anyio", "imapclient",
+    # The DMARC probe's Public Suffix List; the credential policy's namespace file (TOML).
+    "publicsuffixlist", "tomllib",
 )
 SHOW_MODULES = (
     "import sys, runpy\n"
@@ -73,6 +75,22 @@ def test_a_dns_only_check_imports_no_other_probe(tmp_path: Path, example_dns: Dn
     # And no other probe, nor the machinery of certificates, HTTP and mail logins, was imported
     assert loaded(modules, NETWORK_MACHINERY) == []
     assert loaded(modules, ("probes.",)) == ["probes.dns", "probes.srv"]
+
+
+def test_mail_authentication_without_an_mta_sts_policy_imports_no_http_client(
+    tmp_path: Path, example_dns: DnsServer
+) -> None:
+    # When `rca check --tests mailauth` runs for a domain that publishes no MTA-STS record
+    modules = imported_by(
+        tmp_path, "check", "example.test", "--tests", "mailauth", "--quiet",
+        "--resolver", f"{example_dns.address}:{example_dns.port}", "--timeout", "10",
+    )
+    # Then the mail-authentication probe ran
+    assert "probes.mailauth.probe" in modules
+    # And neither the HTTP client (only a policy fetch needs it) nor a key parser was imported
+    assert loaded(modules, (
+        "analyzer.protocols.http", "httpx", "httpcore", "anyio", "h11", "cryptography.hazmat",
+    )) == []
 
 
 def test_the_findings_catalogue_imports_no_probe(tmp_path: Path) -> None:

@@ -25,12 +25,14 @@ from hypothesis import strategies as st
 
 from analyzer.core.model import Finding, Status
 from analyzer.lab.pki import CERT_KINDS, CertKind, CertSpec, IssuedCert, LabPKI
+from probes import tlschain
 from probes.tlschain import (
     FINDINGS,
     MAX_AIA_FETCHES,
     MAX_NAMES,
     MAX_TEXT,
     ChainDiagnosis,
+    TrustStore,
     diagnose,
     load_trust_store,
     run_roots,
@@ -1121,6 +1123,92 @@ async def test_a_batch_parses_its_trust_store_once_until_the_file_changes(
     bundle.unlink()
     with pytest.raises(OSError):
         await roots()
+
+
+class _Counted:
+    """Counts the trust-store indexes and the verifier stores made while it is installed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.indexes = 0
+        self.stores = 0
+        real_init, real_store = tlschain.TrustStore.__init__, tlschain.Store
+
+        def init(store: tlschain.TrustStore, certs: typing.Any) -> None:
+            self.indexes += 1
+            real_init(store, certs)
+
+        def store(certs: list[x509.Certificate]) -> typing.Any:
+            self.stores += 1
+            return real_store(certs)
+
+        monkeypatch.setattr(tlschain.TrustStore, "__init__", init)
+        monkeypatch.setattr(tlschain, "Store", store)
+
+
+async def test_a_run_indexes_its_trust_store_once_for_every_chain(
+    pki: LabPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analyzer.core.context import RunContext, RunOptions
+
+    # Given a run trusting the lab root, and two valid chains
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(_pem(pki.root_cert))
+    chains = [_sent(*_issue(pki, "good", tag=f"index{i}").chain) for i in range(2)]
+    counted = _Counted(monkeypatch)
+    async with RunContext(RunOptions(ca_file=bundle)) as run:
+        # When the run's roots are asked for twice and both chains are diagnosed with them
+        roots = await run_roots(run)
+        assert await run_roots(run) is roots
+        diagnoses = [diagnose(chain, HOST, roots=roots, now=NOW) for chain in chains]
+    # Then both chains are valid
+    assert all(d.valid for d in diagnoses)
+    # And the store was indexed once, and one verifier store served both chains
+    assert (counted.indexes, counted.stores) == (1, 1)
+
+
+async def test_a_batch_indexes_its_trust_store_once_for_all_its_runs(
+    pki: LabPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analyzer.core.context import RunContext, RunOptions
+    from analyzer.core.shared import SharedResults
+
+    # Given two runs of one batch, each diagnosing a valid chain with its roots
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(_pem(pki.root_cert))
+    chain = _sent(*_issue(pki, "good", tag="batchindex").chain)
+    batch = SharedResults()
+    counted = _Counted(monkeypatch)
+    for _ in range(2):
+        async with RunContext(RunOptions(ca_file=bundle), shared_results=batch) as run:
+            assert diagnose(chain, HOST, roots=await run_roots(run), now=NOW).valid
+    # Then the store was indexed, and its verifier store made, once for the whole batch
+    assert (counted.indexes, counted.stores) == (1, 1)
+
+
+def test_plain_roots_are_indexed_for_each_diagnosis(
+    pki: LabPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given roots as a plain list of certificates, as a library caller passes them
+    chain = _sent(*_issue(pki, "good", tag="plainroots").chain)
+    counted = _Counted(monkeypatch)
+    # When two diagnoses use them
+    first = _diagnose(pki, chain)
+    second = _diagnose(pki, chain)
+    # Then each indexed them for itself, with the same verdict as with a TrustStore
+    assert (counted.indexes, counted.stores) == (2, 2)
+    assert first == second == _diagnose(pki, chain, roots=TrustStore([pki.root_cert]))
+    assert first.valid
+
+
+def test_a_trust_store_is_a_sequence_of_its_certificates(pki: LabPKI) -> None:
+    # Given a trust store of two roots, one of them twice
+    roots = [pki.root_cert, pki.untrusted_root_cert, pki.root_cert]
+    # When it is made
+    store = TrustStore(roots)
+    # Then it reads as the certificates, in order, and indexes them by subject
+    assert list(store) == roots and len(store) == 3 and store[1] == pki.untrusted_root_cert
+    assert store.by_subject[pki.root_cert.subject] == (pki.root_cert, pki.root_cert)
+    assert "3 certificates" in repr(store)
 
 
 def test_certifi_store_loads_without_warnings() -> None:
