@@ -553,15 +553,27 @@ class RunContext:
         return tuple(files)
 
     def environment(self) -> dict[str, Any]:
-        """What the report records about where and how the run happened."""
+        """What the report records about where and how the run happened.
+
+        The platform is put together from ``uname`` and the C library's own answer:
+        :func:`platform.platform` would also run ``uname -p`` in a subprocess at every run
+        for a processor name that Linux does not know."""
         import platform  # noqa: PLC0415
 
+        system = platform.uname()
+        libc, libc_version = platform.libc_ver()
         return {
             "resolvers": [str(n) for n in self.options.nameservers] or ["system"],
             "trust": [str(p) for p in self.trust_files()] + ["system store"],
             "families": [f"IPv{f}" for f in self.options.families],
             "python": platform.python_version(),
-            "platform": platform.platform(terse=True),
+            "platform": "-".join(
+                part
+                for part in (system.system, system.release, system.machine,
+                             f"{libc}{libc_version}")
+                if part
+            ),
+            "openssl": ssl.OPENSSL_VERSION,
         }
 
 
