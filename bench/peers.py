@@ -25,7 +25,13 @@ bench run, installed with requirements/runtime.lock into a virtual environment o
 checkout adds (the editable install's import finder) and include the bytecode pip compiles
 at install time.
 
-Needs root (the lab). Run: ``python bench/peers.py [--runs 5] [--note "quiet machine"]``.
+``--latency MS`` adds that one-way delay to the lab's links (netem), as ``bench/full_check.py``
+does: the goals are set at 0 ms, where both tools are bound by their CPU; at a real
+resolver's and server's distance the round trips each tool waits through one after another
+decide instead, and the ratio is recorded with the latency in its conditions.
+
+Needs root (the lab). Run:
+``python bench/peers.py [--runs 5] [--latency MS] [--note "quiet machine"]``.
 """
 
 from __future__ import annotations
@@ -152,6 +158,7 @@ def main() -> int:
     parser.add_argument("--lab-name", default="rca-lab-peers")
     parser.add_argument("--lab-dir", type=Path, default=Path("/run/rca-lab-peers"))
     parser.add_argument("--note", default="", help="conditions, recorded with the results")
+    parser.add_argument("--latency", type=int, default=0, help="lab latency, ms one way")
     parser.add_argument("--only", action="append", help="run only this comparison (repeatable)")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
@@ -163,7 +170,10 @@ def main() -> int:
     # checkout on the path.
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONDONTWRITEBYTECODE", "RCA_PASSWORD", "PYTHONPATH")}
-    info = Lab(directory=args.lab_dir, scenarios=["healthy"], name=args.lab_name).up()
+    info = Lab(directory=args.lab_dir, scenarios=["healthy"], name=args.lab_name,
+               latency_ms=args.latency).up()
+    if args.latency:
+        args.note = f"{args.latency} ms one-way latency; {args.note}".rstrip("; ")
     results: list[tuple[Pair, list[Timing], list[Timing]]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="rca-bench-peers-") as tmp:
