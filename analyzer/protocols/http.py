@@ -9,7 +9,8 @@ system + ``--ca-file``) unless a caller explicitly asks for the inspection conte
 
 Requests share the client's pool of keep-alive connections, except those naming an
 :class:`OwnConnection`: they travel over one connection that nothing else uses (NTLM
-authenticates a connection, not a request).
+authenticates a connection, not a request). :func:`preopen` opens such a connection ahead
+of time (TCP and TLS, no request), so the handshake that needs it does not wait for it.
 
 Responses are read with :func:`read_bounded`: a size limit and the deadline apply to the
 body, so a 50 MB or trickling response ends as an error instead of a hang.
@@ -35,6 +36,7 @@ __all__ = [
     "BoundedResponse",
     "OwnConnection",
     "make_client",
+    "preopen",
     "read_bounded",
     "request_bounded",
 ]
@@ -105,7 +107,8 @@ class OwnConnection:
 
     Should the server close it, the next request opens a new one; the client never ends it
     for being idle, so a new connection always means the server (or a device on the way)
-    closed the old one.
+    closed the old one. Its first connection is one :func:`preopen` opened to the same
+    origin, if there is one ready and still open, else a new one.
     """
 
     __slots__ = ("_transport",)
@@ -130,6 +133,13 @@ class OwnConnection:
             self._transport = factory()
         return self._transport
 
+    async def renew(self, factory: Callable[[], Any]) -> Any:
+        """Close the connection and make a new transport with ``factory`` (a connection the
+        server closed before the first request reached it)."""
+        await self.aclose()
+        self._transport = factory()
+        return self._transport
+
     async def aclose(self) -> None:
         """Close the connection (if one was opened)."""
         if self._transport is not None:
@@ -146,7 +156,168 @@ class OwnConnection:
 _OWN_CONNECTION = "rca_own_connection"
 
 
-def _transport(run: RunContext, context: ssl.SSLContext) -> httpx.AsyncBaseTransport:
+class _Spares:
+    """Connections opened ahead of time (TCP and TLS, no request), each for the first
+    :class:`OwnConnection` to its origin that asks (:func:`preopen`), oldest first.
+
+    A spare is opened exactly as httpcore opens a connection of the client: the same
+    network backend (the run's resolver, overrides and per-host slots), the same SSL
+    context, ALPN and server name, so its certificate is verified as a normal connection's
+    would be. A spare that failed to open is dropped silently: the request then opens its
+    own connection and meets (and reports) the same failure, exactly as without a spare.
+    Should the server have closed it meanwhile, the request that took it fails before any
+    answer and is sent again on a new connection (:func:`_transport`). The client owns its
+    spares: closing it closes the spares nobody took.
+    """
+
+    __slots__ = ("_backend", "_closed", "_context", "_owned", "_waiting", "_timeout")
+
+    def __init__(self, backend: Any, context: ssl.SSLContext, timeout: float) -> None:
+        self._backend = backend
+        self._context = context
+        self._timeout = timeout
+        self._waiting: dict[tuple[str, int], list[asyncio.Task[Any]]] = {}  # not yet taken
+        self._owned: set[asyncio.Task[Any]] = set()  # not yet handed over: closed by aclose
+        self._closed = False
+
+    def open(self, host: str, port: int) -> None:
+        """Start opening a spare to ``https://host:port``."""
+        if self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._open(host, port))
+        self._waiting.setdefault((host.lower(), port), []).append(task)
+        self._owned.add(task)
+
+    async def _open(self, host: str, port: int) -> Any:
+        stream = await self._backend.connect_tcp(host, port, timeout=self._timeout)
+        try:
+            # As httpcore's AsyncHTTPConnection._connect does for an https origin (http1 only).
+            self._context.set_alpn_protocols(["http/1.1"])
+            return await stream.start_tls(
+                ssl_context=self._context, server_hostname=host, timeout=self._timeout
+            )
+        except BaseException:
+            await stream.aclose()
+            raise
+
+    async def take(self, host: str, port: int) -> Any:
+        """The oldest spare to ``host:port`` (waiting for it if still opening), or None."""
+        waiting = self._waiting.get((host.lower(), port))
+        if not waiting:
+            return None
+        task = waiting.pop(0)
+        try:
+            # Shielded: should the caller be cancelled, the spare stays owned, for aclose().
+            stream = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():  # the client is closing
+                return None
+            raise
+        except Exception:  # the request meets the failure again, and reports it
+            self._owned.discard(task)
+            return None
+        self._owned.discard(task)
+        # Whether the server closed it meanwhile cannot be told before using it (TLS 1.3
+        # servers send session tickets after the handshake: the socket of a live one is
+        # readable too); the transport sends the request again should it fail there.
+        return stream
+
+    def borrowed(self, backend: Any) -> Any:
+        """A network backend for one :class:`OwnConnection`: its first connection is the
+        spare to the same origin if one is ready, every later one is opened by ``backend``."""
+        return _FirstFromSpares(self, backend, self._context)
+
+    async def aclose(self) -> None:
+        """Close every spare nobody took (and stop those still opening)."""
+        self._closed = True
+        tasks = list(self._owned)
+        self._owned.clear()
+        self._waiting.clear()
+        for task in tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if not isinstance(outcome, BaseException):
+                await outcome.aclose()
+
+
+class _FirstFromSpares:
+    """The network backend of one :class:`OwnConnection` (see :meth:`_Spares.borrowed`)."""
+
+    __slots__ = ("_backend", "_context", "_first", "_spares", "took_spare")
+
+    def __init__(self, spares: _Spares, backend: Any, context: ssl.SSLContext) -> None:
+        self._spares = spares
+        self._backend = backend
+        self._context = context
+        self._first = True
+        self.took_spare = False  # the first connection is a spare
+
+    async def connect_tcp(self, host: str, port: int, **kwargs: Any) -> Any:
+        if self._first:
+            self._first = False
+            stream = await self._spares.take(host, port)
+            if stream is not None:
+                self.took_spare = True
+                return _Opened(stream, self._context, host)
+        return await self._backend.connect_tcp(host, port, **kwargs)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+class _Opened:
+    """A spare handed to httpcore as a new TCP connection: its TLS is already up, with
+    the very context and server name httpcore asks for (anything else is a bug)."""
+
+    __slots__ = ("_context", "_host", "_stream")
+
+    def __init__(self, stream: Any, context: ssl.SSLContext, host: str) -> None:
+        self._stream = stream
+        self._context = context
+        self._host = host
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:  # fmt: skip
+        named = (server_hostname or "").lower()
+        if ssl_context is not self._context or named != self._host.lower():
+            await self._stream.aclose()
+            raise RuntimeError("a pre-opened connection was asked for another TLS context")
+        return self._stream
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        data: bytes = await self._stream.read(max_bytes, timeout)
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+def preopen(client: httpx.AsyncClient, url: str) -> None:
+    """Start opening a connection (TCP and TLS, no request) to ``url``'s origin, for the
+    next :class:`OwnConnection` request there, so an NTLM handshake starts on a connection
+    that is already up. Call it only for an origin that will get such a request if all
+    goes well (the credential policy's hosts, never another); an unused one is closed with
+    the client. A no-op for ``http`` URLs and for clients not made by :func:`make_client`.
+    """
+    import httpx  # noqa: PLC0415
+
+    spares = getattr(getattr(client, "_transport", None), "spares", None)
+    parsed = httpx.URL(url)
+    if isinstance(spares, _Spares) and parsed.scheme == "https" and parsed.host:
+        spares.open(parsed.host, parsed.port or 443)
+
+
+def _transport(
+    run: RunContext, context: ssl.SSLContext, connect_timeout: float
+) -> httpx.AsyncBaseTransport:
     """The transport of :func:`make_client`: a pool resolving through rca, and the
     :class:`OwnConnection` requests routed to their own one-connection pool."""
     import httpcore  # noqa: PLC0415
@@ -154,7 +325,9 @@ def _transport(run: RunContext, context: ssl.SSLContext) -> httpx.AsyncBaseTrans
 
     backend = _backend(run)
 
-    def over(size: int, keepalive_expiry: float | None) -> httpx.AsyncHTTPTransport:
+    def over(
+        size: int, keepalive_expiry: float | None, network: Any = backend
+    ) -> httpx.AsyncHTTPTransport:
         transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False, retries=0)
         # httpx exposes no network-backend hook; the pool it builds is replaced by an
         # equivalent one that resolves through rca (same options as httpx's own).
@@ -166,7 +339,7 @@ def _transport(run: RunContext, context: ssl.SSLContext) -> httpx.AsyncBaseTrans
             http1=True,
             http2=False,
             retries=0,
-            network_backend=backend,
+            network_backend=network,
         )
         return transport
 
@@ -175,6 +348,7 @@ def _transport(run: RunContext, context: ssl.SSLContext) -> httpx.AsyncBaseTrans
 
         def __init__(self) -> None:
             self.shared = over(run.options.concurrency, 5.0)
+            self.spares = _Spares(backend, context, connect_timeout)
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             own = request.extensions.get(_OWN_CONNECTION)
@@ -182,13 +356,26 @@ def _transport(run: RunContext, context: ssl.SSLContext) -> httpx.AsyncBaseTrans
                 return await self.shared.handle_async_request(request)
             if not isinstance(own, OwnConnection):
                 raise TypeError(f"{_OWN_CONNECTION} must be an OwnConnection, not {own!r}")
-            # One connection, never expired by the client: only the server ends it.
-            transport = own.transport(lambda: over(1, None))
-            response: httpx.Response = await transport.handle_async_request(request)
+            # One connection, never expired by the client: only the server ends it. The
+            # first is the spare preopen() opened to the origin, if there is one.
+            network = None if own.used else self.spares.borrowed(backend)
+            transport = own.transport(lambda: over(1, None, network or backend))
+            try:
+                response: httpx.Response = await transport.handle_async_request(request)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                if network is None or not network.took_spare:
+                    raise
+                # The server closed the spare before this request reached it (nothing came
+                # back): the request goes again on a new connection, as without a spare.
+                transport = await own.renew(lambda: over(1, None))
+                response = await transport.handle_async_request(request)
             return response
 
         async def aclose(self) -> None:
-            await self.shared.aclose()
+            try:
+                await self.spares.aclose()
+            finally:
+                await self.shared.aclose()
 
     return Transport()
 
@@ -212,9 +399,10 @@ def make_client(
         raise ValueError("pass an explicit SSLContext to inspect unverified chains")
     context = run.ssl_context() if verify is True else verify
     op = run.options.op_timeout if timeout is None else timeout
+    connect = min(op, run.options.connect_timeout)
     return httpx.AsyncClient(
-        transport=_transport(run, context),
-        timeout=httpx.Timeout(op, connect=min(op, run.options.connect_timeout)),
+        transport=_transport(run, context, connect),
+        timeout=httpx.Timeout(op, connect=connect),
         follow_redirects=follow_redirects,
         trust_env=False,
         # Only encodings read_bounded can decompress within its limit.

@@ -45,6 +45,7 @@ from analyzer.core.errors import (
 )
 from analyzer.core.model import Json, Status
 from analyzer.protocols.endpoints import resolve_host
+from analyzer.protocols.http import preopen
 from analyzer.protocols.httpauth import (
     AuthError,
     AuthScheme,
@@ -386,6 +387,11 @@ class Discovery:
         check: _Host,
         host: str,
     ) -> Attempt:
+        creds = self.ctx.options.credentials
+        if check.valid_certificate and creds.password() is not None and self.allowed(host):
+            # The policy lets this host have the password: should the answer ask for NTLM,
+            # its connection of its own opens meanwhile (closed unused otherwise).
+            preopen(await self.client(authenticated=True), url)
         with parent.step(f"Send an unauthenticated request to {url}") as step:
             body = build_request(address, self.schema)
             response = await self._send(
@@ -439,7 +445,6 @@ class Discovery:
                     F.CREDENTIALS_WITHHELD(detail=verdict.detail(), evidence=verdict.evidence())
                 )
             return replace(base, kind="withheld")
-        creds = self.ctx.options.credentials
         scheme = choose_scheme(
             offered, has_password=creds.password() is not None, has_token=creds.token() is not None
         )

@@ -15,7 +15,6 @@ asks one after the other still ends, with the rendezvous missed.
 
 from __future__ import annotations
 
-import random
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -32,8 +31,7 @@ from analyzer.core.model import Report, Status
 from analyzer.core.probe import Probe, ProbeContext
 from analyzer.core.targets import Target, parse_target
 from analyzer.lab import emulator
-from analyzer.lab.emulator import EmulatorConfig, EmulatorRequest, EmulatorResponse, HostEntry
-from analyzer.lab.emulator_auth import write_ntlm_user_file
+from analyzer.lab.emulator import EmulatorRequest, EmulatorResponse
 from analyzer.lab.pki import LabPKI
 from analyzer.protocols.http import make_client
 from probes.autodiscover.v2 import PROTOCOLS as V2_PROTOCOLS
@@ -43,6 +41,7 @@ from probes.mapi_http import PROBE as MAPI
 from probes.outlook_anywhere import PROBE as OUTLOOK_ANYWHERE
 from reports.html import render
 from reports.json import dumps
+from tests.servers.exchange import serve_emulator
 from tests.servers.tcp import server_context
 
 DOMAIN = "overlap.test"
@@ -124,36 +123,15 @@ def exchange(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
              ) -> Iterator[tuple[str, int, Rendezvous]]:  # fmt: skip
     """The emulator over TLS on port 443 of a loopback address of its own, and over plain
     http on its port 80 (where the plain-http URLs of the host lead)."""
-    users = tmp_path / "ntlm-users"
-    write_ntlm_user_file(users, [(USER, PASSWORD)])
-    monkeypatch.setenv("NTLM_USER_FILE", str(users))
     rv = Rendezvous()
     for prefix in ("/mapi/", "/EWS/", "/rpc/"):
         monkeypatch.setitem(emulator.ROUTES, prefix, _held(rv, emulator.ROUTES[prefix]))
     json_route = "/autodiscover/autodiscover.json"
     monkeypatch.setitem(emulator.ROUTES, json_route, _held_v2(rv, emulator.ROUTES[json_route]))
-    address = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"  # noqa: S311
-    scenario = {"domain": DOMAIN, "users": [[USER, PASSWORD]], "behaviour": {}}
-    servers = []
-    for name, port in (("tls", 443), ("plain", 80)):
-        config = EmulatorConfig(
-            listen=(address, port), addresses={},
-            hosts={HOST: HostEntry(scenario=name, role="mail", host=HOST)},
-            scenarios={name: scenario},
-        )  # fmt: skip
-        httpd = emulator.make_server(config)
-        if name == "tls":
-            httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        servers.append((httpd, thread))
-    try:
-        yield address, servers[0][0].server_address[1], rv
-    finally:
-        for httpd, thread in servers:
-            httpd.shutdown()
-            httpd.server_close()
-            thread.join(timeout=5)
+    with serve_emulator(host=HOST, domain=DOMAIN, users=[(USER, PASSWORD)], tls=tls,
+                        tmp_path=tmp_path, monkeypatch=monkeypatch, listeners=(443, 80)
+                        ) as (address, servers):  # fmt: skip
+        yield address, servers[0].server_address[1], rv
 
 
 async def _run(pki: LabPKI, address: str, port: int) -> Report:
