@@ -176,16 +176,18 @@ class _Spares:
         self._backend = backend
         self._context = context
         self._timeout = timeout
-        self._waiting: dict[tuple[str, int], list[asyncio.Task[Any]]] = {}  # not yet taken
+        # (host, port, for an OwnConnection) -> spares not yet taken, oldest first
+        self._waiting: dict[tuple[str, int, bool], list[asyncio.Task[Any]]] = {}
         self._owned: set[asyncio.Task[Any]] = set()  # not yet handed over: closed by aclose
         self._closed = False
 
-    def open(self, host: str, port: int) -> None:
-        """Start opening a spare to ``https://host:port``."""
+    def open(self, host: str, port: int, *, own: bool) -> None:
+        """Start opening a spare to ``https://host:port``, for an :class:`OwnConnection`
+        (``own``) or for the shared pool."""
         if self._closed:
             return
         task = asyncio.get_running_loop().create_task(self._open(host, port))
-        self._waiting.setdefault((host.lower(), port), []).append(task)
+        self._waiting.setdefault((host.lower(), port, own), []).append(task)
         self._owned.add(task)
 
     async def _open(self, host: str, port: int) -> Any:
@@ -200,9 +202,10 @@ class _Spares:
             await stream.aclose()
             raise
 
-    async def take(self, host: str, port: int) -> Any:
-        """The oldest spare to ``host:port`` (waiting for it if still opening), or None."""
-        waiting = self._waiting.get((host.lower(), port))
+    async def take(self, host: str, port: int, *, own: bool) -> Any:
+        """The oldest spare to ``host:port`` for ``own`` (see :meth:`open`; waiting for it
+        if still opening), or None."""
+        waiting = self._waiting.get((host.lower(), port, own))
         if not waiting:
             return None
         task = waiting.pop(0)
@@ -222,10 +225,11 @@ class _Spares:
         # readable too); the transport sends the request again should it fail there.
         return stream
 
-    def borrowed(self, backend: Any) -> Any:
-        """A network backend for one :class:`OwnConnection`: its first connection is the
-        spare to the same origin if one is ready, every later one is opened by ``backend``."""
-        return _FirstFromSpares(self, backend, self._context)
+    def backend(self, backend: Any, *, own: bool) -> Any:
+        """A network backend taking a spare to the origin, when one is waiting, for every
+        connection of the shared pool or for the first of an :class:`OwnConnection`
+        (``own``), and opening the others with ``backend``."""
+        return _FromSpares(self, backend, self._context, own=own)
 
     async def aclose(self) -> None:
         """Close every spare nobody took (and stop those still opening)."""
@@ -240,24 +244,26 @@ class _Spares:
                 await outcome.aclose()
 
 
-class _FirstFromSpares:
-    """The network backend of one :class:`OwnConnection` (see :meth:`_Spares.borrowed`)."""
+class _FromSpares:
+    """A network backend that hands httpcore spares as new connections (see
+    :meth:`_Spares.backend`)."""
 
-    __slots__ = ("_backend", "_context", "_first", "_spares", "took_spare")
+    __slots__ = ("_backend", "_context", "_own", "_spares", "_used")
 
-    def __init__(self, spares: _Spares, backend: Any, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, spares: _Spares, backend: Any, context: ssl.SSLContext, *, own: bool
+    ) -> None:
         self._spares = spares
         self._backend = backend
         self._context = context
-        self._first = True
-        self.took_spare = False  # the first connection is a spare
+        self._own = own
+        self._used = False
 
     async def connect_tcp(self, host: str, port: int, **kwargs: Any) -> Any:
-        if self._first:
-            self._first = False
-            stream = await self._spares.take(host, port)
+        if not (self._own and self._used):
+            self._used = True
+            stream = await self._spares.take(host, port, own=self._own)
             if stream is not None:
-                self.took_spare = True
                 return _Opened(stream, self._context, host)
         return await self._backend.connect_tcp(host, port, **kwargs)
 
@@ -265,16 +271,23 @@ class _FirstFromSpares:
         await self._backend.sleep(seconds)
 
 
+class _StaleSpare(Exception):  # noqa: N818 - an internal signal, never raised to callers
+    """The server closed a spare before the first request on it got any answer: the
+    transport sends the request again on a new connection."""
+
+
 class _Opened:
     """A spare handed to httpcore as a new TCP connection: its TLS is already up, with
-    the very context and server name httpcore asks for (anything else is a bug)."""
+    the very context and server name httpcore asks for (anything else is a bug). Until its
+    first answer arrives, a closed or reset connection is :class:`_StaleSpare`."""
 
-    __slots__ = ("_context", "_host", "_stream")
+    __slots__ = ("_context", "_fresh", "_host", "_stream")
 
     def __init__(self, stream: Any, context: ssl.SSLContext, host: str) -> None:
         self._stream = stream
         self._context = context
         self._host = host
+        self._fresh = True
 
     async def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
@@ -284,14 +297,31 @@ class _Opened:
         if ssl_context is not self._context or named != self._host.lower():
             await self._stream.aclose()
             raise RuntimeError("a pre-opened connection was asked for another TLS context")
-        return self._stream
+        return self
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data: bytes = await self._stream.read(max_bytes, timeout)
+        import httpcore  # noqa: PLC0415
+
+        try:
+            data: bytes = await self._stream.read(max_bytes, timeout)
+        except httpcore.ReadError as exc:
+            if self._fresh:
+                raise _StaleSpare(str(exc)) from exc
+            raise
+        if self._fresh and not data:
+            raise _StaleSpare("the server closed the connection before any answer")
+        self._fresh = False
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._stream.write(buffer, timeout)
+        import httpcore  # noqa: PLC0415
+
+        try:
+            await self._stream.write(buffer, timeout)
+        except httpcore.WriteError as exc:
+            if self._fresh:
+                raise _StaleSpare(str(exc)) from exc
+            raise
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -300,19 +330,21 @@ class _Opened:
         return self._stream.get_extra_info(info)
 
 
-def preopen(client: httpx.AsyncClient, url: str) -> None:
+def preopen(client: httpx.AsyncClient, url: str, *, shared: bool = False) -> None:
     """Start opening a connection (TCP and TLS, no request) to ``url``'s origin, for the
     next :class:`OwnConnection` request there, so an NTLM handshake starts on a connection
-    that is already up. Call it only for an origin that will get such a request if all
-    goes well (the credential policy's hosts, never another); an unused one is closed with
-    the client. A no-op for ``http`` URLs and for clients not made by :func:`make_client`.
+    that is already up; ``shared``: for the next request of the client's shared pool that
+    needs a new connection there. Call it only for an origin that will get such a request
+    if all goes well (the credential policy's hosts, never another); an unused one is
+    closed with the client. A no-op for ``http`` URLs and clients not made by
+    :func:`make_client`.
     """
     import httpx  # noqa: PLC0415
 
     spares = getattr(getattr(client, "_transport", None), "spares", None)
     parsed = httpx.URL(url)
     if isinstance(spares, _Spares) and parsed.scheme == "https" and parsed.host:
-        spares.open(parsed.host, parsed.port or 443)
+        spares.open(parsed.host, parsed.port or 443, own=not shared)
 
 
 def _transport(
@@ -347,28 +379,33 @@ def _transport(
         """Shared pool by default; an :class:`OwnConnection`'s own pool when one is named."""
 
         def __init__(self) -> None:
-            self.shared = over(run.options.concurrency, 5.0)
             self.spares = _Spares(backend, context, connect_timeout)
+            self.shared = over(run.options.concurrency, 5.0,
+                               self.spares.backend(backend, own=False))  # fmt: skip
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             own = request.extensions.get(_OWN_CONNECTION)
             if own is None:
-                return await self.shared.handle_async_request(request)
+                try:
+                    return await self.shared.handle_async_request(request)
+                except _StaleSpare:
+                    # The server closed the spare before this request reached it (nothing
+                    # came back): the request goes again, as it would have without a spare.
+                    return await _again(self.shared, request)
             if not isinstance(own, OwnConnection):
                 raise TypeError(f"{_OWN_CONNECTION} must be an OwnConnection, not {own!r}")
             # One connection, never expired by the client: only the server ends it. The
-            # first is the spare preopen() opened to the origin, if there is one.
-            network = None if own.used else self.spares.borrowed(backend)
-            transport = own.transport(lambda: over(1, None, network or backend))
+            # first is a spare preopen() opened to the origin, if one is waiting.
+            first = not own.used
+            transport = own.transport(
+                lambda: over(1, None, self.spares.backend(backend, own=True))
+            )
             try:
                 response: httpx.Response = await transport.handle_async_request(request)
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-                if network is None or not network.took_spare:
+            except _StaleSpare:
+                if not first:  # only the first connection of its own is a spare
                     raise
-                # The server closed the spare before this request reached it (nothing came
-                # back): the request goes again on a new connection, as without a spare.
-                transport = await own.renew(lambda: over(1, None))
-                response = await transport.handle_async_request(request)
+                return await _again(await own.renew(lambda: over(1, None)), request)
             return response
 
         async def aclose(self) -> None:
@@ -378,6 +415,16 @@ def _transport(
                 await self.shared.aclose()
 
     return Transport()
+
+
+async def _again(transport: httpx.AsyncBaseTransport, request: httpx.Request) -> httpx.Response:
+    """``request`` sent once more after a stale spare (another stale one is a read error)."""
+    import httpx  # noqa: PLC0415
+
+    try:
+        return await transport.handle_async_request(request)
+    except _StaleSpare as exc:
+        raise httpx.ReadError(str(exc), request=request) from exc
 
 
 def make_client(

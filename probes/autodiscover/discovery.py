@@ -69,6 +69,7 @@ from probes.autodiscover.pox import (
     build_request,
     parse_response,
 )
+from probes.autodiscover.v2 import PROTOCOLS as V2_PROTOCOLS
 from probes.srv import SrvRecord, order_srv
 
 if TYPE_CHECKING:
@@ -369,6 +370,10 @@ class Discovery:
         base = Attempt(
             kind="failed", url=url, address=address, method=method, hops=hops, chain=chain
         )
+        if (host, port, "https") not in self._hosts:
+            # The unauthenticated request follows a good host block (a failed certificate
+            # fails this connection's TLS too): its connection opens meanwhile.
+            preopen(await self.client(authenticated=False), url, shared=True)
         check = await self.host_block(parent, host, port, "https")
         if check.state != "ok":
             kind: Kind = "failed" if check.state == "invalid" else check.state
@@ -461,6 +466,12 @@ class Discovery:
                 else:
                     step.add(F.NO_CREDENTIALS(detail=f"{url} answered 401 as expected"))
             return replace(base, kind="no_credentials")
+        if check.valid_certificate:
+            # Should this answer be the one, Autodiscover v2 asks this host its protocols at
+            # once, anonymously: the connections beyond the pooled one open meanwhile.
+            anonymous = await self.client(authenticated=False)
+            for _ in V2_PROTOCOLS[1:]:
+                preopen(anonymous, url, shared=True)
         user = creds.username or address
         title = f"Ask for the settings of {address} as {user} ({scheme_name(scheme)})"
         with parent.step(title) as step:
