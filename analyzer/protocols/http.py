@@ -163,8 +163,9 @@ class _Spares:
     A spare is opened exactly as httpcore opens a connection of the client: the same
     network backend (the run's resolver, overrides and per-host slots), the same SSL
     context, ALPN and server name, so its certificate is verified as a normal connection's
-    would be. A spare that failed to open is dropped silently: the request then opens its
-    own connection and meets (and reports) the same failure, exactly as without a spare.
+    would be. A spare that failed to open fails the request that takes it, with the very
+    error that connection attempt raised (a refused connection, a timeout, a rejected
+    certificate), as if the request had made that attempt itself; nothing is tried twice.
     Should the server have closed it meanwhile, the request that took it fails before any
     answer and is sent again on a new connection (:func:`_transport`). The client owns its
     spares: closing it closes the spares nobody took.
@@ -204,7 +205,7 @@ class _Spares:
 
     async def take(self, host: str, port: int, *, own: bool) -> Any:
         """The oldest spare to ``host:port`` for ``own`` (see :meth:`open`; waiting for it
-        if still opening), or None."""
+        if still opening), or None; the error of its connection attempt if that failed."""
         waiting = self._waiting.get((host.lower(), port, own))
         if not waiting:
             return None
@@ -215,10 +216,10 @@ class _Spares:
         except asyncio.CancelledError:
             if task.cancelled():  # the client is closing
                 return None
-            raise
-        except Exception:  # the request meets the failure again, and reports it
+            raise  # the spare stays owned: aclose() closes what it opened
+        except BaseException:
             self._owned.discard(task)
-            return None
+            raise
         self._owned.discard(task)
         # Whether the server closed it meanwhile cannot be told before using it (TLS 1.3
         # servers send session tickets after the handshake: the socket of a live one is
@@ -279,15 +280,17 @@ class _StaleSpare(Exception):  # noqa: N818 - an internal signal, never raised t
 class _Opened:
     """A spare handed to httpcore as a new TCP connection: its TLS is already up, with
     the very context and server name httpcore asks for (anything else is a bug). Until its
-    first answer arrives, a closed or reset connection is :class:`_StaleSpare`."""
+    first answer arrives, a closed or reset connection is :class:`_StaleSpare`, and so is
+    a request over it without TLS (plain http to the port of a spare: never on it)."""
 
-    __slots__ = ("_context", "_fresh", "_host", "_stream")
+    __slots__ = ("_context", "_fresh", "_host", "_stream", "_tls")
 
     def __init__(self, stream: Any, context: ssl.SSLContext, host: str) -> None:
         self._stream = stream
         self._context = context
         self._host = host
         self._fresh = True
+        self._tls = False  # httpcore asked for TLS with this spare's parameters
 
     async def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
@@ -297,6 +300,7 @@ class _Opened:
         if ssl_context is not self._context or named != self._host.lower():
             await self._stream.aclose()
             raise RuntimeError("a pre-opened connection was asked for another TLS context")
+        self._tls = True
         return self
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
@@ -316,6 +320,9 @@ class _Opened:
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         import httpcore  # noqa: PLC0415
 
+        if not self._tls:
+            await self._stream.aclose()
+            raise _StaleSpare("a pre-opened TLS connection cannot carry plain http")
         try:
             await self._stream.write(buffer, timeout)
         except httpcore.WriteError as exc:

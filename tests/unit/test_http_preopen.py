@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import pytest
 
 from analyzer.core.context import RunContext, RunOptions
+from analyzer.core.errors import NetError
 from analyzer.lab.pki import LabPKI
 from analyzer.protocols.http import make_client, preopen, request_bounded
 from tests.servers.tcp import read_http_request, serve, server_context, tls_then
@@ -157,3 +158,31 @@ async def test_a_connection_still_opening_when_the_client_closes_is_not_left_ope
         assert seen.until(lambda: all(seen.ended)), seen.ended
         assert all(not carried for carried in seen.requests)
         assert server.connections <= 1
+
+
+async def _certificate_error(pki: LabPKI, wrong: ssl.SSLContext, *, ahead: bool
+                             ) -> tuple[str, str, int]:  # fmt: skip
+    """The error of a request to a server whose certificate names another host (with the
+    connection opened ahead or not), and how many connections the server saw."""
+    with serve(tls_then(wrong)) as server:
+        url = f"https://{HOST}:{server.port}/"
+        async with RunContext(_options(pki)) as run, make_client(run) as client:
+            if ahead:
+                preopen(client, url, shared=True)
+            with pytest.raises(NetError) as failed:
+                await request_bounded(client, "GET", url, timeout=WAIT)
+        return type(failed.value).__name__, str(failed.value), server.connections
+
+
+async def test_a_rejected_certificate_is_reported_as_without_a_connection_opened_ahead(
+    pki: LabPKI,
+) -> None:
+    # Given a server whose certificate names another host
+    wrong = server_context(pki, "elsewhere", "elsewhere.test")
+    # When a request goes there over a connection opened ahead, and without one
+    kind, text, connections = await _certificate_error(pki, wrong, ahead=True)
+    plain_kind, plain_text, _ = await _certificate_error(pki, wrong, ahead=False)
+    # Then the error is the same, and the server saw one attempt (nothing tried twice)
+    assert (kind, text) == (plain_kind, plain_text)
+    assert "certificate" in text.lower()
+    assert connections == 1
