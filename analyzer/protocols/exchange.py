@@ -651,16 +651,20 @@ async def prepare(
     ctx: ProbeContext, res: ResultRecorder, f: HttpFindings, url: ServiceUrl, name: str, *,
     method: str = "POST", headers: dict[str, str] | None = None, content: bytes | None = None,
     prefer: str = "",
+    login_over_session: bool = True,
 ) -> AsyncIterator[Prepared | None]:  # fmt: skip
     """The URL step, the unauthenticated request, the credential gate and the choice of
     scheme, each a step of ``res``. Yields None when nothing more can be done, else the
-    endpoint (with ``scheme`` None when the login is not to be tried)."""
+    endpoint (with ``scheme`` None when the login is not to be tried).
+    ``login_over_session``: the login goes through the session's client (:func:`ask`), so
+    its first NTLM connection opens beside the unauthenticated request; False for a probe
+    that logs in over connections of its own making."""
     with res.step(f"{name} URL ({describe_source(url)})") as step:
         step.add(f.endpoint(detail=f"{url.url} ({describe_source(url)})",
                             evidence={"url": url.url, "source": url.source}))  # fmt: skip
     async with contextlib.AsyncExitStack() as stack:
         session = await stack.enter_async_context(open_session(ctx))
-        if _may_log_in(ctx, url):
+        if login_over_session and _may_log_in(ctx, url):
             # The login follows if the answer asks for it; NTLM's connection of its own
             # opens meanwhile (closed with the session if no handshake takes it).
             preopen(session.client, url.url)

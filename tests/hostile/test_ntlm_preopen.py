@@ -27,7 +27,7 @@ import pytest
 
 from analyzer.api import check
 from analyzer.core.context import Credentials, RunOptions
-from analyzer.core.facts import AUTODISCOVER_SETTINGS, AutodiscoverSettings
+from analyzer.core.facts import AUTODISCOVER_SETTINGS, AutodiscoverSettings, OutlookAnywhere
 from analyzer.core.model import Report, Status
 from analyzer.core.probe import Probe, ProbeContext
 from analyzer.core.targets import Target, parse_target
@@ -35,6 +35,7 @@ from analyzer.lab import emulator
 from analyzer.lab.emulator import EmulatorRequest, EmulatorResponse
 from analyzer.lab.pki import LabPKI
 from probes.ews import PROBE as EWS
+from probes.outlook_anywhere import PROBE as OUTLOOK_ANYWHERE
 from reports.html import render
 from reports.json import dumps
 from tests.servers.exchange import serve_emulator
@@ -124,7 +125,8 @@ def tls(pki: LabPKI) -> ssl.SSLContext:
 def _serve(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watch: Watch
            ) -> Iterator[str]:  # fmt: skip
     """The emulator over TLS on port 443 of a loopback address of its own, watched."""
-    monkeypatch.setitem(emulator.ROUTES, "/EWS/", watch.route(emulator.ROUTES["/EWS/"]))
+    for prefix in ("/EWS/", "/rpc/"):
+        monkeypatch.setitem(emulator.ROUTES, prefix, watch.route(emulator.ROUTES[prefix]))
 
     def watched(httpd: Any) -> None:
         accept, shutdown = httpd.get_request, httpd.shutdown_request
@@ -163,16 +165,19 @@ def closing_exchange(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.Mo
         yield address, watch
 
 
-async def _ews(pki: LabPKI, address: str) -> Report:
+async def _check(pki: LabPKI, address: str, probe: Probe = EWS) -> Report:
+    """A run of ``probe`` (EWS by default) on settings naming the emulator's host."""
     async def autodiscover(ctx: ProbeContext, target: Target) -> None:
         ews = f"https://{HOST}/EWS/Exchange.asmx"
         ctx.publish(AUTODISCOVER_SETTINGS, AutodiscoverSettings(
             email=USER, source_url=f"https://autodiscover.{DOMAIN}/autodiscover/autodiscover.xml",
             ews_url=ews, availability_url=ews, oof_url=ews, vouched=True,
+            legacy_dn=f"/o={DOMAIN}/ou=Exchange Administrative Group/cn=Recipients/cn=alice",
+            outlook_anywhere=(OutlookAnywhere(server=HOST, auth_package="Ntlm"),),
         ))  # fmt: skip
 
     probes = [Probe(id="autodiscover", title="Autodiscover", run=autodiscover,
-                    provides=(AUTODISCOVER_SETTINGS,)), EWS]  # fmt: skip
+                    provides=(AUTODISCOVER_SETTINGS,)), probe]  # fmt: skip
     options = RunOptions(timeout=30, op_timeout=HOLD + 5, ca_file=pki.ca_file,
                          connect={HOST: (address,)},
                          credentials=Credentials(USER, password=PASSWORD))  # fmt: skip
@@ -203,7 +208,7 @@ async def test_each_handshake_starts_on_a_connection_opened_ahead(
     # answer, until a connection that carried no request yet is open
     address, watch = exchange
     # When EWS logs in and asks GetFolder, then free/busy and out-of-office
-    report = await _ews(pki, address)
+    report = await _check(pki, address)
     # Then the connection of GetFolder's handshake was opened while the anonymous request
     # was in flight, and one for the next handshake while GetFolder's was
     assert watch.met == {"anonymous": True, "getfolder": True}
@@ -228,7 +233,7 @@ async def test_a_connection_the_server_closed_meanwhile_is_replaced(
     # it is still idle (as a server or load balancer with a short idle timeout does)
     address, watch = closing_exchange
     # When EWS logs in
-    report = await _ews(pki, address)
+    report = await _check(pki, address)
     # Then that connection was closed unused and the handshake went over a new one: the
     # login succeeded, nothing reported as an authentication failure
     assert watch.met["anonymous"] is True
@@ -242,3 +247,19 @@ async def test_a_connection_the_server_closed_meanwhile_is_replaced(
     # And the closed one carried nothing; every connection was closed in the end
     assert len(watch.accepted) == len(connections) + 1
     assert _all_closed(watch), (watch.closed, len(watch.accepted))
+
+
+async def test_no_connection_is_opened_ahead_for_logins_over_connections_of_their_own(
+    pki: LabPKI, exchange: tuple[str, Watch]
+) -> None:
+    # Given the emulator holding the anonymous request until an idle connection is open
+    address, watch = exchange
+    # When Outlook Anywhere runs (its RPC channels log in over raw connections they open)
+    report = await _check(pki, address, OUTLOOK_ANYWHERE)
+    # Then none was opened ahead: every connection the server saw carried a request
+    assert watch.met == {"anonymous": False}
+    (oa,) = [r for r in report.results if r.probe == "outlook_anywhere"]
+    pings = [f.code for s in oa.steps for f in s.findings if s.title.startswith("RPC ping")]
+    assert pings == ["outlookanywhere.rpc.ok"] * 3
+    carried = {connection.split("#", 1)[0] for connection, _, _ in watch.requests}
+    assert {peer for _, peer in watch.accepted} == carried
