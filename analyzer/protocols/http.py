@@ -108,7 +108,9 @@ class OwnConnection:
     Should the server close it, the next request opens a new one; the client never ends it
     for being idle, so a new connection always means the server (or a device on the way)
     closed the old one. Its first connection is one :func:`preopen` opened to the same
-    origin, if there is one ready and still open, else a new one.
+    origin if there is one (waiting for it to be up), else a new one; should the server
+    have closed that one before the first request reached it, the request is sent again
+    on a new connection.
     """
 
     __slots__ = ("_transport",)
