@@ -187,17 +187,19 @@ async def run(ctx: ProbeContext, target: Target) -> None:
 
 async def _request(
     ctx: ProbeContext, step: StepRecorder, prepared: Prepared, method: str, url: str, *,
-    headers: dict[str, str] | None = None, content: bytes | None = None,
+    headers: dict[str, str] | None = None, content: bytes | None = None, more: bool = False,
 ) -> BoundedResponse | None:  # fmt: skip
-    """One authenticated request; None when a finding already ended the step."""
+    """One authenticated request (``more``: another follows); None when a finding already
+    ended the step."""
     return await ask(ctx, step, prepared, F, method, prepared.url, target=url, headers=headers,
-                     content=content)
+                     content=content, more=more)
 
 
 async def _options(ctx: ProbeContext, res: ResultRecorder, prepared: Prepared) -> str | None:
     user = ctx.options.credentials.username
     with res.step(f"OPTIONS as {user} ({prepared.scheme})") as step:
-        response = await _request(ctx, step, prepared, "OPTIONS", prepared.url.url)
+        # FolderSync follows a good OPTIONS: its connection opens meanwhile.
+        response = await _request(ctx, step, prepared, "OPTIONS", prepared.url.url, more=True)
         if response is None:
             return None
         ended = judge_status(F, response, prepared.url)

@@ -274,8 +274,11 @@ async def run(ctx: ProbeContext, target: Target) -> None:
             if prepared is None or prepared.scheme is None:
                 return
             user = ctx.options.credentials.username
+            # Requests to this URL follow a good GetFolder: their connection opens meanwhile.
+            follows = address is not None and url.url in (availability.url.url, oof.url.url)
             with res.step(f"GetFolder (Inbox) as {user} ({prepared.scheme})") as step:
-                answer = await _ask(ctx, step, prepared, url, GETFOLDER_INBOX, "GetFolder")
+                answer = await _ask(ctx, step, prepared, url, GETFOLDER_INBOX, "GetFolder",
+                                    more=follows)  # fmt: skip
                 if answer is None:
                     # No EWS answer at all (login refused, an HTTP error, not SOAP): the
                     # other requests would fare no better.
@@ -357,11 +360,13 @@ async def _mailbox_step(
 
 async def _ask(
     ctx: ProbeContext, step: StepRecorder, prepared: Prepared, url: ServiceUrl, body: bytes,
-    operation: Operation,
+    operation: Operation, *, more: bool = False,
 ) -> EwsAnswer | None:  # fmt: skip
-    """The authenticated request and its answer read; None when a finding of ``step``
-    already says why there is none (login refused, network, HTTP status, not SOAP)."""
-    response = await ask(ctx, step, prepared, F, "POST", url, headers=HEADERS, content=body)
+    """The authenticated request (``more``: another follows) and its answer read; None when
+    a finding of ``step`` already says why there is none (login refused, network, HTTP
+    status, not SOAP)."""
+    response = await ask(ctx, step, prepared, F, "POST", url, headers=HEADERS, content=body,
+                         more=more)  # fmt: skip
     if response is None:
         return None
     if response.status == 500:

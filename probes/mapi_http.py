@@ -209,8 +209,11 @@ async def _authenticated(
     if prepared.scheme is None:
         return
     user = ctx.options.credentials.username
+    # Each request is a handshake of its own: the next one's connection opens meanwhile.
+    session_follows = name != "emsmdb" or bool(legacy_dn)
     with res.step(f"PING as {user} ({prepared.scheme})") as step:
-        if await _call(ctx, step, prepared, "PING", client, 2, b"") is None:
+        if await _call(ctx, step, prepared, "PING", client, 2, b"",
+                       more=session_follows) is None:  # fmt: skip
             return
         step.add(PING_OK(detail=f"{name}: X-ResponseCode 0"))
     if name == "emsmdb":
@@ -228,11 +231,13 @@ async def _authenticated(
 
 async def _call(
     ctx: ProbeContext, step: StepRecorder, prepared: Prepared, request_type: str, client: str,
-    sequence: int, body: bytes,
+    sequence: int, body: bytes, *, more: bool = False,
 ) -> BoundedResponse | None:  # fmt: skip
-    """One authenticated request; None when a finding ended the step."""
+    """One authenticated request (``more``: another follows); None when a finding ended the
+    step."""
     response = await ask(ctx, step, prepared, F, "POST", prepared.url,
-                         headers=_headers(request_type, client, sequence), content=body)
+                         headers=_headers(request_type, client, sequence), content=body,
+                         more=more)  # fmt: skip
     if response is None:
         return None
     ended = judge_status(F, response, prepared.url)
@@ -277,7 +282,8 @@ async def _session(
     evidence: dict[str, Json] = {}
     for sequence, (request_type, body) in enumerate((opening, closing), start=3):
         step.send(f"[{request_type} request, {len(body)} bytes]")
-        response = await _call(ctx, step, prepared, request_type, client, sequence, body)
+        response = await _call(ctx, step, prepared, request_type, client, sequence, body,
+                               more=request_type == opening[0])  # fmt: skip
         if response is None:
             return
         binary = binary_part(response.body)

@@ -161,8 +161,10 @@ async def run(ctx: ProbeContext, target: Target) -> None:
         oa = next((b for b in settings.outlook_anywhere if not b.internal), None)
     package = oa.auth_package if oa is not None else ""
     with ctx.result(url.url) as res:
+        # The RPC channels log in over raw connections of their own (open_channel).
         async with prepare(ctx, res, F, url, "RPC proxy", method="RPC_IN_DATA",
-                           content=b"", prefer=package) as prepared:  # fmt: skip
+                           content=b"", prefer=package,
+                           login_over_session=False) as prepared:  # fmt: skip
             if prepared is None:
                 return
             if prepared.offered:

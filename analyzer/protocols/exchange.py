@@ -45,7 +45,7 @@ from analyzer.core.facts import AUTODISCOVER_SETTINGS, AutodiscoverSettings
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Finding, Json, Status
 from analyzer.protocols.endpoints import resolve_host
-from analyzer.protocols.http import BoundedResponse, make_client
+from analyzer.protocols.http import BoundedResponse, make_client, preopen
 from analyzer.protocols.httpauth import (
     AuthError,
     AuthScheme,
@@ -581,32 +581,35 @@ def choose_scheme(
 async def authenticated(
     ctx: ProbeContext, step: StepRecorder, session: HttpSession, method: str, url: str, *,
     scheme: AuthScheme, offered: Sequence[str], headers: dict[str, str] | None = None,
-    content: bytes | None = None, max_bytes: int = MAX_RESPONSE,
+    content: bytes | None = None, max_bytes: int = MAX_RESPONSE, more: bool = False,
 ) -> BoundedResponse:  # fmt: skip
-    """The request with the user's credentials (every NTLM leg recorded in ``step``)."""
+    """The request with the user's credentials (every NTLM leg recorded in ``step``);
+    ``more``: another authenticated request to the same origin follows (see
+    :func:`~analyzer.protocols.httpauth.send_authenticated`)."""
     return await send_authenticated(
         session.client, method, url, creds=ctx.options.credentials, scheme=scheme,
         headers=headers, content=content, offered=tuple(offered), max_bytes=max_bytes,
         timeout=ctx.op_timeout() * (3 if scheme in ("ntlm", "negotiate") else 1),
-        transcript=step,
+        transcript=step, more=more,
     )  # fmt: skip
 
 
 async def ask(
     ctx: ProbeContext, step: StepRecorder, prepared: Prepared, f: HttpFindings, method: str,
     url: ServiceUrl, *, target: str | None = None, headers: dict[str, str] | None = None,
-    content: bytes | None = None,
+    content: bytes | None = None, more: bool = False,
 ) -> BoundedResponse | None:  # fmt: skip
     """One authenticated request of an Exchange probe on ``prepared``'s session, to ``target``
     (default: ``url``'s own URL; a command's query string, for instance); None when the
     credentials could not be presented or the network failed, which ``step`` then says with
     ``f``'s findings about ``url`` (the HTTP status is the caller's to judge:
-    :func:`judge_status`)."""
+    :func:`judge_status`). ``more``: another request of the probe to the same origin
+    follows if this one succeeds (its NTLM connection opens meanwhile)."""
     assert prepared.scheme is not None  # noqa: S101 - prepare() chose a scheme
     try:
         return await authenticated(
             ctx, step, prepared.session, method, target or url.url, scheme=prepared.scheme,
-            offered=prepared.offered, headers=headers, content=content,
+            offered=prepared.offered, headers=headers, content=content, more=more,
         )  # fmt: skip
     except AuthError as exc:
         step.add(auth_error_finding(f, exc))
@@ -648,15 +651,23 @@ async def prepare(
     ctx: ProbeContext, res: ResultRecorder, f: HttpFindings, url: ServiceUrl, name: str, *,
     method: str = "POST", headers: dict[str, str] | None = None, content: bytes | None = None,
     prefer: str = "",
+    login_over_session: bool = True,
 ) -> AsyncIterator[Prepared | None]:  # fmt: skip
     """The URL step, the unauthenticated request, the credential gate and the choice of
     scheme, each a step of ``res``. Yields None when nothing more can be done, else the
-    endpoint (with ``scheme`` None when the login is not to be tried)."""
+    endpoint (with ``scheme`` None when the login is not to be tried).
+    ``login_over_session``: the login goes through the session's client (:func:`ask`), so
+    its first NTLM connection opens beside the unauthenticated request; False for a probe
+    that logs in over connections of its own making."""
     with res.step(f"{name} URL ({describe_source(url)})") as step:
         step.add(f.endpoint(detail=f"{url.url} ({describe_source(url)})",
                             evidence={"url": url.url, "source": url.source}))  # fmt: skip
     async with contextlib.AsyncExitStack() as stack:
         session = await stack.enter_async_context(open_session(ctx))
+        if login_over_session and _may_log_in(ctx, url):
+            # The login follows if the answer asks for it; NTLM's connection of its own
+            # opens meanwhile (closed with the session if no handshake takes it).
+            preopen(session.client, url.url)
         with res.step(f"Unauthenticated {method} {url.url}") as step:
             response, session = await _anonymous_step(
                 ctx, stack, step, f, session, url, method, headers, content
@@ -721,6 +732,17 @@ async def _anonymous_step(
             return None, session
         step.note(f"HTTP {response.status} without credentials")
     return response, session
+
+
+def _may_log_in(ctx: ProbeContext, url: ServiceUrl) -> bool:
+    """True when the user's password may go to ``url`` (what :func:`_gate` knows before the
+    server has answered): never open a connection for a login the policy forbids."""
+    creds = ctx.options.credentials
+    verdict = url.verdict
+    return (
+        creds.password() is not None and bool(creds.username)
+        and verdict is not None and verdict.allowed
+    )  # fmt: skip
 
 
 def _gate(

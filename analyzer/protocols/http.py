@@ -9,7 +9,8 @@ system + ``--ca-file``) unless a caller explicitly asks for the inspection conte
 
 Requests share the client's pool of keep-alive connections, except those naming an
 :class:`OwnConnection`: they travel over one connection that nothing else uses (NTLM
-authenticates a connection, not a request).
+authenticates a connection, not a request). :func:`preopen` opens such a connection ahead
+of time (TCP and TLS, no request), so the handshake that needs it does not wait for it.
 
 Responses are read with :func:`read_bounded`: a size limit and the deadline apply to the
 body, so a 50 MB or trickling response ends as an error instead of a hang.
@@ -35,6 +36,7 @@ __all__ = [
     "BoundedResponse",
     "OwnConnection",
     "make_client",
+    "preopen",
     "read_bounded",
     "request_bounded",
 ]
@@ -105,7 +107,10 @@ class OwnConnection:
 
     Should the server close it, the next request opens a new one; the client never ends it
     for being idle, so a new connection always means the server (or a device on the way)
-    closed the old one.
+    closed the old one. Its first connection is one :func:`preopen` opened to the same
+    origin if there is one (waiting for it to be up), else a new one; should the server
+    have closed that one before the first request reached it, the request is sent again
+    on a new connection.
     """
 
     __slots__ = ("_transport",)
@@ -130,6 +135,13 @@ class OwnConnection:
             self._transport = factory()
         return self._transport
 
+    async def renew(self, factory: Callable[[], Any]) -> Any:
+        """Close the connection and make a new transport with ``factory`` (a connection the
+        server closed before the first request reached it)."""
+        await self.aclose()
+        self._transport = factory()
+        return self._transport
+
     async def aclose(self) -> None:
         """Close the connection (if one was opened)."""
         if self._transport is not None:
@@ -146,7 +158,207 @@ class OwnConnection:
 _OWN_CONNECTION = "rca_own_connection"
 
 
-def _transport(run: RunContext, context: ssl.SSLContext) -> httpx.AsyncBaseTransport:
+class _Spares:
+    """Connections opened ahead of time (TCP and TLS, no request), each for the first
+    :class:`OwnConnection` to its origin that asks (:func:`preopen`), oldest first.
+
+    A spare is opened exactly as httpcore opens a connection of the client: the same
+    network backend (the run's resolver, overrides and per-host slots), the same SSL
+    context, ALPN and server name, so its certificate is verified as a normal connection's
+    would be. A spare that failed to open fails the request that takes it, with the very
+    error that connection attempt raised (a refused connection, a timeout, a rejected
+    certificate), as if the request had made that attempt itself; nothing is tried twice.
+    Should the server have closed it meanwhile, the request that took it fails before any
+    answer and is sent again on a new connection (:func:`_transport`). The client owns its
+    spares: closing it closes the spares nobody took.
+    """
+
+    __slots__ = ("_backend", "_closed", "_context", "_owned", "_waiting", "_timeout")
+
+    def __init__(self, backend: Any, context: ssl.SSLContext, timeout: float) -> None:
+        self._backend = backend
+        self._context = context
+        self._timeout = timeout
+        # (host, port, for an OwnConnection) -> spares not yet taken, oldest first
+        self._waiting: dict[tuple[str, int, bool], list[asyncio.Task[Any]]] = {}
+        self._owned: set[asyncio.Task[Any]] = set()  # not yet handed over: closed by aclose
+        self._closed = False
+
+    def open(self, host: str, port: int, *, own: bool) -> None:
+        """Start opening a spare to ``https://host:port``, for an :class:`OwnConnection`
+        (``own``) or for the shared pool."""
+        if self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._open(host, port))
+        self._waiting.setdefault((host.lower(), port, own), []).append(task)
+        self._owned.add(task)
+
+    async def _open(self, host: str, port: int) -> Any:
+        stream = await self._backend.connect_tcp(host, port, timeout=self._timeout)
+        try:
+            # As httpcore's AsyncHTTPConnection._connect does for an https origin (http1 only).
+            self._context.set_alpn_protocols(["http/1.1"])
+            return await stream.start_tls(
+                ssl_context=self._context, server_hostname=host, timeout=self._timeout
+            )
+        except BaseException:
+            await stream.aclose()
+            raise
+
+    async def take(self, host: str, port: int, *, own: bool) -> Any:
+        """The oldest spare to ``host:port`` for ``own`` (see :meth:`open`; waiting for it
+        if still opening), or None; the error of its connection attempt if that failed."""
+        waiting = self._waiting.get((host.lower(), port, own))
+        if not waiting:
+            return None
+        task = waiting.pop(0)
+        try:
+            # Shielded: should the caller be cancelled, the spare stays owned, for aclose().
+            stream = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():  # the client is closing
+                return None
+            raise  # the spare stays owned: aclose() closes what it opened
+        except BaseException:
+            self._owned.discard(task)
+            raise
+        self._owned.discard(task)
+        # Whether the server closed it meanwhile cannot be told before using it (TLS 1.3
+        # servers send session tickets after the handshake: the socket of a live one is
+        # readable too); the transport sends the request again should it fail there.
+        return stream
+
+    def backend(self, backend: Any, *, own: bool) -> Any:
+        """A network backend taking a spare to the origin, when one is waiting, for every
+        connection of the shared pool or for the first of an :class:`OwnConnection`
+        (``own``), and opening the others with ``backend``."""
+        return _FromSpares(self, backend, self._context, own=own)
+
+    async def aclose(self) -> None:
+        """Close every spare nobody took (and stop those still opening)."""
+        self._closed = True
+        tasks = list(self._owned)
+        self._owned.clear()
+        self._waiting.clear()
+        for task in tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if not isinstance(outcome, BaseException):
+                await outcome.aclose()
+
+
+class _FromSpares:
+    """A network backend that hands httpcore spares as new connections (see
+    :meth:`_Spares.backend`)."""
+
+    __slots__ = ("_backend", "_context", "_own", "_spares", "_used")
+
+    def __init__(
+        self, spares: _Spares, backend: Any, context: ssl.SSLContext, *, own: bool
+    ) -> None:
+        self._spares = spares
+        self._backend = backend
+        self._context = context
+        self._own = own
+        self._used = False
+
+    async def connect_tcp(self, host: str, port: int, **kwargs: Any) -> Any:
+        if not (self._own and self._used):
+            self._used = True
+            stream = await self._spares.take(host, port, own=self._own)
+            if stream is not None:
+                return _Opened(stream, self._context, host)
+        return await self._backend.connect_tcp(host, port, **kwargs)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+class _StaleSpare(Exception):  # noqa: N818 - an internal signal, never raised to callers
+    """The server closed a spare before the first request on it got any answer: the
+    transport sends the request again on a new connection."""
+
+
+class _Opened:
+    """A spare handed to httpcore as a new TCP connection: its TLS is already up, with
+    the very context and server name httpcore asks for (anything else is a bug). Until its
+    first answer arrives, a closed or reset connection is :class:`_StaleSpare`, and so is
+    a request over it without TLS (plain http to the port of a spare: never on it)."""
+
+    __slots__ = ("_context", "_fresh", "_host", "_stream", "_tls")
+
+    def __init__(self, stream: Any, context: ssl.SSLContext, host: str) -> None:
+        self._stream = stream
+        self._context = context
+        self._host = host
+        self._fresh = True
+        self._tls = False  # httpcore asked for TLS with this spare's parameters
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:  # fmt: skip
+        named = (server_hostname or "").lower()
+        if ssl_context is not self._context or named != self._host.lower():
+            await self._stream.aclose()
+            raise RuntimeError("a pre-opened connection was asked for another TLS context")
+        self._tls = True
+        return self
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        import httpcore  # noqa: PLC0415
+
+        try:
+            data: bytes = await self._stream.read(max_bytes, timeout)
+        except httpcore.ReadError as exc:
+            if self._fresh:
+                raise _StaleSpare(str(exc)) from exc
+            raise
+        if self._fresh and not data:
+            raise _StaleSpare("the server closed the connection before any answer")
+        self._fresh = False
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        import httpcore  # noqa: PLC0415
+
+        if not self._tls:
+            await self._stream.aclose()
+            raise _StaleSpare("a pre-opened TLS connection cannot carry plain http")
+        try:
+            await self._stream.write(buffer, timeout)
+        except httpcore.WriteError as exc:
+            if self._fresh:
+                raise _StaleSpare(str(exc)) from exc
+            raise
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+def preopen(client: httpx.AsyncClient, url: str, *, shared: bool = False) -> None:
+    """Start opening a connection (TCP and TLS, no request) to ``url``'s origin, for the
+    next :class:`OwnConnection` request there, so an NTLM handshake starts on a connection
+    that is already up; ``shared``: for the next request of the client's shared pool that
+    needs a new connection there. Call it only for an origin that will get such a request
+    if all goes well (the credential policy's hosts, never another); an unused one is
+    closed with the client. A no-op for ``http`` URLs and clients not made by
+    :func:`make_client`.
+    """
+    import httpx  # noqa: PLC0415
+
+    spares = getattr(getattr(client, "_transport", None), "spares", None)
+    parsed = httpx.URL(url)
+    if isinstance(spares, _Spares) and parsed.scheme == "https" and parsed.host:
+        spares.open(parsed.host, parsed.port or 443, own=not shared)
+
+
+def _transport(
+    run: RunContext, context: ssl.SSLContext, connect_timeout: float
+) -> httpx.AsyncBaseTransport:
     """The transport of :func:`make_client`: a pool resolving through rca, and the
     :class:`OwnConnection` requests routed to their own one-connection pool."""
     import httpcore  # noqa: PLC0415
@@ -154,7 +366,9 @@ def _transport(run: RunContext, context: ssl.SSLContext) -> httpx.AsyncBaseTrans
 
     backend = _backend(run)
 
-    def over(size: int, keepalive_expiry: float | None) -> httpx.AsyncHTTPTransport:
+    def over(
+        size: int, keepalive_expiry: float | None, network: Any = backend
+    ) -> httpx.AsyncHTTPTransport:
         transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False, retries=0)
         # httpx exposes no network-backend hook; the pool it builds is replaced by an
         # equivalent one that resolves through rca (same options as httpx's own).
@@ -166,7 +380,7 @@ def _transport(run: RunContext, context: ssl.SSLContext) -> httpx.AsyncBaseTrans
             http1=True,
             http2=False,
             retries=0,
-            network_backend=backend,
+            network_backend=network,
         )
         return transport
 
@@ -174,23 +388,52 @@ def _transport(run: RunContext, context: ssl.SSLContext) -> httpx.AsyncBaseTrans
         """Shared pool by default; an :class:`OwnConnection`'s own pool when one is named."""
 
         def __init__(self) -> None:
-            self.shared = over(run.options.concurrency, 5.0)
+            self.spares = _Spares(backend, context, connect_timeout)
+            self.shared = over(run.options.concurrency, 5.0,
+                               self.spares.backend(backend, own=False))  # fmt: skip
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             own = request.extensions.get(_OWN_CONNECTION)
             if own is None:
-                return await self.shared.handle_async_request(request)
+                try:
+                    return await self.shared.handle_async_request(request)
+                except _StaleSpare:
+                    # The server closed the spare before this request reached it (nothing
+                    # came back): the request goes again, as it would have without a spare.
+                    return await _again(self.shared, request)
             if not isinstance(own, OwnConnection):
                 raise TypeError(f"{_OWN_CONNECTION} must be an OwnConnection, not {own!r}")
-            # One connection, never expired by the client: only the server ends it.
-            transport = own.transport(lambda: over(1, None))
-            response: httpx.Response = await transport.handle_async_request(request)
+            # One connection, never expired by the client: only the server ends it. The
+            # first is a spare preopen() opened to the origin, if one is waiting.
+            first = not own.used
+            transport = own.transport(
+                lambda: over(1, None, self.spares.backend(backend, own=True))
+            )
+            try:
+                response: httpx.Response = await transport.handle_async_request(request)
+            except _StaleSpare:
+                if not first:  # only the first connection of its own is a spare
+                    raise
+                return await _again(await own.renew(lambda: over(1, None)), request)
             return response
 
         async def aclose(self) -> None:
-            await self.shared.aclose()
+            try:
+                await self.spares.aclose()
+            finally:
+                await self.shared.aclose()
 
     return Transport()
+
+
+async def _again(transport: httpx.AsyncBaseTransport, request: httpx.Request) -> httpx.Response:
+    """``request`` sent once more after a stale spare (another stale one is a read error)."""
+    import httpx  # noqa: PLC0415
+
+    try:
+        return await transport.handle_async_request(request)
+    except _StaleSpare as exc:
+        raise httpx.ReadError(str(exc), request=request) from exc
 
 
 def make_client(
@@ -212,9 +455,10 @@ def make_client(
         raise ValueError("pass an explicit SSLContext to inspect unverified chains")
     context = run.ssl_context() if verify is True else verify
     op = run.options.op_timeout if timeout is None else timeout
+    connect = min(op, run.options.connect_timeout)
     return httpx.AsyncClient(
-        transport=_transport(run, context),
-        timeout=httpx.Timeout(op, connect=min(op, run.options.connect_timeout)),
+        transport=_transport(run, context, connect),
+        timeout=httpx.Timeout(op, connect=connect),
         follow_redirects=follow_redirects,
         trust_env=False,
         # Only encodings read_bounded can decompress within its limit.

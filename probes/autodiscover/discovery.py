@@ -45,6 +45,7 @@ from analyzer.core.errors import (
 )
 from analyzer.core.model import Json, Status
 from analyzer.protocols.endpoints import resolve_host
+from analyzer.protocols.http import preopen
 from analyzer.protocols.httpauth import (
     AuthError,
     AuthScheme,
@@ -68,6 +69,7 @@ from probes.autodiscover.pox import (
     build_request,
     parse_response,
 )
+from probes.autodiscover.v2 import PROTOCOLS as V2_PROTOCOLS
 from probes.srv import SrvRecord, order_srv
 
 if TYPE_CHECKING:
@@ -368,6 +370,10 @@ class Discovery:
         base = Attempt(
             kind="failed", url=url, address=address, method=method, hops=hops, chain=chain
         )
+        if (host, port, "https") not in self._hosts:
+            # The unauthenticated request follows a good host block (a failed certificate
+            # fails this connection's TLS too): its connection opens meanwhile.
+            preopen(await self.client(authenticated=False), url, shared=True)
         check = await self.host_block(parent, host, port, "https")
         if check.state != "ok":
             kind: Kind = "failed" if check.state == "invalid" else check.state
@@ -386,6 +392,11 @@ class Discovery:
         check: _Host,
         host: str,
     ) -> Attempt:
+        creds = self.ctx.options.credentials
+        if check.valid_certificate and creds.password() is not None and self.allowed(host):
+            # The policy lets this host have the password: should the answer ask for NTLM,
+            # its connection of its own opens meanwhile (closed unused otherwise).
+            preopen(await self.client(authenticated=True), url)
         with parent.step(f"Send an unauthenticated request to {url}") as step:
             body = build_request(address, self.schema)
             response = await self._send(
@@ -439,7 +450,6 @@ class Discovery:
                     F.CREDENTIALS_WITHHELD(detail=verdict.detail(), evidence=verdict.evidence())
                 )
             return replace(base, kind="withheld")
-        creds = self.ctx.options.credentials
         scheme = choose_scheme(
             offered, has_password=creds.password() is not None, has_token=creds.token() is not None
         )
@@ -456,6 +466,12 @@ class Discovery:
                 else:
                     step.add(F.NO_CREDENTIALS(detail=f"{url} answered 401 as expected"))
             return replace(base, kind="no_credentials")
+        if check.valid_certificate:
+            # Should this answer be the one, Autodiscover v2 asks this host its protocols at
+            # once, anonymously: the connections beyond the pooled one open meanwhile.
+            anonymous = await self.client(authenticated=False)
+            for _ in V2_PROTOCOLS[1:]:
+                preopen(anonymous, url, shared=True)
         user = creds.username or address
         title = f"Ask for the settings of {address} as {user} ({scheme_name(scheme)})"
         with parent.step(title) as step:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, urljoin
 
 from analyzer.core.errors import NetError
+from analyzer.core.probe import concurrently
 from analyzer.protocols.httpauth import send_recorded
 from probes.autodiscover import findings as F
 from probes.autodiscover.settings import same_url
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     import httpx
 
     from analyzer.core.facts import AutodiscoverSettings
-    from analyzer.core.probe import ProbeContext, ResultRecorder
+    from analyzer.core.probe import ProbeContext, ResultRecorder, StepRecorder
 
 __all__ = ["PROTOCOLS", "V2Error", "check_v2", "parse_v2", "same_url"]
 
@@ -76,55 +77,66 @@ async def check_v2(
         "Ews": settings.ews_url if settings else "",
         "ActiveSync": settings.eas_url if settings and settings.eas_source == "mobilesync" else "",
     }
-    answers: dict[str, str] = {}
     with res.step(f"Ask Autodiscover v2 (JSON) on {host}") as step:
-        for protocol in PROTOCOLS:
-            url = (
-                f"https://{host}/autodiscover/autodiscover.json/v1.0/"
-                f"{quote(address, safe='@')}?Protocol={protocol}"
-            )
-            with step.step(f"GET {url}") as sub:
-                answer = None
-                try:
-                    for _ in range(_MAX_HOPS + 1):
-                        response = await send_recorded(
-                            client,
-                            "GET",
-                            url,
-                            max_bytes=_MAX_BYTES,
-                            timeout=ctx.op_timeout(),
-                            transcript=sub,
-                        )
-                        location = response.header("location") or ""
-                        if response.status in (301, 302, 307, 308) and location:
-                            url = urljoin(url, location)
-                            if not url.lower().startswith("https://"):
-                                raise V2Error(f"redirect to a URL that is not https: {url[:200]}")
-                            continue
-                        if response.status != 200:
-                            raise V2Error(f"HTTP {response.status}")
-                        answer = parse_v2(response.body, protocol)
-                        break
-                    else:
-                        raise V2Error("too many redirects")
-                except (NetError, V2Error) as exc:
-                    sub.add(F.V2_UNAVAILABLE(detail=f"Protocol={protocol}: {exc}"[:500]))
+        # The three questions are independent anonymous GETs to the same host: asked at
+        # once, listed in this order (each sub-step is made when its request starts).
+        found = await concurrently(*(
+            _ask(ctx, step, client, host=host, address=address, protocol=protocol,
+                 expected=compare.get(protocol, ""))
+            for protocol in PROTOCOLS
+        ))  # fmt: skip
+    return {p: answer for p, answer in zip(PROTOCOLS, found, strict=True) if answer is not None}
+
+
+async def _ask(
+    ctx: ProbeContext, step: StepRecorder, client: httpx.AsyncClient, *, host: str,
+    address: str, protocol: str, expected: str,
+) -> str | None:  # fmt: skip
+    """Ask for ``protocol`` (following up to :data:`_MAX_HOPS` https redirects) in a sub-step
+    of ``step``; the URL answered, or None (the sub-step says why)."""
+    url = (
+        f"https://{host}/autodiscover/autodiscover.json/v1.0/"
+        f"{quote(address, safe='@')}?Protocol={protocol}"
+    )
+    with step.step(f"GET {url}") as sub:
+        try:
+            for _ in range(_MAX_HOPS + 1):
+                response = await send_recorded(
+                    client,
+                    "GET",
+                    url,
+                    max_bytes=_MAX_BYTES,
+                    timeout=ctx.op_timeout(),
+                    transcript=sub,
+                )
+                location = response.header("location") or ""
+                if response.status in (301, 302, 307, 308) and location:
+                    url = urljoin(url, location)
+                    if not url.lower().startswith("https://"):
+                        raise V2Error(f"redirect to a URL that is not https: {url[:200]}")
                     continue
-                answers[protocol] = answer
-                expected = compare.get(protocol, "")
-                if expected and not same_url(expected, answer):
-                    sub.add(
-                        F.V2_MISMATCH(
-                            detail=f"{protocol}: v2 says {answer}, the XML service "
-                            f"({_COMPARED[protocol]}) {expected}",
-                            evidence={"protocol": protocol, "v2": answer, "pox": expected},
-                        )
-                    )
-                else:
-                    sub.add(
-                        F.V2_OK(
-                            detail=f"{protocol}: {answer}",
-                            evidence={"protocol": protocol, "url": answer},
-                        )
-                    )
-    return answers
+                if response.status != 200:
+                    raise V2Error(f"HTTP {response.status}")
+                answer = parse_v2(response.body, protocol)
+                break
+            else:
+                raise V2Error("too many redirects")
+        except (NetError, V2Error) as exc:
+            sub.add(F.V2_UNAVAILABLE(detail=f"Protocol={protocol}: {exc}"[:500]))
+            return None
+        if expected and not same_url(expected, answer):
+            sub.add(
+                F.V2_MISMATCH(
+                    detail=f"{protocol}: v2 says {answer}, the XML service "
+                    f"({_COMPARED[protocol]}) {expected}",
+                    evidence={"protocol": protocol, "v2": answer, "pox": expected},
+                )
+            )
+        else:
+            sub.add(
+                F.V2_OK(
+                    detail=f"{protocol}: {answer}",
+                    evidence={"protocol": protocol, "url": answer},
+                )
+            )
+    return answer

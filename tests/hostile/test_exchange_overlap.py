@@ -6,7 +6,8 @@ independent requests at once gets its answers in time.
   address book (nspi); the plain-http request (the SSL offloading probe, to port 80 of the
   same host) waits for the authenticated requests of its endpoint;
 - EWS: the GetUserAvailability answer waits for the GetUserOofSettings request;
-- Outlook Anywhere: the plain-http RPC_IN_DATA waits for an authenticated RPC request.
+- Outlook Anywhere: the plain-http RPC_IN_DATA waits for an authenticated RPC request;
+- Autodiscover v2: the answer for the first protocol waits for the request for the last.
 
 Each wait is bounded (``HOLD``), and records whether the other request came: a client that
 asks one after the other still ends, with the rendezvous missed.
@@ -14,7 +15,6 @@ asks one after the other still ends, with the rendezvous missed.
 
 from __future__ import annotations
 
-import random
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -31,14 +31,17 @@ from analyzer.core.model import Report, Status
 from analyzer.core.probe import Probe, ProbeContext
 from analyzer.core.targets import Target, parse_target
 from analyzer.lab import emulator
-from analyzer.lab.emulator import EmulatorConfig, EmulatorRequest, EmulatorResponse, HostEntry
-from analyzer.lab.emulator_auth import write_ntlm_user_file
+from analyzer.lab.emulator import EmulatorRequest, EmulatorResponse
 from analyzer.lab.pki import LabPKI
+from analyzer.protocols.http import make_client
+from probes.autodiscover.v2 import PROTOCOLS as V2_PROTOCOLS
+from probes.autodiscover.v2 import check_v2
 from probes.ews import PROBE as EWS
 from probes.mapi_http import PROBE as MAPI
 from probes.outlook_anywhere import PROBE as OUTLOOK_ANYWHERE
 from reports.html import render
 from reports.json import dumps
+from tests.servers.exchange import serve_emulator
 from tests.servers.tcp import server_context
 
 DOMAIN = "overlap.test"
@@ -91,6 +94,20 @@ def _held(rv: Rendezvous, original: Callable[[EmulatorRequest], EmulatorResponse
     return handler
 
 
+def _held_v2(rv: Rendezvous, original: Callable[[EmulatorRequest], EmulatorResponse]
+             ) -> Callable[[EmulatorRequest], EmulatorResponse]:  # fmt: skip
+    first, last = V2_PROTOCOLS[0], V2_PROTOCOLS[-1]
+
+    def handler(request: EmulatorRequest) -> EmulatorResponse:
+        protocol = (request.query.get("Protocol") or [""])[0]
+        rv.arrive(f"v2 {protocol}")
+        if protocol == first:
+            rv.wait(f"v2 {first}", f"v2 {last}")
+        return original(request)
+
+    return handler
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
     return LabPKI.create(tmp_path_factory.mktemp("pki"), now=datetime.now(UTC))
@@ -106,34 +123,15 @@ def exchange(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
              ) -> Iterator[tuple[str, int, Rendezvous]]:  # fmt: skip
     """The emulator over TLS on port 443 of a loopback address of its own, and over plain
     http on its port 80 (where the plain-http URLs of the host lead)."""
-    users = tmp_path / "ntlm-users"
-    write_ntlm_user_file(users, [(USER, PASSWORD)])
-    monkeypatch.setenv("NTLM_USER_FILE", str(users))
     rv = Rendezvous()
     for prefix in ("/mapi/", "/EWS/", "/rpc/"):
         monkeypatch.setitem(emulator.ROUTES, prefix, _held(rv, emulator.ROUTES[prefix]))
-    address = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"  # noqa: S311
-    scenario = {"domain": DOMAIN, "users": [[USER, PASSWORD]], "behaviour": {}}
-    servers = []
-    for name, port in (("tls", 443), ("plain", 80)):
-        config = EmulatorConfig(
-            listen=(address, port), addresses={},
-            hosts={HOST: HostEntry(scenario=name, role="mail", host=HOST)},
-            scenarios={name: scenario},
-        )  # fmt: skip
-        httpd = emulator.make_server(config)
-        if name == "tls":
-            httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        servers.append((httpd, thread))
-    try:
-        yield address, servers[0][0].server_address[1], rv
-    finally:
-        for httpd, thread in servers:
-            httpd.shutdown()
-            httpd.server_close()
-            thread.join(timeout=5)
+    json_route = "/autodiscover/autodiscover.json"
+    monkeypatch.setitem(emulator.ROUTES, json_route, _held_v2(rv, emulator.ROUTES[json_route]))
+    with serve_emulator(host=HOST, domain=DOMAIN, users=[(USER, PASSWORD)], tls=tls,
+                        tmp_path=tmp_path, monkeypatch=monkeypatch, listeners=(443, 80)
+                        ) as (address, servers):  # fmt: skip
+        yield address, servers[0].server_address[1], rv
 
 
 async def _run(pki: LabPKI, address: str, port: int) -> Report:
@@ -224,3 +222,30 @@ async def test_rpc_plain_http_request_goes_out_beside_the_pings(
     assert titles.index("Plain HTTP") < titles.index("RPC ping alice@overlap.test")
     pings = [f.code for s in oa.steps for f in s.findings if s.title.startswith("RPC ping")]
     assert pings == ["outlookanywhere.rpc.ok"] * 3
+
+
+async def test_autodiscover_v2_questions_go_out_at_once(
+    pki: LabPKI, exchange: tuple[str, int, Rendezvous]
+) -> None:
+    # Given the emulator holding the v2 answer for the first protocol until the request for
+    # the last one has arrived
+    address, port, rv = exchange
+    host = HOST if port == 443 else f"{HOST}:{port}"
+
+    async def v2(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result(USER) as res:
+            async with make_client(ctx.run) as client:
+                await check_v2(ctx, res, client, host=host, address=USER, settings=None)
+
+    options = RunOptions(timeout=30, op_timeout=HOLD + 5, ca_file=pki.ca_file,
+                         connect={HOST: (address,)})  # fmt: skip
+    # When the v2 questions are asked
+    report = await check(parse_target(USER), options,
+                         probes=[Probe(id="autodiscover", title="Autodiscover", run=v2)])
+    # Then they went out at once
+    assert rv.met.get(f"v2 {V2_PROTOCOLS[0]}") is True
+    # And the report lists them in the order of PROTOCOLS, each answered
+    (result,) = report.results
+    (step,) = result.steps
+    assert [c.title.rsplit("=", 1)[1] for c in step.children] == list(V2_PROTOCOLS)
+    assert [f.code for c in step.children for f in c.findings] == ["autodiscover.v2.ok"] * 3
