@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -350,15 +351,19 @@ def preopen(client: httpx.AsyncClient, url: str, *, shared: bool = False) -> Non
     """
     import httpx  # noqa: PLC0415
 
-    spares = getattr(getattr(client, "_transport", None), "spares", None)
+    spares = _CLIENT_SPARES.get(client)
     parsed = httpx.URL(url)
     if isinstance(spares, _Spares) and parsed.scheme == "https" and parsed.host:
         spares.open(parsed.host, parsed.port or 443, own=not shared)
 
 
+#: The spares of each client :func:`make_client` made (weakly held: they go with the client).
+_CLIENT_SPARES: weakref.WeakKeyDictionary[Any, _Spares] = weakref.WeakKeyDictionary()
+
+
 def _transport(
     run: RunContext, context: ssl.SSLContext, connect_timeout: float
-) -> httpx.AsyncBaseTransport:
+) -> tuple[httpx.AsyncBaseTransport, _Spares]:
     """The transport of :func:`make_client`: a pool resolving through rca, and the
     :class:`OwnConnection` requests routed to their own one-connection pool."""
     import httpcore  # noqa: PLC0415
@@ -423,7 +428,8 @@ def _transport(
             finally:
                 await self.shared.aclose()
 
-    return Transport()
+    transport = Transport()
+    return transport, transport.spares
 
 
 async def _again(transport: httpx.AsyncBaseTransport, request: httpx.Request) -> httpx.Response:
@@ -456,8 +462,9 @@ def make_client(
     context = run.ssl_context() if verify is True else verify
     op = run.options.op_timeout if timeout is None else timeout
     connect = min(op, run.options.connect_timeout)
-    return httpx.AsyncClient(
-        transport=_transport(run, context, connect),
+    transport, spares = _transport(run, context, connect)
+    client = httpx.AsyncClient(
+        transport=transport,
         timeout=httpx.Timeout(op, connect=connect),
         follow_redirects=follow_redirects,
         trust_env=False,
@@ -467,6 +474,8 @@ def make_client(
             "Accept-Encoding": "gzip, deflate",
         },
     )
+    _CLIENT_SPARES[client] = spares
+    return client
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
