@@ -20,6 +20,7 @@ import argparse
 import itertools
 import json
 import os
+import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -234,6 +235,16 @@ def make_server(config: EmulatorConfig) -> ThreadingHTTPServer:
         # (twenty checks at once) overflowed it and nginx saw resets. IIS's is far deeper.
         request_queue_size = 1024
         daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            # A client that leaves before its answer is written (a probe that gave up, a
+            # connection opened ahead and closed unused) is normal traffic for a server:
+            # one log line, as IIS logs it, not a traceback that reads like a crash.
+            exc = sys.exc_info()[1]
+            if isinstance(exc, (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+                sys.stderr.write(f"{client_address[0]} left before the answer: {exc}\n")
+                return
+            super().handle_error(request, client_address)
 
     return Server(config.listen, RequestHandler)
 
