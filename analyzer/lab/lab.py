@@ -12,6 +12,7 @@ and raises ``LabError``. ``Lab.down(directory)`` is idempotent.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -335,7 +336,8 @@ class Lab:
         )
         late_servers: list[Server] = []
         if sogo_config is not None:
-            # sogod's worker makes its tables at start: the database must be up by then.
+            # sogod connects to its database at start: it must be up by then (its tables are
+            # made with the database, see sogo.SOGO_TABLES).
             sogod = spawn(
                 "sogod",
                 sogo.sogod_command(),
@@ -360,6 +362,8 @@ class Lab:
         if late_servers:
             wait_ready(late_servers, netns=server_ns, timeout=READY_TIMEOUT_S,
                        log_file=directory / "readiness.log")  # fmt: skip
+        if sogo_config is not None:
+            self._open_sogo_folders(plan, directory / "readiness.log")
 
         info = LabInfo(
             directory=directory,
@@ -611,6 +615,25 @@ class Lab:
                            for u in info.users],
                 )  # fmt: skip
         return None
+
+    def _open_sogo_folders(self, plan: _Plan, log_file: Path) -> None:
+        """Each SOGo user's personal folders, made one user at a time before any client
+        comes (:func:`analyzer.lab.sogo.open_personal_folders`)."""
+        for scenario, info in zip(plan.scenarios, plan.infos, strict=True):
+            if scenario.sogo:
+                users = [sogo.SogoUser(address=u.address, password=u.password)
+                         for u in info.users]  # fmt: skip
+                try:
+                    statuses = netns.in_netns(
+                        self.server_netns, functools.partial(sogo.open_personal_folders, users)
+                    )
+                except OSError as exc:
+                    raise LabError(f"sogod did not answer its first requests: {exc}") from exc
+                with log_file.open("a", encoding="utf-8") as log:
+                    log.writelines(f"sogo first request: {line}\n" for line in statuses)
+                failed = [line for line in statuses if not line.endswith(": 207")]
+                if failed:
+                    raise LabError(f"sogod refused the first requests: {'; '.join(failed)}")
 
     def _write_sogo(self, plan: _Plan, config: sogo.SogoConfig, pki: LabPKI) -> None:
         """sogod's configuration, for the scenario that uses SOGo."""

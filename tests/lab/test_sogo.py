@@ -120,3 +120,20 @@ def test_the_emulator_answers_options_with_the_headers_sogo_sends(
             m.strip() for m in emulator.headers[name].split(",")
         } == {"OPTIONS", "POST"}
     assert sogo.headers["Cache-Control"] == emulator.headers["Cache-Control"] == "private"
+
+
+def test_sogo_tables_and_personal_folders_exist_before_any_client(lab: LabInfo) -> None:
+    # Given the lab as started (sogod with eight workers, which each look for SOGo's tables
+    # when they start, and make a user's folders at that user's first request)
+    log = (lab.directory / "sogo" / "postgres.log").read_text(encoding="utf-8")
+    readiness = (lab.directory / "readiness.log").read_text(encoding="utf-8")
+    # Then no worker found a table missing or raced another to make it: the lab made them
+    for table in ("sogo_folder_info", "sogo_sessions_folder", "sogo_user_profile"):
+        assert f'relation "{table}" does not exist' not in log
+    assert "pg_type_typname_nsp_index" not in log
+    for address, _ in lab.scenario("sogo").users:
+        assert f'relation "sogo_cache_folder_{address.replace("@", "_a_").replace(".", "_d_")}"' \
+            " does not exist" not in log
+        # And each user's calendars and address books were opened once, before any client
+        for collection in ("Calendar", "Contacts"):
+            assert f"sogo first request: {address} {collection}: 207" in readiness
