@@ -76,6 +76,7 @@ __all__ = [
     "NtlmFailed",
     "check_url",
     "describe_token",
+    "direct_authorization",
     "ntlm_client",
     "parse_challenges",
     "parse_www_authenticate",
@@ -397,20 +398,7 @@ async def send_authenticated(
     deadline = time.monotonic() + timeout
     base = dict(headers or {})
     if scheme in ("basic", "bearer"):
-        if scheme == "basic":
-            password = creds.password()
-            if password is None or creds.username is None:
-                raise MissingSecret("Basic authentication needs a user name and a password")
-            # RFC 7617 2.1: UTF-8 is what servers that accept non-ASCII passwords expect.
-            pair = base64.b64encode(f"{creds.username}:{password}".encode()).decode("ascii")
-            authorization = f"Basic {pair}"
-        else:
-            token = creds.token()
-            if token is None:
-                raise MissingSecret(
-                    "Bearer authentication needs an OAuth2 token (--oauth-token-file)"
-                )
-            authorization = f"Bearer {token}"
+        authorization = direct_authorization(creds, scheme)
         await _require_challenge(
             client, method, url, scheme, offered=offered, headers=base,
             content=handshake_content if handshake_content is not None else content,
@@ -488,6 +476,22 @@ async def send_recorded(
         max_bytes=max_bytes, deadline=time.monotonic() + timeout, transcript=transcript,
     )  # fmt: skip
     return leg.response
+
+
+def direct_authorization(creds: Credentials, scheme: Literal["basic", "bearer"]) -> str:
+    """The ``Authorization`` value for Basic or Bearer, the schemes sent with the request
+    itself; :class:`MissingSecret` without user and password (Basic) or token (Bearer)."""
+    if scheme == "basic":
+        password = creds.password()
+        if password is None or not creds.username:
+            raise MissingSecret("Basic authentication needs a user name and a password")
+        # RFC 7617 2.1: UTF-8 is what servers that accept non-ASCII passwords expect.
+        pair = base64.b64encode(f"{creds.username}:{password}".encode()).decode("ascii")
+        return f"Basic {pair}"
+    token = creds.token()
+    if token is None:
+        raise MissingSecret("Bearer authentication needs an OAuth2 token (--oauth-token-file)")
+    return f"Bearer {token}"
 
 
 def ntlm_client(creds: Credentials, host: str) -> Any:

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 from analyzer.core.errors import NetTimeout, ProtocolViolation, map_exception
 from analyzer.protocols.httpauth import (
     AuthScheme,
-    MissingSecret,
     NoChallenge,
     NtlmFailed,
+    direct_authorization,
     ntlm_client,
     parse_challenges,
     shown_header,
@@ -195,7 +195,9 @@ async def open_channel(
         base = [("Accept", "application/rpc"), ("User-Agent", "MSRPC"),
                 ("Cache-Control", "no-cache"), ("Connection", "Keep-Alive"), *extra_headers]
         creds = ctx.options.credentials
-        if scheme in ("ntlm", "negotiate"):
+        if scheme in ("basic", "bearer"):
+            auth = direct_authorization(creds, scheme)
+        else:  # ntlm, negotiate
             header_scheme = "NTLM" if scheme == "ntlm" and "ntlm" in {
                 o.lower() for o in offered} else "Negotiate"  # fmt: skip
             client = ntlm_client(creds, host)
@@ -220,17 +222,6 @@ async def open_channel(
             except Exception as exc:
                 raise NtlmFailed(f"the server's NTLM challenge is not valid: {exc}") from None
             auth = f"{header_scheme} {base64.b64encode(final or b'').decode()}"
-        elif scheme == "basic":
-            password = creds.password()
-            if password is None or not creds.username:
-                raise MissingSecret("Basic authentication needs a user name and a password")
-            pair = base64.b64encode(f"{creds.username}:{password}".encode()).decode()
-            auth = f"Basic {pair}"
-        else:
-            token_value = creds.token()
-            if token_value is None:
-                raise MissingSecret("Bearer authentication needs a token")
-            auth = f"Bearer {token_value}"
         await http.send_head(method, target, [
             *base, ("Content-Length", str(content_length)), ("Authorization", auth),
         ])  # fmt: skip
