@@ -431,14 +431,7 @@ class ImapSession:
     async def _send_raw(self, data: bytes, *, shown: str) -> None:
         if self.conn.transcript is not None:
             self.conn.transcript.send(shown)
-        try:
-            self.conn.writer.write(data)
-            async with asyncio.timeout(self.timeout):
-                await self.conn.writer.drain()
-        except TimeoutError:
-            raise NetTimeout("the server does not accept data", phase="write") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise map_exception(exc, phase="write") from exc
+        await self.conn.write(data, timeout=self.timeout)
 
 
 def mailbox_status(response: ImapResponse) -> dict[str, int]:

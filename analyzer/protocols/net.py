@@ -142,8 +142,12 @@ class Connection:
         """Send one line with CRLF; ``shown`` replaces it in the transcript (secrets)."""
         if self.transcript is not None:
             self.transcript.send(line if shown is None else shown)
+        await self.write(line.encode("utf-8") + b"\r\n", timeout=timeout)
+
+    async def write(self, data: bytes, *, timeout: float) -> None:
+        """Send ``data`` as it is (not recorded: the caller records what may be shown)."""
         try:
-            self.writer.write(line.encode("utf-8") + b"\r\n")
+            self.writer.write(data)
             async with asyncio.timeout(timeout):
                 await self.writer.drain()
         except TimeoutError:

@@ -87,23 +87,14 @@ class RawHttp:
             self.transcript.send(f"{method} https://{self.host}{target}")
             for k, v in headers:
                 self.transcript.send(shown_header(k, v))
-        await self._write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        await self.conn.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"),
+                              timeout=self.timeout)  # fmt: skip
 
     async def send_body(self, data: bytes, *, shown: str) -> None:
         """Body bytes (recorded as ``shown``)."""
         if self.transcript is not None:
             self.transcript.send(shown)
-        await self._write(data)
-
-    async def _write(self, data: bytes) -> None:
-        try:
-            self.conn.writer.write(data)
-            async with asyncio.timeout(self.timeout):
-                await self.conn.writer.drain()
-        except TimeoutError:
-            raise NetTimeout("the server does not accept data", phase="write") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise map_exception(exc, phase="write") from exc
+        await self.conn.write(data, timeout=self.timeout)
 
     async def read_head(self) -> Head:
         """The status line and headers (bounded in count, each line in length)."""
