@@ -44,6 +44,7 @@ from analyzer.protocols.exchange import (
     net_finding,
     prepare,
     service_url,
+    session_tls,
 )
 from analyzer.protocols.http import make_client
 from analyzer.protocols.httpauth import AuthError, NtlmFailed
@@ -56,7 +57,6 @@ from analyzer.protocols.rts import (
     fragment_length,
     parse_pdu,
 )
-from analyzer.protocols.tlsprobe import insecure_context
 
 if TYPE_CHECKING:
     from analyzer.core.targets import Target
@@ -237,7 +237,7 @@ async def _ping(
         if not addresses:
             step.add(F.unreachable(detail=f"{host} has no address"))
             return
-        context = ctx.run.ssl_context() if prepared.session.verified else insecure_context()
+        context = session_tls(ctx, verified=prepared.session.verified)
         vc, out_cookie, in_cookie, group = (os.urandom(16) for _ in range(4))
         channels: list[RawHttp] = []
         try:

@@ -81,6 +81,7 @@ __all__ = [
     "judge_status",
     "prepare",
     "service_url",
+    "session_tls",
 ]
 
 Kind = Literal["ews", "eas", "rpc", "mapi_emsmdb", "mapi_nspi"]
@@ -503,13 +504,18 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+def session_tls(ctx: ProbeContext, *, verified: bool) -> ssl.SSLContext:
+    """The TLS context of a session: the run's trust, or (``verified`` False, only after a
+    certificate was rejected and the user gave ``--insecure``) no verification."""
+    return ctx.run.ssl_context() if verified else insecure_context()
+
+
 @contextlib.asynccontextmanager
 async def open_session(
     ctx: ProbeContext, verify: bool = True
 ) -> AsyncIterator[HttpSession]:
-    """An HTTP session verifying with the run's trust (``verify=False``: the inspection
-    context, only after a certificate was rejected and the user gave ``--insecure``)."""
-    context: ssl.SSLContext = ctx.run.ssl_context() if verify else insecure_context()
+    """An HTTP session with :func:`session_tls`'s context for ``verify``."""
+    context = session_tls(ctx, verified=verify)
     creds = ctx.options.credentials
     redacting = _RedactingFilter(creds)
     # Always: besides the secrets, a logged URL's userinfo is hidden.
