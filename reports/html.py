@@ -59,6 +59,7 @@ __all__ = [
     "render_part",
     "render_result",
     "stylesheet",
+    "stylesheet_hash",
 ]
 
 #: Transcript lines shown per step (the JSON report keeps what the probe recorded).
@@ -148,6 +149,12 @@ def render_result(report: Report, result: ProbeResult, *, anchor: str) -> str:
 def stylesheet() -> str:
     """The report's style sheet (inline in the report; a file of its own for rca web)."""
     return _page_parts()[0]
+
+
+def stylesheet_hash() -> str:
+    """The base64 SHA-256 of :func:`stylesheet`, for a ``style-src 'sha256-…'`` policy
+    (computed once, as the report's own policy uses it)."""
+    return _page_parts()[1]
 
 
 def icon_sheet() -> str:
