@@ -34,6 +34,7 @@ __all__ = [
     "ordered_results",
     "parse_time",
     "status_code",
+    "template_environment",
     "truncate",
     "verdict",
 ]
@@ -139,6 +140,25 @@ def finalize_template_value(value: Any) -> Any:
     if isinstance(value, str) and not isinstance(value, Markup):
         return clean_text(value)
     return value
+
+
+def template_environment(package: str) -> Any:
+    """A Jinja environment over the ``templates`` folder of ``package``, as every rca page
+    is drawn: autoescaped, undefined names are errors, every value passes
+    :func:`finalize_template_value`. The templates are part of the installed package, so
+    they are not checked for changes at each use (``auto_reload``: a stat of every template
+    and include per page). Callers keep one per process and add their filters."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined  # noqa: PLC0415
+
+    return Environment(
+        loader=PackageLoader(package),
+        auto_reload=False,
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=finalize_template_value,
+    )
 
 
 def truncate(text: str, limit: int) -> str:

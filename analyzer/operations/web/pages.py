@@ -26,19 +26,10 @@ def when(moment: datetime) -> str:
 @functools.cache
 def environment() -> Any:
     """The one template environment of the process."""
-    from jinja2 import Environment, PackageLoader, StrictUndefined  # noqa: PLC0415
-
     from reports.html import WORDS, icon_sheet  # noqa: PLC0415
-    from reports.summary import finalize_template_value  # noqa: PLC0415
+    from reports.summary import template_environment  # noqa: PLC0415
 
-    env = Environment(
-        loader=PackageLoader("analyzer.operations.web"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        finalize=finalize_template_value,
-    )
+    env = template_environment("analyzer.operations.web")
     env.filters["when"] = when
     env.globals.update(icons=icon_sheet(), WORDS=WORDS)
     return env
