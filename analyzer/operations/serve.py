@@ -498,12 +498,7 @@ class Exporter:
     def metrics(self) -> str:
         """The exporter's own metrics (``/metrics``)."""
         from analyzer import __version__  # noqa: PLC0415
-        from reports.summary import clean_text  # noqa: PLC0415
-
-        def label(value: str) -> str:
-            # Exposition format: backslash, double quote and line feed escaped.
-            text = clean_text(value)
-            return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        from reports.prometheus import escape_label as label  # noqa: PLC0415
 
         with self._lock:
             stats = _Stats(
