@@ -72,7 +72,8 @@ class WebConfig:
     max_runs_per_client: int = 2
     runs_per_minute: int = 6
     requests_per_minute: int = 600
-    users: Mapping[str, str] = field(default_factory=dict)
+    #: User name → password hash; not in the repr.
+    users: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 def load_web_config(path: Path) -> WebConfig:
