@@ -42,6 +42,7 @@ from reports.summary import (
     clean_text,
     counts,
     fix_first,
+    format_when,
     ordered_results,
     parse_time,
     template_environment,
@@ -213,12 +214,6 @@ def _duration(ms: float) -> str:
         return f"{ms / 1000:.2f} s"
     minutes, seconds = divmod(ms / 1000, 60)
     return f"{minutes:.0f} min {seconds:.0f} s"
-
-
-def _when(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        return moment.strftime("%Y-%m-%d %H:%M:%S")
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _offset_ms(started: datetime, run_started: datetime) -> float:
@@ -465,7 +460,7 @@ class _Renderer:
             rows = []
             for key in keys:
                 when = parse_time(cert[key]) if key in ("not_before", "not_after") else None
-                text = _when(when) if when is not None else _value_text(cert[key])
+                text = format_when(when) if when is not None else _value_text(cert[key])
                 rows.append((str(key), text, self.expiry(cert[key]) if key == "not_after" else ""))
             rows = self._fit(rows)
             if not rows:
@@ -535,7 +530,7 @@ class _Renderer:
             environment=[(str(k), _value_text(v)) for k, v in report.environment.items()],
             timeline=rows,
             axis=axis,
-            started=_when(report.started),
+            started=format_when(report.started),
             r=self,
             changes=self.changes,
             CHANGE_STATUS=CHANGE_STATUS,
@@ -587,7 +582,7 @@ def _environment() -> Any:
     of a batch's report writing."""
     env = template_environment("reports")
     env.filters["duration"] = _duration
-    env.filters["when"] = _when
+    env.filters["when"] = format_when
     env.filters["cut"] = truncate
     env.filters["safe_url"] = _safe_url
     env.filters["json"] = _json

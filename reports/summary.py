@@ -31,6 +31,7 @@ __all__ = [
     "counts",
     "finalize_template_value",
     "fix_first",
+    "format_when",
     "ordered_results",
     "parse_time",
     "status_code",
@@ -130,6 +131,13 @@ def clean_text(text: str) -> str:
     encodes as UTF-8, and cannot move a terminal's cursor or reorder displayed text.
     """
     return _UNSAFE.sub(_escape_char, text)
+
+
+def format_when(moment: datetime) -> str:
+    """A moment as reports show it: in UTC, to the second (a naive one as it is)."""
+    if moment.tzinfo is None:
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def finalize_template_value(value: Any) -> Any:
