@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from analyzer.core.model import Report
 from reports.summary import certificates, check_status, clean_text, status_code
 
-__all__ = ["dumps"]
+__all__ = ["dumps", "escape_label"]
 
 _HELP = {
     "rca_check_status": "Result of the whole check: 0 ok, 1 warn, 2 fail, 3 unknown "
@@ -51,8 +51,9 @@ _HELP = {
 Labels = Mapping[str, str]
 
 
-def _escape_label(value: str) -> str:
-    # Exposition format: backslash, double quote and line feed are escaped in label values.
+def escape_label(value: str) -> str:
+    """A label value for the exposition format: control characters made visible, then
+    backslash, double quote and line feed escaped."""
     text = clean_text(value)
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -72,7 +73,7 @@ def _number(value: float) -> str:
 def _family(name: str, samples: Iterable[tuple[Labels, float]]) -> list[str]:
     lines = [f"# HELP {name} {_escape_help(_HELP[name])}", f"# TYPE {name} gauge"]
     for labels, value in samples:
-        inner = ",".join(f'{key}="{_escape_label(val)}"' for key, val in labels.items())
+        inner = ",".join(f'{key}="{escape_label(val)}"' for key, val in labels.items())
         lines.append(f"{name}{{{inner}}} {_number(value)}")
     return lines
 

@@ -31,9 +31,11 @@ __all__ = [
     "counts",
     "finalize_template_value",
     "fix_first",
+    "format_when",
     "ordered_results",
     "parse_time",
     "status_code",
+    "template_environment",
     "truncate",
     "verdict",
 ]
@@ -131,6 +133,13 @@ def clean_text(text: str) -> str:
     return _UNSAFE.sub(_escape_char, text)
 
 
+def format_when(moment: datetime) -> str:
+    """A moment as reports show it: in UTC, to the second (a naive one as it is)."""
+    if moment.tzinfo is None:
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def finalize_template_value(value: Any) -> Any:
     """Applied by the template environments to every ``{{ … }}`` before escaping: server
     text made visible and safe (:func:`clean_text`); markup already made is left alone."""
@@ -139,6 +148,25 @@ def finalize_template_value(value: Any) -> Any:
     if isinstance(value, str) and not isinstance(value, Markup):
         return clean_text(value)
     return value
+
+
+def template_environment(package: str) -> Any:
+    """A Jinja environment over the ``templates`` folder of ``package``, as every rca page
+    is drawn: autoescaped, undefined names are errors, every value passes
+    :func:`finalize_template_value`. The templates are part of the installed package, so
+    they are not checked for changes at each use (``auto_reload``: a stat of every template
+    and include per page). Callers keep one per process and add their filters."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined  # noqa: PLC0415
+
+    return Environment(
+        loader=PackageLoader(package),
+        auto_reload=False,
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=finalize_template_value,
+    )
 
 
 def truncate(text: str, limit: int) -> str:

@@ -36,7 +36,7 @@ from analyzer.core.model import (
     Status,
     report_from_json,
 )
-from reports.summary import Certificate, certificates, check_status
+from reports.summary import Certificate, certificates, check_status, format_when
 
 __all__ = [
     "History",
@@ -377,7 +377,7 @@ def format_text(changes: Changes) -> str:
     """The changes as plain text lines (``rca diff``), worst first."""
     head = (
         f"{changes.target}: {len(changes.items)} change(s) from "
-        f"{_when(changes.old_started)} to {_when(changes.new_started)}"
+        f"{format_when(changes.old_started)} to {format_when(changes.new_started)}"
     )
     if not changes.items:
         return head.replace(" change(s)", " changes: none") + "\n"
@@ -394,12 +394,6 @@ def format_text(changes: Changes) -> str:
             lines.append(f"      before: {c.before}")
             lines.append(f"      after:  {c.after}")
     return "\n".join(lines) + "\n"
-
-
-def _when(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        return moment.strftime("%Y-%m-%d %H:%M:%S")
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # --- keeping runs -------------------------------------------------------------------------------

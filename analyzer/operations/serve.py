@@ -100,6 +100,7 @@ __all__ = [
     "ExporterConfig",
     "ExporterServer",
     "Module",
+    "listen_setting",
     "load_exporter",
     "main_serve",
     "parse_exporter",
@@ -223,6 +224,21 @@ def parse_listen(text: str, *, where: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def listen_setting(table: Mapping[str, Any], *, section: str, source: str,
+                   default: tuple[str, int]) -> tuple[str, int]:
+    """The ``listen = "HOST:PORT"`` of a configuration table (``default`` if absent);
+    :class:`BatchFileError` if it is not one."""
+    if "listen" not in table:
+        return default
+    where = f"{source}: {section}.listen"
+    if not isinstance(table["listen"], str):
+        raise BatchFileError(f'{where}: expected "HOST:PORT"')
+    try:
+        return parse_listen(table["listen"], where=where)
+    except UsageError as exc:
+        raise BatchFileError(str(exc)) from None
+
+
 def load_exporter(path: Path) -> ExporterConfig:
     """Read and check an exporter file; :class:`BatchFileError` (one line) if unusable."""
     return parse_exporter(read_toml(path), base=path.parent, source=str(path))
@@ -245,14 +261,7 @@ def parse_exporter(data: Mapping[str, Any], *, base: Path, source: str) -> Expor
     if not isinstance(allow_entries, list):
         raise BatchFileError(f"{source}: exporter.allow: expected a list of strings")
     allow = Allowlist.parse(allow_entries, where=f"{source}: exporter.allow")
-    listen = DEFAULT_LISTEN
-    if "listen" in table:
-        if not isinstance(table["listen"], str):
-            raise BatchFileError(f"{source}: exporter.listen: expected \"HOST:PORT\"")
-        try:
-            listen = parse_listen(table["listen"], where=f"{source}: exporter.listen")
-        except UsageError as exc:
-            raise BatchFileError(str(exc)) from None
+    listen = listen_setting(table, section="exporter", source=source, default=DEFAULT_LISTEN)
     modules_table = data.get("modules")
     if not isinstance(modules_table, Mapping) or not modules_table:
         raise BatchFileError(f"{source}: no modules; add [modules.NAME] tables with tests = [...]")
@@ -498,12 +507,7 @@ class Exporter:
     def metrics(self) -> str:
         """The exporter's own metrics (``/metrics``)."""
         from analyzer import __version__  # noqa: PLC0415
-        from reports.summary import clean_text  # noqa: PLC0415
-
-        def label(value: str) -> str:
-            # Exposition format: backslash, double quote and line feed escaped.
-            text = clean_text(value)
-            return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        from reports.prometheus import escape_label as label  # noqa: PLC0415
 
         with self._lock:
             stats = _Stats(

@@ -87,3 +87,15 @@ def test_the_window_forgets_the_oldest_keys_past_its_bound() -> None:
     # "a" was forgotten, so it may hit again; "c" may not
     assert window.hit("a", now=1) == 0
     assert window.hit("c", now=1) > 0
+
+
+def test_the_users_password_hashes_are_not_in_the_repr(tmp_path: Path) -> None:
+    from analyzer.operations.web.security import hash_password
+
+    # Given a configuration with a user (a password hash)
+    stored = hash_password("a-long-user-password")
+    config = parse_web_config({"web": {"users": {"alice": stored}}}, base=tmp_path, source="t")
+    # When it is shown (a log line, a traceback with locals)
+    shown = repr(config)
+    # Then the hash is not in it
+    assert stored.split("$")[2] not in shown and stored.split("$")[1] not in shown

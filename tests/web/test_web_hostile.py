@@ -221,6 +221,22 @@ async def test_configured_users_log_in_with_their_password(tmp_path: Path) -> No
     assert after.status_code == 200
 
 
+def test_the_guards_secrets_are_not_in_its_repr() -> None:
+    # Given a guard with an access token, a user's hash and a logged-in session
+    password = "a-long-user-password"  # noqa: S105 - test data
+    stored = hash_password(password)
+    guard = Guard(token=TOKEN, users={"alice": stored}, local=False)
+    session = guard.login(password, user="alice")
+    assert session is not None
+    # When it is shown (a log line, a traceback with locals, a debugger)
+    shown = repr(guard)
+    # Then neither the token, the CSRF key, the hash nor the session id is in it
+    assert TOKEN not in shown
+    assert stored not in shown and stored.split("$")[2] not in shown
+    assert session not in shown
+    assert guard.key.hex() not in shown and repr(guard.key) not in shown
+
+
 def test_users_are_configured_by_hash_never_by_password(tmp_path: Path) -> None:
     from analyzer.operations.batch import BatchFileError
     from analyzer.operations.web.config import parse_web_config

@@ -21,9 +21,7 @@ its CSRF token and origin before anything else happens (:mod:`analyzer.operation
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -364,10 +362,10 @@ def _report_response(report: Report, kind: str, *, download: bool) -> Response:
 def _report_page(text: str) -> Response:
     """A report page under the report's own policy: its one inline style sheet, nothing
     else, in a sandbox."""
-    from reports.html import stylesheet  # noqa: PLC0415
+    from reports.html import stylesheet_hash  # noqa: PLC0415
 
-    digest = base64.b64encode(hashlib.sha256(stylesheet().encode()).digest()).decode()
-    policy = (f"default-src 'none'; style-src 'sha256-{digest}'; frame-ancestors 'none'; "
+    policy = (f"default-src 'none'; style-src 'sha256-{stylesheet_hash()}'; "
+              "frame-ancestors 'none'; "
               "base-uri 'none'; form-action 'none'; sandbox")
     return HTMLResponse(text, headers={"Content-Security-Policy": policy})
 

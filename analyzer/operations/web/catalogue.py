@@ -11,21 +11,6 @@ from dataclasses import dataclass
 
 __all__ = ["CATALOGUE", "GROUPS", "WebTest", "find_test"]
 
-#: Optional fields a test may show, each the ``rca check`` flag of the same name.
-EXTRA_FIELDS = frozenset(
-    {
-        "autodiscover_url",
-        "all_methods",
-        "mobilesync",
-        "ews_url",
-        "activesync_url",
-        "dkim_selector",
-        "relay_test",
-        "send_test_message",
-        "port",
-    }
-)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebTest:
@@ -42,6 +27,7 @@ class WebTest:
     target_hint: str = "alice@example.com"
     #: Whether the test logs in: the credential fields are shown (and optional).
     credentials: bool = True
+    #: Optional fields the test shows, each the ``rca check`` flag of the same name.
     fields: frozenset[str] = frozenset()
 
 

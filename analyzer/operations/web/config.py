@@ -36,7 +36,7 @@ from typing import Any
 
 from analyzer.core.errors import UsageError
 from analyzer.operations.batch import BatchFileError, read_toml, refuse_inline_secrets
-from analyzer.operations.serve import Allowlist, parse_listen
+from analyzer.operations.serve import Allowlist, listen_setting
 
 __all__ = ["DEFAULT_LISTEN", "WebConfig", "load_web_config", "parse_web_config"]
 
@@ -72,7 +72,8 @@ class WebConfig:
     max_runs_per_client: int = 2
     runs_per_minute: int = 6
     requests_per_minute: int = 600
-    users: Mapping[str, str] = field(default_factory=dict)
+    #: User name → password hash; not in the repr.
+    users: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 def load_web_config(path: Path) -> WebConfig:
@@ -97,14 +98,9 @@ def parse_web_config(data: Mapping[str, Any], *, base: Path, source: str) -> Web
     unknown = set(table) - _KEYS
     if unknown:
         raise bad(sorted(unknown)[0], f"unknown key; known: {', '.join(sorted(_KEYS))}")
-    values: dict[str, Any] = {}
-    if "listen" in table:
-        if not isinstance(table["listen"], str):
-            raise bad("listen", 'expected "HOST:PORT"')
-        try:
-            values["listen"] = parse_listen(table["listen"], where=f"{source}: web.listen")
-        except UsageError as exc:
-            raise BatchFileError(str(exc)) from None
+    values: dict[str, Any] = {
+        "listen": listen_setting(table, section="web", source=source, default=DEFAULT_LISTEN)
+    }
     if "allow" in table:
         if not isinstance(table["allow"], list):
             raise bad("allow", "expected a list of strings")

@@ -70,16 +70,18 @@ class RunHistory:
 
     def recent(self, limit: int = 100) -> list[HistoryRow]:
         """The newest ``limit`` runs of every folder, newest first (unreadable ones skipped)."""
-        entries: list[tuple[str, str, str]] = []  # (stamp, name, previous stamp)
+        # (stamp, name, previous stamp, file): each folder is listed once, here.
+        entries: list[tuple[str, str, str, Path]] = []
         for name in self.history.names():
-            stems = [p.stem for p in self.history.runs(name)]
-            entries += [(s, name, stems[i - 1] if i else "") for i, s in enumerate(stems)]
+            paths = self.history.runs(name)
+            entries += [(p.stem, name, paths[i - 1].stem if i else "", p)
+                        for i, p in enumerate(paths)]
         rows = []
-        for stamp, name, before in heapq.nlargest(limit, entries):
+        for stamp, name, before, path in heapq.nlargest(limit, entries):
             key = f"{name}/{stamp}"
             try:
-                report = self.load(key)
-            except (KeyError, ValueError, OSError):
+                report = load_report(path)
+            except (ValueError, OSError):
                 continue
             rows.append(
                 HistoryRow(

@@ -8,8 +8,9 @@ from :mod:`reports.html` and are inserted as they are (already escaped there).
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from reports.summary import format_when, template_environment
 
 if TYPE_CHECKING:
     from analyzer.core.model import Report
@@ -18,27 +19,16 @@ if TYPE_CHECKING:
 __all__ = ["done_parts", "environment", "page"]
 
 
-def when(moment: datetime) -> str:
-    """A moment as the pages show it (UTC)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+#: A moment as the pages show it (UTC), as the reports do.
+when = format_when
 
 
 @functools.cache
 def environment() -> Any:
     """The one template environment of the process."""
-    from jinja2 import Environment, PackageLoader, StrictUndefined  # noqa: PLC0415
-
     from reports.html import WORDS, icon_sheet  # noqa: PLC0415
-    from reports.summary import finalize_template_value  # noqa: PLC0415
 
-    env = Environment(
-        loader=PackageLoader("analyzer.operations.web"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        finalize=finalize_template_value,
-    )
+    env = template_environment("analyzer.operations.web")
     env.filters["when"] = when
     env.globals.update(icons=icon_sheet(), WORDS=WORDS)
     return env

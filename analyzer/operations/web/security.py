@@ -121,16 +121,17 @@ class Guard:
     """The server's secrets and the state of logins (one per app)."""
 
     #: None: no login (localhost, or users instead); else the access token to present.
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     #: User name → password hash (:func:`hash_password`); a login is by user if any.
-    users: Mapping[str, str] = field(default_factory=dict)
+    users: Mapping[str, str] = field(default_factory=dict, repr=False)
     secure: bool = False
     local: bool = True
     #: Host names accepted besides localhost's (on localhost: the address listened on).
     hosts: frozenset[str] = frozenset()
     requests_per_minute: int = 600
-    key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    sessions: dict[str, float] = field(default_factory=dict)  # logged-in id → expiry
+    # The secrets are not in the repr (a log line or a traceback must not carry them).
+    key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    sessions: dict[str, float] = field(default_factory=dict, repr=False)  # id → expiry
     requests: SlidingWindow = field(init=False)
     logins: SlidingWindow = field(init=False)
 
