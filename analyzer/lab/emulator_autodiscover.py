@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
-from analyzer.lab.emulator_auth import authenticate
+from analyzer.lab.emulator_auth import authenticate, is_user
 
 if TYPE_CHECKING:
     from analyzer.lab.emulator_http import EmulatorRequest, EmulatorResponse, Handler
@@ -161,12 +161,6 @@ def _read_request(body: bytes) -> tuple[str, str] | None:
     return email, schema
 
 
-def _known(request: EmulatorRequest, address: str) -> bool:
-    users = {str(a).lower() for a, _ in request.scenario_data.get("users", [])}
-    users |= {str(a).lower() for a, _ in request.behaviour.get("extra_users", [])}
-    return address.lower() in users
-
-
 def autodiscover_xml(request: EmulatorRequest) -> EmulatorResponse:
     """``/autodiscover/autodiscover.xml`` (see the module docstring)."""
     behaviour = behaviour_for(request)
@@ -208,7 +202,7 @@ def autodiscover_xml(request: EmulatorRequest) -> EmulatorResponse:
             return _account(
                 "redirectAddr", f"      <RedirectAddr>{escape(target)}</RedirectAddr>\n"
             )
-    if not _known(request, email):
+    if not is_user(request, email):
         return _error(500)
     settings = behaviour.get("settings", {})
     if mobilesync:
