@@ -282,3 +282,19 @@ def test_mobilesync_answer_uses_only_the_elements_of_the_published_example() -> 
     example = (FIXTURES / "exchange" / "mobilesync-settings.xml").read_bytes()
     assert response.status == 200
     assert _element_paths(DET.fromstring(response.body)) <= _element_paths(DET.fromstring(example))
+
+
+def test_mobilesync_error_has_the_shape_of_the_published_example() -> None:
+    # Given a scenario without ActiveSync, asked in the mobilesync schema
+    mobilesync = "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006"
+    response = post(autodiscover_xml, "/autodiscover/autodiscover.xml", _pox(mobilesync),
+                    behaviour={"autodiscover": {"mobilesync": False}})
+    # Then its elements sit where [MS-ASCMD] 4.2's error example has them (Response in the
+    # mobilesync namespace), and the outlook schema's error keeps the POX error's shape
+    example = (FIXTURES / "exchange" / "mobilesync-error-600.xml").read_bytes()
+    assert _element_paths(DET.fromstring(response.body)) == _element_paths(DET.fromstring(example))
+    outlook = "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+    pox = post(autodiscover_xml, "/autodiscover/autodiscover.xml", _pox(outlook),
+               behaviour={"autodiscover": {"error_code": 600}})
+    pox_example = (FIXTURES / "exchange" / "pox-error.xml").read_bytes()
+    assert _element_paths(DET.fromstring(pox.body)) == _element_paths(DET.fromstring(pox_example))
