@@ -58,6 +58,7 @@ __all__ = [
     "DEFAULT_METHODS",
     "AuthResult",
     "authenticate",
+    "is_user",
     "lab_token",
     "offered_methods",
     "unauthorized",
@@ -190,6 +191,12 @@ def _users(request: EmulatorRequest) -> dict[str, str]:
     raw = list(request.scenario_data.get("users", []))
     raw += list(request.behaviour.get("extra_users", []))
     return {str(a).lower(): str(p) for a, p in raw}
+
+
+def is_user(request: EmulatorRequest, address: str) -> bool:
+    """Whether ``address`` is a user (a mailbox) of the request's scenario, ``extra_users``
+    included."""
+    return address.lower() in _users(request)
 
 
 def _canonical_user(request: EmulatorRequest, name: str) -> str | None:

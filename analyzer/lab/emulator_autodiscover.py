@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
-from analyzer.lab.emulator_auth import authenticate
+from analyzer.lab.emulator_auth import authenticate, is_user
 
 if TYPE_CHECKING:
     from analyzer.lab.emulator_http import EmulatorRequest, EmulatorResponse, Handler
@@ -121,10 +121,13 @@ def _xml(body: str, status: int = 200) -> EmulatorResponse:
     )
 
 
-def _error(code: int) -> EmulatorResponse:
+def _error(code: int, schema: str = "") -> EmulatorResponse:
+    """Error ``code`` in the answer's schema: the outlook one keeps Response in the outer
+    namespace ("Error (POX)"); the mobilesync one puts Response in its own ([MS-ASCMD] 4.2)."""
     message = _ERROR_MESSAGES.get(code, "Error")
+    response = f'<Response xmlns="{schema}">' if schema == _MOBILESYNC_NS else "<Response>"
     return _xml(
-        f'<Autodiscover xmlns="{_RESPONSE_NS}">\n  <Response>\n'
+        f'<Autodiscover xmlns="{_RESPONSE_NS}">\n  {response}\n'
         f'    <Error Time="00:00:00.0000000" Id="1">\n      <ErrorCode>{code}</ErrorCode>\n'
         f"      <Message>{escape(message)}</Message>\n      <DebugData />\n    </Error>\n"
         "  </Response>\n</Autodiscover>\n"
@@ -161,12 +164,6 @@ def _read_request(body: bytes) -> tuple[str, str] | None:
     return email, schema
 
 
-def _known(request: EmulatorRequest, address: str) -> bool:
-    users = {str(a).lower() for a, _ in request.scenario_data.get("users", [])}
-    users |= {str(a).lower() for a, _ in request.behaviour.get("extra_users", [])}
-    return address.lower() in users
-
-
 def autodiscover_xml(request: EmulatorRequest) -> EmulatorResponse:
     """``/autodiscover/autodiscover.xml`` (see the module docstring)."""
     behaviour = behaviour_for(request)
@@ -188,9 +185,9 @@ def autodiscover_xml(request: EmulatorRequest) -> EmulatorResponse:
         return _error(601)
     if mobilesync and behaviour.get("mobilesync") is False:
         # ActiveSync not offered: no provider for the mobilesync schema ([MS-ASCMD] 2.2.3.64).
-        return _error(601)
+        return _error(601, schema)
     if "error_code" in behaviour:
-        return _error(int(behaviour["error_code"]))
+        return _error(int(behaviour["error_code"]), schema)
     domain = str(request.scenario_data.get("domain", ""))
     fill = {"domain": domain, "host": request.host, "local": email.partition("@")[0]}
     hops = int(behaviour.get("redirect_hops", 0))
@@ -208,8 +205,8 @@ def autodiscover_xml(request: EmulatorRequest) -> EmulatorResponse:
             return _account(
                 "redirectAddr", f"      <RedirectAddr>{escape(target)}</RedirectAddr>\n"
             )
-    if not _known(request, email):
-        return _error(500)
+    if not is_user(request, email):
+        return _error(500, schema)
     settings = behaviour.get("settings", {})
     if mobilesync:
         return _mobilesync(request, email, settings)

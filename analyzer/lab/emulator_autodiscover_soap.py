@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 from xml.sax.saxutils import escape
 
-from analyzer.lab.emulator_auth import authenticate
-from analyzer.lab.emulator_autodiscover import _known, _serves, _urls, behaviour_for
+from analyzer.lab.emulator_auth import authenticate, is_user
+from analyzer.lab.emulator_autodiscover import _serves, _urls, behaviour_for
 
 if TYPE_CHECKING:
     from analyzer.lab.emulator_http import EmulatorRequest, EmulatorResponse, Handler
@@ -121,7 +121,7 @@ def _values(request: EmulatorRequest, email: str, behaviour: dict[str, Any]) -> 
 
 def _user_response(request: EmulatorRequest, email: str, names: list[str],
                    behaviour: dict[str, Any]) -> str:  # fmt: skip
-    if not _known(request, email):
+    if not is_user(request, email):
         return ("<UserResponse><ErrorCode>InvalidUser</ErrorCode><ErrorMessage>Invalid user: "
                 f"'{escape(email)}'</ErrorMessage><RedirectTarget i:nil=\"true\"/>"
                 "<UserSettingErrors/><UserSettings/></UserResponse>")  # fmt: skip

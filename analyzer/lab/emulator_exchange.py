@@ -54,7 +54,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 from xml.sax.saxutils import escape
 
-from analyzer.lab.emulator_auth import AuthResult, authenticate, offered_methods, unauthorized
+from analyzer.lab.emulator_auth import (
+    AuthResult,
+    authenticate,
+    is_user,
+    offered_methods,
+    unauthorized,
+)
 from analyzer.lab.emulator_http import EmulatorResponse
 from analyzer.protocols import rts, wbxml
 
@@ -228,7 +234,7 @@ def _get_folder(request: EmulatorRequest, operation: Any, user: str) -> Emulator
         return _get_folder_error("ErrorInvalidRequest", "The request is invalid.")
     owner = str(wanted.findtext(f"{{{_TYPES}}}Mailbox/{{{_TYPES}}}EmailAddress") or "").strip()
     if owner and owner.lower() != user.lower():
-        if _is_mailbox(request, owner):
+        if is_user(request, owner):
             return _get_folder_error("ErrorAccessDenied", _FAULT_TEXT["ErrorAccessDenied"])
         return _get_folder_error("ErrorNonExistentMailbox", "No mailbox with such guid.")
     folder = str(wanted.get("Id", "")).lower()
@@ -247,11 +253,6 @@ def _get_folder(request: EmulatorRequest, operation: Any, user: str) -> Emulator
         "</t:Folder></m:Folders></m:GetFolderResponseMessage></m:ResponseMessages>"
         "</m:GetFolderResponse>"
     )
-
-
-def _is_mailbox(request: EmulatorRequest, address: str) -> bool:
-    users = [*request.scenario_data.get("users", []), *request.behaviour.get("extra_users", [])]
-    return address.lower() in {str(a).lower() for a, _ in users}
 
 
 def _text_at(operation: Any, path: str) -> str:
@@ -311,7 +312,7 @@ def _availability(request: EmulatorRequest, operation: Any) -> EmulatorResponse:
     if configured.get("response_code"):
         code = str(configured["response_code"])
         return _availability_message("Error", code, str(configured.get("message") or code))
-    if not _is_mailbox(request, address):
+    if not is_user(request, address):
         return _availability_message("Error", "ErrorMailRecipientNotFound",
                                      "Mail recipient not found in the directory.")
     merged = ""

@@ -609,11 +609,7 @@ class Lab:
         """SOGo's database, when a scenario uses SOGo (at most one does)."""
         for scenario, info in zip(plan.scenarios, plan.infos, strict=True):
             if scenario.sogo:
-                return sogo.make_database(
-                    self.directory / "sogo",
-                    users=[sogo.SogoUser(address=u.address, password=u.password)
-                           for u in info.users],
-                )  # fmt: skip
+                return sogo.make_database(self.directory / "sogo", users=info.users)
         return None
 
     def _open_sogo_folders(self, plan: _Plan, log_file: Path) -> None:
@@ -621,11 +617,10 @@ class Lab:
         comes (:func:`analyzer.lab.sogo.open_personal_folders`)."""
         for scenario, info in zip(plan.scenarios, plan.infos, strict=True):
             if scenario.sogo:
-                users = [sogo.SogoUser(address=u.address, password=u.password)
-                         for u in info.users]  # fmt: skip
                 try:
                     statuses = netns.in_netns(
-                        self.server_netns, functools.partial(sogo.open_personal_folders, users)
+                        self.server_netns,
+                        functools.partial(sogo.open_personal_folders, info.users),
                     )
                 except OSError as exc:
                     raise LabError(f"sogod did not answer its first requests: {exc}") from exc

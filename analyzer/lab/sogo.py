@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Final
 
 from analyzer.lab.errors import LabError
+from analyzer.lab.state import LabUser
 
 __all__ = [
     "DATABASE",
@@ -48,7 +49,6 @@ __all__ = [
     "SOGOD_STOP_SIGNAL",
     "SOGO_USER",
     "SogoConfig",
-    "SogoUser",
     "database_command",
     "make_database",
     "memcached_command",
@@ -84,14 +84,6 @@ REQUIRED_FILES: Final[Mapping[str, str]] = {
     "/usr/lib/GNUstep/SOGo/ActiveSync.SOGo": "sogo-activesync",
     "/usr/bin/memcached": "memcached",
 }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SogoUser:
-    """A SOGo login: the full address (also its IMAP login) and its password."""
-
-    address: str
-    password: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,7 +161,7 @@ def _run(argv: Sequence[str], *, stdin: str = "", what: str) -> None:
         raise LabError(f"SOGo database: {what} failed (status {done.returncode}): {tail[:300]}")
 
 
-def make_database(directory: Path, *, users: Sequence[SogoUser]) -> SogoConfig:
+def make_database(directory: Path, *, users: Sequence[LabUser]) -> SogoConfig:
     """Make SOGo's database under ``directory`` (emptied by the lab), its user source holding
     ``users``. Runs no server: ``initdb``, then single-user mode."""
     bin_dir = postgres_bin_dir()
@@ -244,7 +236,7 @@ SOGO_TABLES: Final = "".join(f"{statement}\n" for statement in (  # single-user 
 ))
 
 
-def open_personal_folders(users: Sequence[SogoUser]) -> list[str]:
+def open_personal_folders(users: Sequence[LabUser]) -> list[str]:
     """Ask sogod (on ``SOGOD``, from the server namespace) for each user's calendars and
     address books, one user after another; the statuses, in order.
 
