@@ -295,8 +295,6 @@ class RunOptions:
 
     def describe(self) -> dict[str, Any]:
         """The options as shown in a report: secrets never included."""
-        from analyzer.core.credpolicy import hide_userinfo  # noqa: PLC0415
-
         return {
             "resolvers": [str(n) for n in self.nameservers] or ["system"],
             "autodiscover_url": (
