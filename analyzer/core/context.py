@@ -32,6 +32,7 @@ __all__ = [
     "Family",
     "FilesKey",
     "HostLimits",
+    "REDACTED",
     "Nameserver",
     "RunContext",
     "RunOptions",
@@ -55,7 +56,8 @@ class Closeable(Protocol):
 
 C = TypeVar("C", bound=Closeable)
 
-_REDACTED = "«redacted»"
+#: What replaces a secret wherever it would be shown (transcripts, findings, reprs).
+REDACTED = "«redacted»"
 
 
 class Credentials:
@@ -135,11 +137,11 @@ class Credentials:
         Called for every transcript line and finding string of a run: kept lean."""
         forms = self.__forms
         for form in self.secret_forms() if forms is None else forms:
-            text = text.replace(form, _REDACTED)
+            text = text.replace(form, REDACTED)
         return hide_userinfo(text)
 
     def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, secret={_REDACTED!r})"
+        return f"Credentials(username={self.username!r}, secret={REDACTED!r})"
 
     __str__ = __repr__
 
@@ -295,8 +297,6 @@ class RunOptions:
 
     def describe(self) -> dict[str, Any]:
         """The options as shown in a report: secrets never included."""
-        from analyzer.core.credpolicy import hide_userinfo  # noqa: PLC0415
-
         return {
             "resolvers": [str(n) for n in self.nameservers] or ["system"],
             "autodiscover_url": (

@@ -235,16 +235,16 @@ def wanted_endpoints(
     published. A standard or guessed host that turns out to have no address is none
     (:func:`check_endpoints` drops it)."""
     domain = target.domain
-    wanted: list[tuple[str, int, str, Source, bool]] = []
+    wanted: list[Wanted] = []
 
     if target.kind in ("host", "url") and target.port is not None:
         service = _BY_PORT.get(target.port)
         name = service.name if service else "https" if target.kind == "url" else "unknown"
-        wanted.append((domain, target.port, name, "target", True))
+        wanted.append(Wanted(domain, target.port, name, "target", True))
 
     mx: tuple[MxHost, ...] = ctx.fact_or(MX_HOSTS, ()) or ()
     for m in mx:
-        wanted.append((m.host, 25, "smtp", "mx", True))
+        wanted.append(Wanted(m.host, 25, "smtp", "mx", True))
 
     srv: tuple[SrvRecord, ...] = ctx.fact_or(SRV_RECORDS, ()) or ()
     announced: set[str] = set()
@@ -254,7 +254,8 @@ def wanted_endpoints(
             continue
         announced.add(srv_service)
         if rec.offered:
-            wanted.append((rec.target.rstrip(".").lower(), rec.port, srv_service, "srv", True))
+            host = rec.target.rstrip(".").lower()
+            wanted.append(Wanted(host, rec.port, srv_service, "srv", True))
 
     if target.kind in ("address", "domain"):
         # Clients guess these names only for what SRV does not announce; a guess whose
@@ -263,21 +264,22 @@ def wanted_endpoints(
             if name in announced:
                 continue
             for prefix in prefixes:
-                wanted.append((f"{prefix}.{domain}", SERVICES[name].port, name, "guess", False))
+                host = f"{prefix}.{domain}"
+                wanted.append(Wanted(host, SERVICES[name].port, name, "guess", False))
         for host, expected in (
             (domain, False),
             (f"autodiscover.{domain}", True),
             (f"mta-sts.{domain}", True),
         ):
-            wanted.append((host, 443, "https", "standard", expected))
-        wanted.append((f"autodiscover.{domain}", 80, "http", "standard", False))
+            wanted.append(Wanted(host, 443, "https", "standard", expected))
+        wanted.append(Wanted(f"autodiscover.{domain}", 80, "http", "standard", False))
 
     for host, port, named in ctx.options.extra_ports:
         by_port = _BY_PORT.get(port)
         name = named or (by_port.name if by_port else "unknown")
-        wanted.append((host, port, name, "user", True))
+        wanted.append(Wanted(host, port, name, "user", True))
 
-    return [w for w in _dedupe(Wanted(*w) for w in wanted) if keep is None or keep(w.service)]
+    return [w for w in _dedupe(wanted) if keep is None or keep(w.service)]
 
 
 def _dedupe(wanted: Iterable[Wanted]) -> list[Wanted]:

@@ -25,7 +25,7 @@ import dataclasses
 import re
 import ssl
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
@@ -530,12 +530,8 @@ async def tls_context(ctx: ProbeContext, ep: LoginEndpoint) -> TlsChoice:
     also counts handshakes that timed out; it is shown beside the login, not used as a veto.
     It is awaited for this endpoint only, while the TLS check of the others goes on.
     """
-    verdicts: Mapping[str, str] = ctx.fact_or(TLS_VERDICTS, {}) or {}
-    verdict = (
-        await verdicts.verdict(ep.label)
-        if isinstance(verdicts, TlsVerdicts)
-        else verdicts.get(ep.label, "")
-    )
+    verdicts: TlsVerdicts | None = ctx.fact_or(TLS_VERDICTS)
+    verdict = "" if verdicts is None else await verdicts.verdict(ep.label)
     return TlsChoice(
         context=ctx.run.ssl_context(), verified=True,
         reason=f"the TLS check judged {ep.label} {verdict}" if verdict == "invalid" else "",

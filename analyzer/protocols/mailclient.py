@@ -29,6 +29,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from analyzer.core.context import REDACTED
 from analyzer.core.errors import ConnectionReset, NetTimeout, ProtocolViolation, map_exception
 from analyzer.protocols.mailproto import EHLO_NAME
 from analyzer.protocols.net import Connection, Reply, TlsInfo
@@ -56,8 +57,6 @@ MAX_IMAP_LINES = 50_000
 MAX_CONTINUATIONS = 3
 #: The most bytes an error challenge (XOAUTH2/OAUTHBEARER JSON) is shown with.
 _CHALLENGE_SHOWN = 500
-
-REDACTED = "«redacted»"
 
 
 # --- SASL -------------------------------------------------------------------------------------
