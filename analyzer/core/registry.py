@@ -17,6 +17,7 @@ only their :class:`~analyzer.core.findings.FindingSpec` values, not their networ
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import sys
@@ -101,11 +102,7 @@ def load_probes(ids: tuple[str, ...] | None = None) -> list[Probe]:
 def probe_index(ids: tuple[str, ...] | None = None) -> list[ProbeEntry]:
     """The registered probes (all, or those named), in registry order, from the index:
     nothing of the probes themselves is imported."""
-    try:
-        document = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise StaleIndex(f"cannot read {INDEX_FILE}: {exc}; " + _REGENERATE) from None
-    declared: dict[str, dict[str, Any]] = {p["id"]: p for p in document["probes"]}
+    declared = _declared()
     registry = _registry()
     if list(declared) != list(registry):
         raise StaleIndex(f"{INDEX_FILE.name} does not list the registry's probes: " + _REGENERATE)
@@ -114,6 +111,17 @@ def probe_index(ids: tuple[str, ...] | None = None) -> list[ProbeEntry]:
         for probe_id, location in registry.items()
         if ids is None or probe_id in ids
     ]
+
+
+@functools.cache
+def _declared() -> dict[str, dict[str, Any]]:
+    """The index's entries by probe id, read once per process: it is fixed package data, and
+    ``rca serve`` plans a run at every scrape."""
+    try:
+        document = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StaleIndex(f"cannot read {INDEX_FILE}: {exc}; " + _REGENERATE) from None
+    return {p["id"]: p for p in document["probes"]}
 
 
 def _entry(probe_id: str, location: str, data: dict[str, Any]) -> ProbeEntry:

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from analyzer.core.context import REDACTED
 from analyzer.core.credpolicy import hide_userinfo
 from analyzer.core.errors import RcaError
 from analyzer.protocols.http import (
@@ -89,7 +90,6 @@ __all__ = [
 
 AuthScheme = Literal["basic", "ntlm", "negotiate", "bearer"]
 
-_REDACTED = "«redacted»"
 #: Header schemes spelled the way servers usually do (IIS, Exchange).
 _CANONICAL = {
     "basic": "Basic",
@@ -264,10 +264,10 @@ def shown_header(name: str, value: str) -> str:
         scheme, _, rest = value.strip().partition(" ")
         if scheme.lower() in ("ntlm", "negotiate") and rest:
             return f"{name}: {scheme} {describe_token(rest)}"
-        return f"{name}: {scheme} {_REDACTED}" if rest else f"{name}: {_REDACTED}"
+        return f"{name}: {scheme} {REDACTED}" if rest else f"{name}: {REDACTED}"
     if lowered in ("cookie", "set-cookie"):
         cookie_name = value.split("=", 1)[0].strip()[:60]
-        return f"{name}: {cookie_name}={_REDACTED}"
+        return f"{name}: {cookie_name}={REDACTED}"
     if lowered in ("www-authenticate", "proxy-authenticate"):
         shown = []
         for part in _split_commas(value):
