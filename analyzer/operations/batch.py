@@ -311,8 +311,9 @@ def parse_settings(table: Mapping[str, Any], *, where: str, source: str) -> dict
     for key in ("password_env", "oauth_token_env"):
         if key in out and not _ENV_NAME.fullmatch(out[key]):
             raise bad(key, "expected the name of an environment variable")
-    if "password_env" in out and "password_file" in out:
-        raise bad("password_env", "give password_env or password_file, not both")
+    for kind in ("password", "oauth_token"):
+        if f"{kind}_env" in out and f"{kind}_file" in out:
+            raise bad(f"{kind}_env", f"give {kind}_env or {kind}_file, not both")
     return out
 
 

@@ -176,3 +176,13 @@ def test_a_target_url_with_credentials_is_refused_without_repeating_it() -> None
     # Then it is refused, naming the target's place, never its text
     assert "targets[0]" in str(caught.value) and "credentials" in str(caught.value)
     assert "S3cret" not in str(caught.value) and "alice" not in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["password", "oauth_token"])
+def test_a_secret_from_both_a_variable_and_a_file_is_refused(kind: str) -> None:
+    # Given a target naming its secret twice (which one would win is nowhere said)
+    text = f'[[targets]]\ntarget = "a.test"\n{kind}_env = "X_SECRET"\n{kind}_file = "s"\n'
+    # Then the file is refused, naming both settings
+    with pytest.raises(BatchFileError) as caught:
+        parse(text)
+    assert f"{kind}_env or {kind}_file, not both" in str(caught.value)
