@@ -5,6 +5,10 @@ chain the TLS probe captured on port 25 (usage DANE-EE against the server certif
 DANE-TA against the chain; selector full certificate or SubjectPublicKeyInfo; matching
 exact, SHA-256 or SHA-512). TLSA records count only in a DNSSEC-secure zone (the DNSSEC
 probe's verdict): elsewhere senders ignore them.
+
+The TLS probe publishes its chains before its first handshake and fills them per endpoint
+(:class:`~analyzer.core.facts.TlsChains`): each MX is judged as soon as its own chain on
+port 25 is known, while the TLS probe still checks versions and other endpoints.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from analyzer.core.facts import DNSSEC_ZONES, MX_HOSTS, TLS_CHAINS, MxHost
+from analyzer.core.facts import DNSSEC_ZONES, MX_HOSTS, TLS_CHAINS, MxHost, TlsChains
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Json, Status
 from analyzer.core.probe import Probe, ProbeContext
@@ -154,14 +158,14 @@ def matches(record: Tlsa, chain: Sequence[bytes]) -> bool:
 async def run(ctx: ProbeContext, target: Target) -> None:
     """Match each MX host's TLSA records with its presented chain."""
     mx: tuple[MxHost, ...] = ctx.fact_or(MX_HOSTS, ()) or ()
-    chains: dict[str, tuple[bytes, ...]] = ctx.fact_or(TLS_CHAINS, {}) or {}
+    published: TlsChains | None = ctx.fact_or(TLS_CHAINS)
+    # Not `or`: the chains are published empty and fill up while DANE waits.
+    chains = TlsChains(()) if published is None else published
     zones: dict[str, str] = ctx.fact_or(DNSSEC_ZONES, {}) or {}
     await asyncio.gather(*(_check(ctx, m.host, chains, zones) for m in mx if not m.implicit))
 
 
-async def _check(
-    ctx: ProbeContext, host: str, chains: dict[str, tuple[bytes, ...]], zones: dict[str, str]
-) -> None:
+async def _check(ctx: ProbeContext, host: str, chains: TlsChains, zones: dict[str, str]) -> None:
     name = f"_25._tcp.{host}"
     with ctx.result(f"{host}:25") as res, res.step(f"DANE TLSA records of {name}") as step:
         found = await lookup(ctx.run, name, "TLSA", dnssec=True)
@@ -189,7 +193,7 @@ async def _check(
         if len(usable) < len(records):
             step.add(UNUSABLE(detail=f"{len(records) - len(usable)} record(s) with usage 0/1",
                               evidence=evidence))
-        chain = chains.get(f"{host}:25", ())
+        chain = await chains.chain(f"{host}:25")
         if not chain:
             step.add(NO_CHAIN(detail=f"no certificate was captured on {host}:25"))
             return

@@ -13,7 +13,9 @@ asks senders to verify (MTA-STS in enforce mode), which another check reports.
 
 Publishes :data:`TLS_VERDICTS` (``host:port`` → ``valid``/``invalid``/``unreachable``) so
 that login probes never send credentials over a connection whose certificate failed,
-and :data:`TLS_CHAINS` (the DER chains, not shown in reports) for the DANE check.
+and :data:`TLS_CHAINS` (the DER chains, not shown in reports) for the DANE check; both
+before the first handshake, each endpoint's entry filled as soon as its handshakes end
+(before its version checks).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from analyzer.core.facts import (
     SRV_RECORDS,
     TLS_CHAINS,
     TLS_VERDICTS,
+    TlsChains,
     TlsVerdicts,
 )
 from analyzer.core.findings import FindingSpec
@@ -198,32 +201,42 @@ async def run(ctx: ProbeContext, target: Target) -> None:
 
     wanted = wanted_endpoints(ctx, target, keep=lambda service: service.tls != "none")
     # Published before the first handshake: a login waits for its own endpoint's verdict,
-    # not for every endpoint's check to end (nor for every host to be resolved).
+    # DANE for its MX's chain, not for every endpoint's check to end (nor for every host
+    # to be resolved, nor for the version checks).
     verdicts = TlsVerdicts(w.label for w in wanted)
+    chains = TlsChains(w.label for w in wanted)
     ctx.publish(TLS_VERDICTS, verdicts)
+    ctx.publish(TLS_CHAINS, chains, shown=False)
 
-    async def judged(ep: Endpoint) -> tuple[str, tuple[bytes, ...]]:
-        verdict, chain = await _endpoint(ctx, ep, roots, lambda v: verdicts.settle(ep.label, v))
-        verdicts.settle(ep.label, verdict)
-        return verdict, chain
+    def settle(label: str, verdict: str, chain: tuple[bytes, ...]) -> None:
+        verdicts.settle(label, verdict)
+        chains.settle(label, chain)
+
+    async def judged(ep: Endpoint) -> str:
+        verdict, chain = await _endpoint(ctx, ep, roots, lambda v, c: settle(ep.label, v, c))
+        settle(ep.label, verdict, chain)  # a check shared with another run of a batch
+        return verdict
+
+    def dropped(label: str) -> None:
+        verdicts.withdraw(label)
+        chains.withdraw(label)
 
     try:
         roots = await tlschain.run_roots(ctx.run)
-        checked = await check_endpoints(ctx, wanted, judged, dropped=verdicts.withdraw)
+        checked = await check_endpoints(ctx, wanted, judged, dropped=dropped)
     finally:
         verdicts.close()
+        chains.close()
     ctx.order_results([ep.label for ep, _ in checked])
-    chains = {ep.label: c for ep, (_, c) in checked if c}
-    ctx.publish(TLS_CHAINS, chains, shown=False)
 
 
 async def _endpoint(
     ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate],
-    settle: Callable[[str], None],
+    settle: Callable[[str, tuple[bytes, ...]], None],
 ) -> tuple[str, tuple[bytes, ...]]:
     """One endpoint, checked once per batch (every option the result depends on is in
     the key; see :meth:`~analyzer.core.probe.ProbeContext.shared`). ``settle`` is told the
-    verdict as soon as the handshakes have judged it, before the version checks."""
+    verdict and the chain as soon as the handshakes have ended, before the version checks."""
     o = ctx.options
     key = (
         ep, o.families, o.op_timeout, o.ca_file, o.cert_warn_days, o.cert_fail_days,
@@ -234,7 +247,7 @@ async def _endpoint(
 
 async def _endpoint_now(
     ctx: ProbeContext, ep: Endpoint, roots: Sequence[x509.Certificate],
-    settle: Callable[[str], None],
+    settle: Callable[[str, tuple[bytes, ...]], None],
 ) -> tuple[str, tuple[bytes, ...]]:
     with ctx.result(ep.label) as res:
         addresses = ep.addresses(ctx.options.families)
@@ -252,12 +265,12 @@ async def _endpoint_now(
             if "valid" in verdicts
             else "unreachable"
         )
-        # The versions accepted do not change the verdict: a login waiting for it may go on
-        # while they are checked.
-        settle(verdict)
+        chain = reached[0].session.tls.chain_der if reached and reached[0].session else ()
+        # The versions accepted change neither the verdict nor the chain: a login or DANE
+        # waiting for them may go on while they are checked.
+        settle(verdict, chain)
         if reached:
             await _versions(ctx, res, ep, reached[0].address)
-        chain = reached[0].session.tls.chain_der if reached and reached[0].session else ()
         return verdict, chain
 
 

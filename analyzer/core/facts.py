@@ -2,9 +2,9 @@
 
 Probes never import one another: they share what they learned through these values,
 keyed by name (the constants below). Every fact type is a frozen dataclass of plain
-data, so it can also be shown in a report (``analyzer.core.model.to_json``). One exception,
-:class:`TlsVerdicts`, fills up while its probe runs, so that a login waits for the verdict
-on *its* endpoint rather than for every TLS check.
+data, so it can also be shown in a report (``analyzer.core.model.to_json``). The exceptions,
+:class:`TlsVerdicts` and :class:`TlsChains`, fill up while their probe runs, so that a
+login (or DANE) waits for *its* endpoint rather than for every TLS check.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
+
+V = TypeVar("V")
 
 __all__ = [
     "AUTODISCOVER_SETTINGS",
@@ -24,11 +27,13 @@ __all__ = [
     "MX_HOSTS",
     "SRV_RECORDS",
     "AutodiscoverSettings",
+    "EndpointFacts",
     "HostAddresses",
     "MailServerSetting",
     "MxHost",
     "OutlookAnywhere",
     "SrvRecord",
+    "TlsChains",
     "TlsVerdicts",
 ]
 
@@ -180,56 +185,56 @@ OPEN_PORTS = "open_ports"
 #: Login probes never send credentials to an endpoint that is not ``valid`` (unless
 #: ``--insecure``).
 TLS_VERDICTS = "tls_verdicts"
-#: ``dict[str, tuple[bytes, ...]]``: ``host:port`` → the DER chain presented (for DANE).
+#: :class:`TlsChains`, a mapping ``host:port`` → the DER chain presented (for DANE),
+#: published before the first handshake and filled as each endpoint's handshakes end.
 TLS_CHAINS = "tls_chains"
 #: ``dict[str, str]``: name → DNSSEC state of its zone (secure/insecure/bogus/indeterminate).
 DNSSEC_ZONES = "dnssec_zones"
 
 
-class TlsVerdicts(Mapping[str, str]):
-    """The TLS check's verdict per ``host:port`` (:data:`TLS_VERDICTS`), filled as each
-    endpoint's check ends.
+class EndpointFacts(Mapping[str, V]):
+    """Something the TLS check learns per ``host:port``, filled as each endpoint's check
+    ends (:class:`TlsVerdicts`, :class:`TlsChains`).
 
     The TLS probe publishes it before its first handshake (before it has resolved every
-    host), naming every endpoint it may check, so probes waiting for :data:`TLS_VERDICTS`
-    start at once and each login awaits :meth:`verdict` of its own endpoint only; an
-    endpoint whose host turns out not to exist is withdrawn (no verdict). As a mapping it
-    holds the verdicts known so far (all of them once the probe has ended, which is when a
-    report shows it).
+    host), naming every endpoint it may check, so probes waiting for it start at once and
+    each awaits :meth:`when_known` of its own endpoint only; an endpoint whose host turns
+    out not to exist is withdrawn (nothing known). As a mapping it holds what is known so
+    far (all of it once the probe has ended, which is when a report shows it).
     """
 
     def __init__(self, labels: Iterable[str]) -> None:
-        self._known: dict[str, str] = {}
+        self._known: dict[str, V] = {}
         self._pending: dict[str, asyncio.Event] = {label: asyncio.Event() for label in labels}
 
-    def settle(self, label: str, verdict: str) -> None:
-        """Record the verdict on ``label`` and wake whoever waits for it."""
-        self._known[label] = verdict
+    def settle(self, label: str, value: V) -> None:
+        """Record what is known of ``label`` and wake whoever waits for it."""
+        self._known[label] = value
         event = self._pending.pop(label, None)
         if event is not None:
             event.set()
 
     def withdraw(self, label: str) -> None:
         """``label`` will not be checked after all (its host name does not exist): whoever
-        waits for it gets no verdict, at once."""
+        waits for it learns nothing, at once."""
         event = self._pending.pop(label, None)
         if event is not None:
             event.set()
 
     def close(self) -> None:
-        """No more verdicts will come (the probe ended, or hit its deadline): wake everyone."""
+        """Nothing more will come (the probe ended, or hit its deadline): wake everyone."""
         for event in self._pending.values():
             event.set()
         self._pending.clear()
 
-    async def verdict(self, label: str) -> str:
-        """The verdict on ``label`` once its check has ended; ``""`` when it had none."""
+    async def when_known(self, label: str) -> V | None:
+        """What is known of ``label`` once its check has ended; None when it has nothing."""
         event = self._pending.get(label)
         if event is not None:
             await event.wait()
-        return self._known.get(label, "")
+        return self._known.get(label)
 
-    def __getitem__(self, label: str) -> str:
+    def __getitem__(self, label: str) -> V:
         return self._known[label]
 
     def __iter__(self) -> Iterator[str]:
@@ -237,3 +242,23 @@ class TlsVerdicts(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._known)
+
+
+class TlsVerdicts(EndpointFacts[str]):
+    """The TLS check's verdict per ``host:port`` (:data:`TLS_VERDICTS`), filled as each
+    endpoint's handshakes are judged: a login awaits :meth:`verdict` of its own endpoint."""
+
+    async def verdict(self, label: str) -> str:
+        """The verdict on ``label`` once its check has ended; ``""`` when it had none."""
+        return await self.when_known(label) or ""
+
+
+class TlsChains(EndpointFacts[tuple[bytes, ...]]):
+    """The DER chain (leaf first) each ``host:port`` presented (:data:`TLS_CHAINS`), filled
+    as each endpoint's handshakes end, before its TLS-version checks: DANE awaits
+    :meth:`chain` of each MX on port 25 only."""
+
+    async def chain(self, label: str) -> tuple[bytes, ...]:
+        """The chain ``label`` presented once its handshakes have ended; ``()`` when none
+        was captured (unreachable, no STARTTLS, not checked)."""
+        return await self.when_known(label) or ()

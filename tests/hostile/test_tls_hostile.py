@@ -8,7 +8,7 @@ import socket
 import ssl
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,16 +16,20 @@ import pytest
 from analyzer.api import check
 from analyzer.core.context import Nameserver, RunOptions
 from analyzer.core.facts import (
+    DNSSEC_ZONES,
     DOMAIN_ADDRESSES,
     MX_HOSTS,
     SRV_RECORDS,
     TLS_VERDICTS,
     HostAddresses,
+    MxHost,
 )
 from analyzer.core.model import Report, Status
+from analyzer.core.pipeline import ProgressEvent
 from analyzer.core.probe import Probe, ProbeContext
 from analyzer.core.targets import Target, parse_target
 from analyzer.lab.pki import CertSpec, IssuedCert, LabPKI
+from probes.dane import PROBE as DANE
 from probes.ports import PROBE as PORTS
 from probes.tls import PROBE as TLS
 from reports.html import render
@@ -303,3 +307,59 @@ async def test_a_host_is_checked_before_another_host_is_resolved(
     assert subjects[-1] == f"{HOST}:{server.port}"
     (mine,) = [r for r in report.results if r.subject == f"{HOST}:{server.port}"]
     assert mine.status == Status.PASS
+
+
+async def test_dane_judges_an_mx_before_the_tls_check_of_other_endpoints_ends(
+    pki: LabPKI,
+) -> None:
+    # Given an MX host without an address (no chain will ever come from it), TLSA records
+    # for it in a zone said to be secure, and an IMAPS endpoint whose version checks are
+    # held until the DANE check has finished
+    cert = issue(pki, "good", "dane-first")
+    context = server_context(cert)
+    dane_done = threading.Event()
+    first = threading.Lock()
+
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        if not first.acquire(blocking=False):
+            dane_done.wait(5)
+        tls_then(context)(conn, stop)
+
+    async def dns(ctx: ProbeContext, target: Target) -> None:
+        ctx.publish(DOMAIN_ADDRESSES, HostAddresses(host="dane.test"))
+        ctx.publish(MX_HOSTS, (MxHost(preference=10, host="mx.dane.test"),))
+        ctx.publish(SRV_RECORDS, ())
+
+    async def dnssec(ctx: ProbeContext, target: Target) -> None:
+        ctx.publish(DNSSEC_ZONES, {"mx.dane.test": "secure"})
+
+    def progress(event: ProgressEvent) -> None:
+        if event.probe == "dane" and event.event == "finished":
+            dane_done.set()
+
+    zone = ("@ 3600 IN SOA ns. h. 1 3600 600 86400 60\n"
+            f"_25._tcp.mx 60 IN TLSA 3 1 1 {'ab' * 32}\n")  # fmt: skip
+    fakes = [
+        Probe(id="dns", title="dns", run=dns, provides=(DOMAIN_ADDRESSES, MX_HOSTS, SRV_RECORDS)),
+        Probe(id="dnssec", title="dnssec", run=dnssec, provides=(DNSSEC_ZONES,)),
+    ]
+    with serve(script) as server, dns_server({"dane.test.": zone}) as ns:
+        options = RunOptions(
+            timeout=20, op_timeout=2, ca_file=pki.ca_file, connect={HOST: ("127.0.0.1",)},
+            extra_ports=((HOST, server.port, "imaps"),),
+            nameservers=(Nameserver("127.0.0.1", ns.port),),
+        )  # fmt: skip
+        # When DANE runs beside the TLS check
+        report = await check(parse_target("dane.test"), options, probes=[*fakes, TLS, DANE],
+                             progress=progress)  # fmt: skip
+    # Then DANE judged the MX (no chain: it has no address) while the IMAPS endpoint's
+    # version checks were held: they were answered once DANE had finished
+    (dane,) = [r for r in report.results if r.probe == "dane"]
+    assert [f.code for s in dane.steps for f in s.findings] == ["dane.no_chain"]
+    (imaps,) = [r for r in report.results if r.subject == f"{HOST}:{server.port}"]
+    (versions,) = [s for s in imaps.steps if s.title.startswith("TLS versions")]
+    (note,) = [line.text for line in versions.transcript]
+    assert "no answer in time" not in note
+    assert "TLSv1.2: accepted" in note
+    dane_end = dane.started + timedelta(milliseconds=dane.elapsed_ms)
+    assert dane_end <= imaps.started + timedelta(milliseconds=imaps.elapsed_ms)

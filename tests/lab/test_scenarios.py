@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from analyzer.api import check, exit_code
 from analyzer.core.context import Credentials, Nameserver, RunOptions
-from analyzer.core.model import Report, Status, report_from_json, to_json
+from analyzer.core.model import ProbeResult, Report, Status, report_from_json, to_json
 from analyzer.core.registry import all_finding_specs, load_probes
 from analyzer.core.targets import parse_target
 from analyzer.lab import LabInfo
@@ -130,6 +131,21 @@ def test_sogo_scenario_fails_only_where_sogo_falls_short(lab: LabInfo) -> None:
                       if f.status not in (Status.PASS, Status.SKIP)
                       and (f.code, f.status.value) not in declared)  # fmt: skip
     assert not problems, "\n".join(problems)
+
+
+def test_dane_judges_the_mx_chain_before_its_tls_version_checks_end(lab: LabInfo) -> None:
+    # Given a check of the domain whose MX has a TLSA record that matches nothing
+    report = full_check(lab, "dane-mismatch")
+    (dane,) = [r for r in report.results if r.probe == "dane"]
+    (tls,) = [r for r in report.results if r.probe == "tls" and r.subject == dane.subject]
+    assert dane.status == Status.FAIL
+    # Then DANE compared the chain as soon as the MX's handshakes had captured it: it ended
+    # while the TLS check of that very endpoint still checked the versions it accepts
+    assert _end(dane) < _end(tls)
+
+
+def _end(result: ProbeResult) -> datetime:
+    return result.started + timedelta(milliseconds=result.elapsed_ms)
 
 
 @pytest.mark.parametrize("scenario", ["dns-servfail", "dns-timeout"])

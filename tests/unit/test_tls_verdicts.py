@@ -1,10 +1,11 @@
-"""TLS verdicts published while the TLS check runs: each login waits for its endpoint only."""
+"""TLS verdicts and chains published while the TLS check runs: each login (and DANE) waits
+for its endpoint only."""
 
 from __future__ import annotations
 
 import asyncio
 
-from analyzer.core.facts import TlsVerdicts
+from analyzer.core.facts import TlsChains, TlsVerdicts
 from analyzer.core.model import to_json
 
 
@@ -58,3 +59,30 @@ def test_it_reads_and_reports_as_the_verdicts_known() -> None:
     assert dict(verdicts) == {"a.example.test:993": "valid"}
     assert to_json(verdicts) == {"a.example.test:993": "valid"}
     assert verdicts.get("b.example.test:993") is None
+
+
+async def test_a_chain_is_awaited_for_its_own_endpoint_and_none_comes_when_withdrawn() -> None:
+    # Given the chains of an MX and of a guessed endpoint, neither captured yet
+    chains = TlsChains(["mx.example.test:25", "imap.example.test:993"])
+    mx = asyncio.create_task(chains.chain("mx.example.test:25"))
+    guessed = asyncio.create_task(chains.chain("imap.example.test:993"))
+    await asyncio.sleep(0)
+    # When the guessed host turns out not to exist
+    chains.withdraw("imap.example.test:993")
+    # Then its waiter goes on at once with no chain, while the MX's still waits
+    assert await asyncio.wait_for(guessed, 1) == ()
+    assert not mx.done()
+    # And the MX's waiter gets the chain as soon as its handshakes end
+    chains.settle("mx.example.test:25", (b"leaf", b"ca"))
+    assert await asyncio.wait_for(mx, 1) == (b"leaf", b"ca")
+
+
+async def test_a_chain_never_captured_is_empty_once_the_check_ends() -> None:
+    # Given a check that ends (deadline, crash) before the MX's handshakes did
+    chains = TlsChains(["mx.example.test:25"])
+    waiting = asyncio.create_task(chains.chain("mx.example.test:25"))
+    await asyncio.sleep(0)
+    chains.close()
+    # Then DANE goes on with no chain, as for an endpoint the check does not cover
+    assert await asyncio.wait_for(waiting, 1) == ()
+    assert await asyncio.wait_for(chains.chain("other.example.test:25"), 1) == ()
