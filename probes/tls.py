@@ -293,7 +293,7 @@ async def _address(
                 port=ep.port,
                 mode="starttls" if ep.service.tls == "starttls" else "implicit",
                 speaks=ep.service.speaks,
-                context=inspection_context(),
+                context=inspection_context(ctx.run),
                 timeout=ctx.op_timeout(),
                 transcript=step,
             )
@@ -446,7 +446,7 @@ async def _fetch_issuer(ctx: ProbeContext, step: StepRecorder, url: str) -> byte
 async def _versions(ctx: ProbeContext, res: ResultRecorder, ep: Endpoint, address: str) -> None:
     shown = f"[{address}]" if ":" in address else address
     with res.step(f"TLS versions accepted on {shown}:{ep.port}") as step:
-        testable = [v for v in TLS_VERSIONS if can_offer(v)]
+        testable = [v for v in TLS_VERSIONS if can_offer(ctx.run, v)]
         untestable: list[str] = [v for v in TLS_VERSIONS if v not in testable]
         accepted = await asyncio.gather(*(_accepts(ctx, ep, address, v) for v in testable))
         found: dict[str, bool | None] = dict(zip(testable, accepted, strict=True))
@@ -475,7 +475,7 @@ async def _versions(ctx: ProbeContext, res: ResultRecorder, ep: Endpoint, addres
 async def _accepts(
     ctx: ProbeContext, ep: Endpoint, address: str, version: TlsVersionName
 ) -> bool | None:
-    context = version_context(version)
+    context = version_context(ctx.run, version)
     if context is None:
         return None
     try:

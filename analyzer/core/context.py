@@ -379,6 +379,7 @@ class RunContext:
         self._nameservers: tuple[tuple[str, int], ...] | None = None
         self._shared: dict[str, asyncio.Future[Any]] = {}
         self._resources: dict[str, Any] = {}
+        self._made: dict[str, Any] = {}
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -453,6 +454,16 @@ class RunContext:
         if found is None:
             found = self._resources[key] = make()
         return found
+
+    def made(self, key: str, make: Callable[[], R]) -> R:
+        """What ``make()`` returns, made once per run for ``key`` and shared by every probe
+        of the run: settings that need no closing, such as the SSL contexts of the
+        certificate inspections (a context holds settings; each connection has its own
+        state). Call it on the event loop's thread."""
+        if key not in self._made:
+            self._made[key] = make()
+        made: R = self._made[key]
+        return made
 
     async def __aenter__(self) -> RunContext:
         return self

@@ -744,7 +744,7 @@ class Discovery:
                     port=port,
                     mode="implicit",
                     speaks="http",
-                    context=inspection_context(),
+                    context=inspection_context(run),
                     timeout=self.ctx.op_timeout(),
                     transcript=step,
                 )

@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -363,3 +364,44 @@ async def test_dane_judges_an_mx_before_the_tls_check_of_other_endpoints_ends(
     assert "TLSv1.2: accepted" in note
     dane_end = dane.started + timedelta(milliseconds=dane.elapsed_ms)
     assert dane_end <= imaps.started + timedelta(milliseconds=imaps.elapsed_ms)
+
+
+async def test_the_tls_contexts_are_made_once_per_run_each_with_its_own_settings(
+    pki: LabPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two IMAPS endpoints, and every TLS session the TLS check opens recorded with the
+    # context it used (kept alive, so that two contexts never share an id)
+    import probes.tls
+
+    context = server_context(issue(pki, "good", "contexts"))
+    opened: list[tuple[str, ssl.SSLContext]] = []
+    real_open = probes.tls.open_tls
+
+    async def recording(run: object, **kw: Any) -> Any:
+        opened.append(("inspection" if kw.get("transcript") else "version", kw["context"]))
+        return await real_open(run, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(probes.tls, "open_tls", recording)
+    with serve(tls_then(context)) as one, serve(tls_then(context)) as two:
+        # When the TLS check runs on both
+        options = RunOptions(
+            tests=("tls",), timeout=20, op_timeout=2, ca_file=pki.ca_file,
+            connect={HOST: ("127.0.0.1",)},
+            extra_ports=((HOST, one.port, "imaps"), (HOST, two.port, "imaps")),
+        )  # fmt: skip
+        report = await check(parse_target("127.0.0.1"), options)
+    assert {r.status for r in report.results if r.probe == "tls"} == {Status.PASS}
+    # Then both inspections used one context, which accepts any chain and any version
+    inspections = {id(c): c for kind, c in opened if kind == "inspection"}
+    assert sum(kind == "inspection" for kind, _ in opened) == 2
+    (inspection,) = inspections.values()
+    assert inspection.verify_mode == ssl.CERT_NONE and not inspection.check_hostname
+    assert inspection.minimum_version == ssl.TLSVersion.MINIMUM_SUPPORTED
+    # And the version checks of both endpoints one context per version, offering only it
+    versions: dict[ssl.TLSVersion, set[int]] = {}
+    for kind, c in opened:
+        if kind == "version":
+            assert c.minimum_version == c.maximum_version
+            assert c.verify_mode == ssl.CERT_NONE and not c.check_hostname
+            versions.setdefault(c.minimum_version, set()).add(id(c))
+    assert versions and all(len(ids) == 1 for ids in versions.values())
