@@ -366,28 +366,13 @@ async def _judge_chain(
     roots: Sequence[x509.Certificate],
 ) -> bool:
     with parent.step(f"Validate the certificate chain for {ep.host}") as step:
-        now = ctx.run.now()
         fetched: dict[str, bytes | None] = {}
-        diagnosis = tlschain.diagnose(
-            chain,
-            ep.host,
-            roots=roots,
-            now=now,
-            warn_days=ctx.options.cert_warn_days,
-            fail_days=ctx.options.cert_fail_days,
-        )
+        diagnosis = tlschain.run_diagnose(ctx.run, chain, ep.host, roots=roots)
         while diagnosis.fetch_url is not None:
             url = diagnosis.fetch_url
             fetched[url] = await _fetch_issuer(ctx, step, url)
-            diagnosis = tlschain.diagnose(
-                chain,
-                ep.host,
-                roots=roots,
-                now=now,
-                warn_days=ctx.options.cert_warn_days,
-                fail_days=ctx.options.cert_fail_days,
-                fetched=fetched,
-            )
+            diagnosis = tlschain.run_diagnose(ctx.run, chain, ep.host, roots=roots,
+                                              fetched=fetched)  # fmt: skip
         certs: list[Json] = [c.as_evidence() for c in diagnosis.presented]
         for finding in diagnosis.findings:
             step.add(_for_endpoint(finding, ep, certs))

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from analyzer.core.context import RunContext
 
 __all__ = [
+    "run_diagnose",
     "run_roots",
     "CHAIN_EMPTY",
     "CHAIN_DUPLICATE_CERTS",
@@ -621,6 +622,31 @@ def load_trust_store(paths: Iterable[str | PathLike[str]]) -> tuple[x509.Certifi
 
 
 # --- the diagnosis ------------------------------------------------------------------------------
+
+
+def run_diagnose(
+    run: RunContext,
+    chain: Sequence[bytes],
+    host: str,
+    *,
+    roots: Sequence[x509.Certificate],
+    fetched: Mapping[str, bytes | None] | None = None,
+) -> ChainDiagnosis:
+    """:func:`diagnose` as of the run (its clock, ``--cert-warn-days``/``--cert-fail-days``),
+    made once per run for the same chain, host, trust store and fetched issuers.
+
+    A host presents the same chain on each of its addresses and ports, and several probes
+    judge it (the TLS check, the Autodiscover host block): a full check would diagnose
+    mail.example.com's chain a dozen times, at a few milliseconds of CPU each on the event
+    loop's thread. Every such diagnosis of a run is then as of its first one's clock, so
+    one certificate is never judged two ways in one report.
+    """
+    seen = tuple(fetched.items()) if fetched else ()
+    key = ("chain-diagnosis", host, tuple(chain), id(roots), seen)
+    return run.made(key, lambda: diagnose(
+        chain, host, roots=roots, now=run.now(), warn_days=run.options.cert_warn_days,
+        fail_days=run.options.cert_fail_days, fetched=fetched,
+    ))  # fmt: skip
 
 
 def diagnose(

@@ -13,7 +13,7 @@ import contextlib
 import ipaddress
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -379,7 +379,7 @@ class RunContext:
         self._nameservers: tuple[tuple[str, int], ...] | None = None
         self._shared: dict[str, asyncio.Future[Any]] = {}
         self._resources: dict[str, Any] = {}
-        self._made: dict[str, Any] = {}
+        self._made: dict[Hashable, Any] = {}
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -455,7 +455,7 @@ class RunContext:
             found = self._resources[key] = make()
         return found
 
-    def made(self, key: str, make: Callable[[], R]) -> R:
+    def made(self, key: Hashable, make: Callable[[], R]) -> R:
         """What ``make()`` returns, made once per run for ``key`` and shared by every probe
         of the run: settings that need no closing, such as the SSL contexts of the
         certificate inspections (a context holds settings; each connection has its own

@@ -770,28 +770,13 @@ class Discovery:
             return _Host("invalid", "certificate not valid")
 
     async def _judge_chain(self, step: StepRecorder, host: str, chain: tuple[bytes, ...]) -> bool:
-        now = self.ctx.run.now()
-        options = self.ctx.options
+        run = self.ctx.run
         fetched: dict[str, bytes | None] = {}
-        diagnosis = tlschain.diagnose(
-            chain,
-            host,
-            roots=self.roots,
-            now=now,
-            warn_days=options.cert_warn_days,
-            fail_days=options.cert_fail_days,
-        )
+        diagnosis = tlschain.run_diagnose(run, chain, host, roots=self.roots)
         while diagnosis.fetch_url is not None:
             fetched[diagnosis.fetch_url] = await self._fetch_issuer(step, diagnosis.fetch_url)
-            diagnosis = tlschain.diagnose(
-                chain,
-                host,
-                roots=self.roots,
-                now=now,
-                warn_days=options.cert_warn_days,
-                fail_days=options.cert_fail_days,
-                fetched=fetched,
-            )
+            diagnosis = tlschain.run_diagnose(run, chain, host, roots=self.roots,
+                                              fetched=fetched)  # fmt: skip
         certs: list[Json] = [c.as_evidence() for c in diagnosis.presented]
         for finding in diagnosis.findings:
             evidence = dict(finding.evidence)

@@ -405,3 +405,33 @@ async def test_the_tls_contexts_are_made_once_per_run_each_with_its_own_settings
             assert c.verify_mode == ssl.CERT_NONE and not c.check_hostname
             versions.setdefault(c.minimum_version, set()).add(id(c))
     assert versions and all(len(ids) == 1 for ids in versions.values())
+
+
+async def test_a_host_s_chain_is_diagnosed_once_per_run(
+    pki: LabPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two IMAPS endpoints of one host presenting the same chain, and every diagnosis
+    # the TLS check makes counted
+    from probes import tlschain
+
+    context = server_context(issue(pki, "good", "diagnosed-once"))
+    diagnosed: list[str] = []
+    real_diagnose = tlschain.diagnose
+
+    def counting(chain: Any, host: str, **kw: Any) -> tlschain.ChainDiagnosis:
+        diagnosed.append(host)
+        return real_diagnose(chain, host, **kw)
+
+    monkeypatch.setattr(tlschain, "diagnose", counting)
+    with serve(tls_then(context)) as one, serve(tls_then(context)) as two:
+        # When the TLS check runs on both
+        options = RunOptions(
+            tests=("tls",), timeout=20, op_timeout=2, ca_file=pki.ca_file,
+            connect={HOST: ("127.0.0.1",)},
+            extra_ports=((HOST, one.port, "imaps"), (HOST, two.port, "imaps")),
+        )  # fmt: skip
+        report = await check(parse_target("127.0.0.1"), options)
+    # Then the chain was diagnosed once, and both endpoints report its diagnosis
+    assert diagnosed == [HOST]
+    valid = [r.subject for r, f in report.findings() if f.code == "tls.chain.valid"]
+    assert valid == [f"{HOST}:{one.port}", f"{HOST}:{two.port}"]
