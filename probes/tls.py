@@ -269,8 +269,8 @@ async def _endpoint_now(
         # The versions accepted change neither the verdict nor the chain: a login or DANE
         # waiting for them may go on while they are checked.
         settle(verdict, chain)
-        if reached:
-            await _versions(ctx, res, ep, reached[0].address)
+        if reached and reached[0].session is not None:
+            await _versions(ctx, res, ep, reached[0].address, reached[0].session.tls.version)
         return verdict, chain
 
 
@@ -428,13 +428,20 @@ async def _fetch_issuer(ctx: ProbeContext, step: StepRecorder, url: str) -> byte
         return response.body if response.status == 200 else None
 
 
-async def _versions(ctx: ProbeContext, res: ResultRecorder, ep: Endpoint, address: str) -> None:
+async def _versions(
+    ctx: ProbeContext, res: ResultRecorder, ep: Endpoint, address: str, negotiated: str
+) -> None:
+    """Which versions ``address`` accepts, one handshake offering only that version each,
+    but for the version its inspection handshake (offering every version) ``negotiated``:
+    that one it has just accepted."""
     shown = f"[{address}]" if ":" in address else address
     with res.step(f"TLS versions accepted on {shown}:{ep.port}") as step:
         testable = [v for v in TLS_VERSIONS if can_offer(ctx.run, v)]
         untestable: list[str] = [v for v in TLS_VERSIONS if v not in testable]
-        accepted = await asyncio.gather(*(_accepts(ctx, ep, address, v) for v in testable))
-        found: dict[str, bool | None] = dict(zip(testable, accepted, strict=True))
+        offered = [v for v in testable if v != negotiated]
+        accepted = await asyncio.gather(*(_accepts(ctx, ep, address, v) for v in offered))
+        answers: dict[str, bool | None] = dict(zip(offered, accepted, strict=True))
+        found: dict[str, bool | None] = {v: answers.get(v, True) for v in testable}
         words = {True: "accepted", False: "refused", None: "no answer in time"}
         step.note(", ".join(f"{v}: {words[a]}" for v, a in found.items()))
         legacy = [v for v in ("TLSv1", "TLSv1.1") if found.get(v) is True]

@@ -435,3 +435,38 @@ async def test_a_host_s_chain_is_diagnosed_once_per_run(
     assert diagnosed == [HOST]
     valid = [r.subject for r, f in report.findings() if f.code == "tls.chain.valid"]
     assert valid == [f"{HOST}:{one.port}", f"{HOST}:{two.port}"]
+
+
+async def test_the_version_the_inspection_negotiated_is_not_offered_again(
+    pki: LabPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an IMAPS server that speaks TLS 1.2 and 1.3, and the version each of the TLS
+    # check's version checks offers recorded
+    import probes.tls
+
+    context = server_context(issue(pki, "good", "negotiated"))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    offered: list[ssl.TLSVersion] = []
+    real_open = probes.tls.open_tls
+
+    async def recording(run: object, **kw: Any) -> Any:
+        if not kw.get("transcript"):
+            offered.append(kw["context"].maximum_version)
+        return await real_open(run, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(probes.tls, "open_tls", recording)
+    with serve(tls_then(context)) as server:
+        # When the TLS check runs
+        report = await run_tls(pki, server.port, "imaps")
+    (result,) = [r for r in report.results if r.probe == "tls"]
+    (handshake,) = [f for s in result.steps for f in s.findings if f.code == "tls.handshake.ok"]
+    assert handshake.evidence["version"] == "TLSv1.3"
+    # Then TLS 1.3, which the inspection's handshake negotiated, was not offered again
+    assert ssl.TLSVersion.TLSv1_3 not in offered
+    assert ssl.TLSVersion.TLSv1_2 in offered
+    # And the report still says every version the server accepts, and only those
+    (versions,) = [s for s in result.steps if s.title.startswith("TLS versions")]
+    (note,) = [line.text for line in versions.transcript]
+    assert "TLSv1.2: accepted" in note and "TLSv1.3: accepted" in note
+    assert note.count("accepted") == 2 and "no answer in time" not in note
+    assert [f.code for f in versions.findings] == ["tls.version.ok"]
