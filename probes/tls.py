@@ -5,7 +5,10 @@ and each of its addresses: handshake with SNI, capture the chain exactly as pres
 the protocol version and cipher, and judge the chain with :mod:`probes.tlschain` — the
 *reason* when it fails, with a confirmed fix for a missing intermediate (fetched from
 the AIA URL within size and time limits). Then, on one address per endpoint, which
-protocol versions the server accepts.
+protocol versions the server accepts: one handshake offering only that version each, but
+for the version the address's own handshake negotiated (offering all of them), which it
+has accepted already. The SSL contexts and each host's chain diagnosis are made once per
+run and shared by every connection.
 
 MX port 25 is judged as senders judge it: TLS there is opportunistic (RFC 3207), so a
 certificate a sender cannot verify is a warning, not a failure — unless the domain
