@@ -181,17 +181,19 @@ class StepRecorder:
         also once it has ended (while its result is open): for what a fact settled later
         decides, while the probe goes on without waiting for it (a login probe connects
         before the mail settings say where the endpoint was learned)."""
+        frozen = self.frozen
+        if frozen is not None and (
+            self._owner.frozen is not None or (self.parent and self.parent.frozen is not None)
+        ):
+            raise RuntimeError(f"step {self.title!r} revised after its result ended")
         if title is not None:
             self.title = title
         added: tuple[int, TranscriptLine] | None = None
         if note is not None and len(self.transcript) < MAX_TRANSCRIPT_LINES:
             added = (note[0], self._made("info", note[1]))
             self.transcript.insert(*added)
-        frozen = self.frozen
         if frozen is None:
             return
-        if self._owner.frozen is not None or (self.parent and self.parent.frozen is not None):
-            raise RuntimeError(f"step {self.title!r} revised after its result ended")
         transcript = list(frozen.transcript)
         if added is not None:
             transcript.insert(*added)

@@ -5,6 +5,11 @@ safe to, how a failure reads, and the finding codes every one of them has.
   found: autoconfig / Autodiscover / RFC 6186 settings (:data:`~analyzer.core.facts.MAIL_SETTINGS`),
   the SRV records and host-name guesses of :func:`~analyzer.protocols.endpoints.plan_endpoints`,
   and what the user named (``--port``, a ``host:port`` target).
+- :class:`LoginPlan` / :func:`check_logins`: a login probe ``awaits`` the mail settings
+  (autoconfig publishes them once Autodiscover has answered). Endpoints known without them
+  start at once (connect, greeting, TLS, capabilities); each session takes its settled
+  endpoint (:meth:`EndpointView.settled`: source, credential policy verdict, the TLS check's
+  note) before it logs in, so the report and the policy are those of the settled facts.
 - :func:`connect_tls`: connect to the address rca resolved, with
   the run's trust and the host name checked; when the certificate is rejected, a session
   without verification is opened for the steps that send no secret, and the login is
