@@ -306,9 +306,10 @@ class EndpointView:
 
     A session started early calls :meth:`settled` before anything that depends on the
     mail settings (above all the credential policy's verdict, before any credential is
-    sent); it then gets the endpoint as the settled settings describe it. What the session
-    recorded before that and the settled facts decide (the connect step's title, which
-    names the source; the TLS check's verdict, only a note) is revised then.
+    sent); it then gets the endpoint as the settled settings describe it, and what the
+    session recorded that they decide (the connect step's title, which names the source)
+    is revised. What only adds to the record (the TLS check's verdict, a note) is awaited
+    at :meth:`finish`, before the result ends, so the login does not wait for it.
     """
 
     def __init__(
@@ -318,10 +319,15 @@ class EndpointView:
         self.ep = ep
         self._settle = settle
         self._revisions: list[Callable[[LoginEndpoint], Awaitable[None]]] = []
+        self._notes: list[Callable[[LoginEndpoint], Awaitable[None]]] = []
 
     def revise(self, revision: Callable[[LoginEndpoint], Awaitable[None]]) -> None:
         """Run ``revision`` with the settled endpoint, at :meth:`settled`."""
         self._revisions.append(revision)
+
+    def note_later(self, note: Callable[[LoginEndpoint], Awaitable[None]]) -> None:
+        """Run ``note`` with the settled endpoint, at :meth:`finish`."""
+        self._notes.append(note)
 
     async def settled(self) -> LoginEndpoint:
         """The settled endpoint (raises :class:`Restart` when it is not the one connected
@@ -337,6 +343,12 @@ class EndpointView:
         while self._revisions:
             await self._revisions.pop(0)(self.ep)
         return self.ep
+
+    async def finish(self) -> None:
+        """Settle, and add the notes awaited late (the session is over)."""
+        ep = await self.settled()
+        while self._notes:
+            await self._notes.pop(0)(ep)
 
 
 async def check_logins(
@@ -375,7 +387,7 @@ async def check_logins(
                 else:
                     with contextlib.suppress(SessionOver):
                         await check(view, res)
-                await view.settled()
+                await view.finish()
                 return
             except Restart:
                 pass
@@ -703,7 +715,7 @@ def _verdict_note(
     (:data:`~analyzer.core.facts.TLS_VERDICTS`) covers every address and stricter criteria, and
     also counts handshakes that timed out; it is shown beside the login, not used as a veto,
     so the session does not wait for it: it is awaited (for this endpoint only, while the
-    TLS check of the others goes on) when the session settles (:meth:`EndpointView.settled`).
+    TLS check of the others goes on) when the session is over (:meth:`EndpointView.finish`).
     """
 
     async def note(ep: LoginEndpoint) -> None:
@@ -973,7 +985,7 @@ async def open_session(
         if choice.reason:
             step.note(choice.reason)
         else:
-            view.revise(_verdict_note(ctx, step, step.mark()))
+            view.note_later(_verdict_note(ctx, step, step.mark()))
         session = dialect.new(conn, ctx.op_timeout())
         await _greet(ctx, step, f, dialect, session)
     if ep.tls == "implicit":
@@ -1020,9 +1032,9 @@ async def open_settled(
     try:
         opened = await open_session(ctx, view, res, f, dialect)
     except SessionOver:
-        await view.settled()
+        await view.finish()
         raise
-    await view.settled()
+    await view.finish()
     return opened
 
 

@@ -46,7 +46,9 @@ class Events:
     def __init__(self) -> None:
         self.items: list[str] = []
         self.lock = threading.Lock()
+        self.connected = threading.Event()
         self.capability = threading.Event()
+        self.login = threading.Event()
 
     def add(self, item: str) -> None:
         with self.lock:
@@ -69,6 +71,7 @@ def imap_server(events: Events, starttls: ssl.SSLContext | None = None) -> Scrip
     def talk(conn: socket.socket, stop: threading.Event, stack: contextlib.ExitStack) -> None:
         upgrade = starttls
         events.add("connected")
+        events.connected.set()
         conn.sendall(b"* OK settle test ready\r\n")
         reader = conn.makefile("rb", buffering=0)
         while not stop.is_set():
@@ -78,6 +81,8 @@ def imap_server(events: Events, starttls: ssl.SSLContext | None = None) -> Scrip
             tag, _, rest = line.partition(b" ")
             command = rest.split(b" ", 1)[0].upper().decode(errors="replace")
             events.add("credentials" if command in ("AUTHENTICATE", "LOGIN") else command)
+            if command in ("AUTHENTICATE", "LOGIN"):
+                events.login.set()
             if command == "CAPABILITY":
                 extra = b" STARTTLS LOGINDISABLED" if upgrade is not None else b""
                 conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR" + extra + b"\r\n"
@@ -128,20 +133,22 @@ def server(context: ssl.SSLContext, events: Events) -> Iterator[TcpServer]:
 
 def providers(
     events: Events, settings: Callable[[int], tuple[MailServerSetting, ...]], port: int,
-    verdict: str = "valid",
+    verdict: str = "valid", verdict_after: str = "capability",
+    settings_after: str = "capability",
 ) -> tuple[Probe, Probe]:  # fmt: skip
-    """A mail-settings provider and a TLS check that answer once the server saw
-    CAPABILITY (or after :data:`FALLBACK_S`, for the code that waited for them)."""
+    """A mail-settings provider that answers once the server saw ``settings_after``, and a
+    TLS check once it saw ``verdict_after`` (``connected``, ``capability`` or ``login``);
+    each after :data:`FALLBACK_S` at the latest, for the code that waited for them."""
 
     async def publish_settings(ctx: ProbeContext, target: Target) -> None:
-        await _after_capability(events)
+        await asyncio.to_thread(getattr(events, settings_after).wait, FALLBACK_S)
         events.add("settings")
         ctx.publish(MAIL_SETTINGS, settings(port))
 
     async def publish_verdicts(ctx: ProbeContext, target: Target) -> None:
         verdicts = TlsVerdicts([f"{HOST}:{port}"])
         ctx.publish(TLS_VERDICTS, verdicts)
-        await _after_capability(events)
+        await asyncio.to_thread(getattr(events, verdict_after).wait, FALLBACK_S)
         events.add("tls verdict")
         verdicts.settle(f"{HOST}:{port}", verdict)
         verdicts.close()
@@ -151,10 +158,6 @@ def providers(
               provides=(MAIL_SETTINGS,)),
         Probe(id="fake_tls", title="tls", run=publish_verdicts, provides=(TLS_VERDICTS,)),
     )  # fmt: skip
-
-
-async def _after_capability(events: Events) -> None:
-    await asyncio.to_thread(events.capability.wait, FALLBACK_S)
 
 
 async def run(pki: LabPKI, port: int, probes: tuple[Probe, Probe]) -> Report:
@@ -217,11 +220,13 @@ async def test_the_tls_verdict_is_a_note_the_session_does_not_wait_for(
     pki: LabPKI, server: TcpServer, events: Events
 ) -> None:
     """The TLS check judges the endpoint invalid (stricter than the handshake): the note is
-    in the connect step, right after the TLS line, though it came after CAPABILITY."""
+    in the connect step, right after the TLS line, though it came after the login (which
+    the handshake's own verification allowed)."""
     report = await run(
-        pki, server.port, providers(events, https_settings, server.port, verdict="invalid")
+        pki, server.port, providers(events, https_settings, server.port, verdict="invalid",
+                                     verdict_after="login")
     )
-    assert events.index("CAPABILITY") < events.index("tls verdict")
+    assert events.index("credentials") < events.index("tls verdict")
     (result,) = [r for r in report.results if r.probe == "imap"]
     lines = [(line.direction, line.text) for line in result.steps[0].transcript]
     at = next(i for i, (_, text) in enumerate(lines) if text.startswith("TLS: "))
@@ -238,7 +243,8 @@ async def test_an_endpoint_the_settings_describe_otherwise_is_checked_again(
     is checked as the settings describe it, in one result."""
     with serve(imap_server(events, starttls=context)) as srv:
         report = await run(pki, srv.port, providers(
-            events, lambda port: https_settings(port, "STARTTLS"), srv.port))  # fmt: skip
+            events, lambda port: https_settings(port, "STARTTLS"), srv.port,
+            settings_after="connected"))  # fmt: skip
     (result,) = [r for r in report.results if r.probe == "imap"]
     assert [s.title for s in result.steps][:3] == [
         f"Connect to {HOST}:{srv.port} (IMAP, then STARTTLS; from "
