@@ -186,9 +186,9 @@ async def login_endpoints(
 
 class LoginPlan:
     """The endpoints of one protocol for a probe that ``awaits`` the mail settings: those
-    DNS, the reachability check and the target name (:meth:`early`), and those of the
-    settled settings (:meth:`settled`, computed once), whose provenance and credential
-    policy verdict are the ones that count."""
+    that DNS, the reachability check and the command line name (:meth:`early`), and all of
+    them once the settings are settled (:meth:`settled`, computed once), whose source and
+    credential policy verdict are the ones that count."""
 
     def __init__(
         self, ctx: ProbeContext, target: Target, protocol: Literal["imap", "pop3", "smtp"]
