@@ -12,7 +12,6 @@ The password is never sent before TLS, nor over TLS whose certificate failed (un
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from analyzer.core.errors import NetError
@@ -28,17 +27,16 @@ from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Json, Status
 from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
 from analyzer.protocols.login import (
+    EndpointView,
     ImapDialect,
-    LoginEndpoint,
+    LoginPlan,
+    Opened,
     SessionOver,
-    TlsChoice,
-    endpoint_closed,
+    check_logins,
     guard,
     imap_login,
-    login_endpoints,
     login_name,
     login_precheck,
-    open_session,
     session_findings,
 )
 from analyzer.protocols.mailclient import (
@@ -109,37 +107,19 @@ EXTENSIONS = (
 
 
 async def run(ctx: ProbeContext, target: Target) -> None:
-    """Every IMAP endpoint, concurrently; one result each."""
-    endpoints = await login_endpoints(ctx, target, "imap")
-    await asyncio.gather(*(_endpoint(ctx, target, ep) for ep in endpoints))
-
-
-async def _endpoint(ctx: ProbeContext, target: Target, ep: LoginEndpoint) -> None:
-    with ctx.result(ep.label) as res:
-        if endpoint_closed(ctx, ep):
-            with res.step(f"IMAP on {ep.label}") as step:
-                step.add(F.not_tested(detail=f"{ep.label} did not answer the reachability check"))
-            return
-        try:
-            await _session(ctx, target, ep, res)
-        except SessionOver:
-            pass
-
-
-async def _session(
-    ctx: ProbeContext, target: Target, ep: LoginEndpoint, res: ResultRecorder
-) -> None:
-    opened = await open_session(ctx, ep, res, F, ImapDialect())
-    try:
-        await _after_tls(ctx, target, ep, res, opened.session, opened.choice, opened.before)
-    finally:
-        await opened.session.conn.close()
+    """Every IMAP endpoint, concurrently; one result each (:func:`check_logins`)."""
+    plan = LoginPlan(ctx, target, "imap")
+    await check_logins(
+        ctx, plan, F, "IMAP", ImapDialect(),
+        lambda view, res, opened: _after_tls(ctx, target, view, res, opened),
+    )  # fmt: skip
 
 
 async def _after_tls(
-    ctx: ProbeContext, target: Target, ep: LoginEndpoint, res: ResultRecorder,
-    session: ImapSession, choice: TlsChoice, before: tuple[str, ...],
+    ctx: ProbeContext, target: Target, view: EndpointView, res: ResultRecorder,
+    opened: Opened[ImapSession],
 ) -> None:  # fmt: skip
+    session, choice, before = opened.session, opened.choice, opened.before
     with res.step("CAPABILITY over TLS") as step:
         session.conn.transcript = step
         session.timeout = ctx.op_timeout()
@@ -166,6 +146,7 @@ async def _after_tls(
             evidence=evidence,
         ))  # fmt: skip
 
+    ep = await view.settled()  # where to send the credentials: the settled verdict
     user = login_name(ctx, target)
     with res.step(f"Log in as {user or '(no user)'}") as step:
         session.conn.transcript = step
@@ -238,7 +219,8 @@ PROBE = Probe(
     id="imap",
     title="IMAP login and mailbox",
     run=run,
-    uses=(MX_HOSTS, SRV_RECORDS, DOMAIN_ADDRESSES, MAIL_SETTINGS, OPEN_PORTS, TLS_VERDICTS),
+    uses=(MX_HOSTS, SRV_RECORDS, DOMAIN_ADDRESSES, OPEN_PORTS, TLS_VERDICTS),
+    awaits=(MAIL_SETTINGS,),
     findings=FINDINGS,
     uses_credentials=True,
     verifies_tls=True,

@@ -28,17 +28,16 @@ from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Json, Status
 from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
 from analyzer.protocols.login import (
+    EndpointView,
     LoginEndpoint,
+    LoginPlan,
+    Opened,
     Pop3Dialect,
-    SessionOver,
-    TlsChoice,
+    check_logins,
     classify_refusal,
-    endpoint_closed,
     guard,
-    login_endpoints,
     login_name,
     login_precheck,
-    open_session,
     refusal_finding,
     session_findings,
 )
@@ -89,34 +88,19 @@ _CODE = re.compile(r"^-ERR \[([A-Z/-]+)\]\s*(.*)$")
 
 
 async def run(ctx: ProbeContext, target: Target) -> None:
-    """Every POP3 endpoint, concurrently; one result each."""
-    endpoints = await login_endpoints(ctx, target, "pop3")
-    await asyncio.gather(*(_endpoint(ctx, target, ep) for ep in endpoints))
-
-
-async def _endpoint(ctx: ProbeContext, target: Target, ep: LoginEndpoint) -> None:
-    with ctx.result(ep.label) as res:
-        if endpoint_closed(ctx, ep):
-            with res.step(f"POP3 on {ep.label}") as step:
-                step.add(F.not_tested(detail=f"{ep.label} did not answer the reachability check"))
-            return
-        try:
-            opened = await open_session(ctx, ep, res, F, Pop3Dialect())
-        except SessionOver:
-            return
-        try:
-            await _after_tls(ctx, target, ep, res, opened.session, opened.before,
-                             opened.choice)
-        except SessionOver:
-            pass
-        finally:
-            await opened.session.conn.close()
+    """Every POP3 endpoint, concurrently; one result each (:func:`check_logins`)."""
+    plan = LoginPlan(ctx, target, "pop3")
+    await check_logins(
+        ctx, plan, F, "POP3", Pop3Dialect(),
+        lambda view, res, opened: _after_tls(ctx, target, view, res, opened),
+    )  # fmt: skip
 
 
 async def _after_tls(
-    ctx: ProbeContext, target: Target, ep: LoginEndpoint, res: ResultRecorder,
-    session: Pop3Session, before: tuple[str, ...], choice: TlsChoice,
+    ctx: ProbeContext, target: Target, view: EndpointView, res: ResultRecorder,
+    opened: Opened[Pop3Session],
 ) -> None:  # fmt: skip
+    session, choice, before = opened.session, opened.choice, opened.before
     with res.step("CAPA over TLS") as step:
         session.conn.transcript = step
         session.timeout = ctx.op_timeout()
@@ -128,6 +112,7 @@ async def _after_tls(
             evidence=evidence,
         ))  # fmt: skip
 
+    ep = await view.settled()  # where to send the credentials: the settled verdict
     user = login_name(ctx, target)
     with res.step(f"Log in as {user or '(no user)'}") as step:
         session.conn.transcript = step
@@ -217,7 +202,8 @@ PROBE = Probe(
     id="pop3",
     title="POP3 login and mailbox",
     run=run,
-    uses=(MX_HOSTS, SRV_RECORDS, DOMAIN_ADDRESSES, MAIL_SETTINGS, OPEN_PORTS, TLS_VERDICTS),
+    uses=(MX_HOSTS, SRV_RECORDS, DOMAIN_ADDRESSES, OPEN_PORTS, TLS_VERDICTS),
+    awaits=(MAIL_SETTINGS,),
     findings=FINDINGS,
     uses_credentials=True,
     verifies_tls=True,

@@ -47,14 +47,16 @@ from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Finding, Json, Status
 from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorder
 from analyzer.protocols.login import (
+    EndpointView,
     ImapDialect,
     LoginEndpoint,
+    LoginPlan,
+    Opened,
     SessionFindings,
     SessionOver,
     SmtpDialect,
-    TlsChoice,
+    check_logins,
     classify_refusal,
-    endpoint_closed,
     guard,
     imap_login,
     is_certificate_error,
@@ -62,7 +64,7 @@ from analyzer.protocols.login import (
     login_name,
     login_precheck,
     may_send_credentials,
-    open_session,
+    open_settled,
     refusal_finding,
     session_findings,
     tls_summary,
@@ -259,37 +261,22 @@ RELAY_TEST_RECIPIENT = "rca-relay-test@relay-check.invalid"
 
 async def run(ctx: ProbeContext, target: Target) -> None:
     """Every submission endpoint and every MX, concurrently."""
-    endpoints = await login_endpoints(ctx, target, "smtp")
     mx: tuple[MxHost, ...] = ctx.fact_or(MX_HOSTS, ()) or ()
+    plan = LoginPlan(ctx, target, "smtp")
     await asyncio.gather(
-        *(_submission(ctx, target, ep) for ep in endpoints),
+        check_logins(
+            ctx, plan, F, "SMTP submission", SmtpDialect(),
+            lambda view, res, opened: _submission_after_tls(ctx, target, view, res, opened),
+        ),
         *(_mx(ctx, target, m) for m in mx),
-    )
-
-
-async def _submission(ctx: ProbeContext, target: Target, ep: LoginEndpoint) -> None:
-    with ctx.result(ep.label) as res:
-        if endpoint_closed(ctx, ep):
-            with res.step(f"SMTP submission on {ep.label}") as step:
-                step.add(F.not_tested(detail=f"{ep.label} did not answer the reachability check"))
-            return
-        try:
-            opened = await open_session(ctx, ep, res, F, SmtpDialect())
-        except SessionOver:
-            return
-        session = opened.session
-        try:
-            await _submission_after_tls(ctx, target, ep, res, session, opened.choice)
-        except SessionOver:
-            pass
-        finally:
-            await session.conn.close()
+    )  # fmt: skip
 
 
 async def _submission_after_tls(
-    ctx: ProbeContext, target: Target, ep: LoginEndpoint, res: ResultRecorder,
-    session: SmtpSession, choice: TlsChoice,
+    ctx: ProbeContext, target: Target, view: EndpointView, res: ResultRecorder,
+    opened: Opened[SmtpSession],
 ) -> None:  # fmt: skip
+    session, choice = opened.session, opened.choice
     with res.step("EHLO over TLS") as step:
         session.conn.transcript = step
         session.timeout = ctx.op_timeout()
@@ -302,8 +289,9 @@ async def _submission_after_tls(
         step.add(F.capabilities(detail=_extensions_line(session), evidence=_ehlo_evidence(
             session, reply)))  # fmt: skip
         if not session.auth_mechanisms():
-            step.add(NO_AUTH(detail=f"EHLO over TLS on {ep.label} lists no AUTH",
+            step.add(NO_AUTH(detail=f"EHLO over TLS on {view.ep.label} lists no AUTH",
                              evidence={"ehlo": list(reply.lines)}))  # fmt: skip
+    ep = await view.settled()  # where to send the credentials: the settled verdict
     user = login_name(ctx, target)
     creds = ctx.options.credentials
     with res.step(f"AUTH as {user or '(no user)'}") as step:
@@ -597,7 +585,8 @@ PROBE = Probe(
     id="smtp",
     title="SMTP submission login and inbound delivery",
     run=run,
-    uses=(MX_HOSTS, SRV_RECORDS, DOMAIN_ADDRESSES, MAIL_SETTINGS, OPEN_PORTS, TLS_VERDICTS),
+    uses=(MX_HOSTS, SRV_RECORDS, DOMAIN_ADDRESSES, OPEN_PORTS, TLS_VERDICTS),
+    awaits=(MAIL_SETTINGS,),
     findings=(*SUBMISSION_FINDINGS, *INBOUND_FINDINGS),
     uses_credentials=True,
     verifies_tls=True,
@@ -752,7 +741,7 @@ async def _send_test(
     ctx: ProbeContext, res: ResultRecorder, ep: LoginEndpoint, user: str, address: str,
     token: str,
 ) -> float | None:  # fmt: skip
-    opened = await open_session(ctx, ep, res, R, SmtpDialect())
+    opened = await open_settled(ctx, ep, res, R, SmtpDialect())
     session = opened.session
     try:
         allowed, gate = may_send_credentials(ctx, R, opened.choice, ep)
@@ -791,7 +780,7 @@ async def _await_delivery(
     ctx: ProbeContext, res: ResultRecorder, ep: LoginEndpoint, user: str, token: str,
     sent_at: float,
 ) -> None:  # fmt: skip
-    opened = await open_session(ctx, ep, res, R, ImapDialect())
+    opened = await open_settled(ctx, ep, res, R, ImapDialect())
     session: ImapSession = opened.session
     try:
         allowed, gate = may_send_credentials(ctx, R, opened.choice, ep)

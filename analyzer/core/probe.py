@@ -161,17 +161,47 @@ class StepRecorder:
         if len(self.transcript) >= MAX_TRANSCRIPT_LINES:
             self._dropped += 1
             return
+        self.transcript.append(self._made(direction, text))
+
+    def _made(self, direction: Direction, text: str) -> TranscriptLine:
         # Redact before cutting: a secret straddling the cut would keep its first part.
         text = self._owner.ctx.redact(text)
         if len(text) > MAX_TRANSCRIPT_LINE:
             text = text[:MAX_TRANSCRIPT_LINE] + f"… [{len(text) - MAX_TRANSCRIPT_LINE} more chars]"
-        self.transcript.append(
-            TranscriptLine(
-                at_ms=round((time.monotonic() - self._t0) * 1000, 1),
-                direction=direction,
-                text=text,
-            )
+        return TranscriptLine(
+            at_ms=round((time.monotonic() - self._t0) * 1000, 1), direction=direction, text=text
         )
+
+    def mark(self) -> int:
+        """The place of the next transcript line, for :meth:`revise` to add a note there."""
+        return len(self.transcript)
+
+    def revise(self, *, title: str | None = None, note: tuple[int, str] | None = None) -> None:
+        """Give the step its final title, or add a note at a :meth:`mark` of its transcript,
+        also once it has ended (while its result is open): for what a fact settled later
+        decides, while the probe goes on without waiting for it (a login probe connects
+        before the mail settings say where the endpoint was learned)."""
+        frozen = self.frozen
+        if frozen is not None and (
+            self._owner.frozen is not None or (self.parent and self.parent.frozen is not None)
+        ):
+            raise RuntimeError(f"step {self.title!r} revised after its result ended")
+        if title is not None:
+            self.title = title
+        added: tuple[int, TranscriptLine] | None = None
+        if note is not None and len(self.transcript) < MAX_TRANSCRIPT_LINES:
+            added = (note[0], self._made("info", note[1]))
+            self.transcript.insert(*added)
+        if frozen is None:
+            return
+        transcript = list(frozen.transcript)
+        if added is not None:
+            transcript.insert(*added)
+        self.frozen = dataclasses.replace(
+            frozen, title=self._owner.ctx.redact(self.title), transcript=tuple(transcript)
+        )
+        siblings = self.parent.children if self.parent is not None else self._owner.steps
+        siblings[next(i for i, s in enumerate(siblings) if s is frozen)] = self.frozen
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -372,6 +402,15 @@ class ProbeContext:
         any order; the report keeps a stable one). Other subjects keep their place after."""
         rank = {subject: i for i, subject in enumerate(subjects)}
         self.results.sort(key=lambda rec: rank.get(rec.subject, len(rank)))
+
+    def order_recorders(self, first: Sequence[ResultRecorder]) -> None:
+        """List the results ``first`` first, in that order; the others keep theirs after."""
+        rank = {id(rec): i for i, rec in enumerate(first)}
+        self.results.sort(key=lambda rec: rank.get(id(rec), len(rank)))
+
+    def drop_result(self, rec: ResultRecorder) -> None:
+        """Leave ``rec`` out of the report (its check is being done again from scratch)."""
+        self.results.remove(rec)
 
     def result(self, subject: str) -> ResultRecorder:
         """Start the result for one subject (use with ``with``)."""

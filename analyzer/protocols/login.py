@@ -5,7 +5,12 @@ safe to, how a failure reads, and the finding codes every one of them has.
   found: autoconfig / Autodiscover / RFC 6186 settings (:data:`~analyzer.core.facts.MAIL_SETTINGS`),
   the SRV records and host-name guesses of :func:`~analyzer.protocols.endpoints.plan_endpoints`,
   and what the user named (``--port``, a ``host:port`` target).
-- :func:`connect_tls` / :func:`tls_context`: connect to the address rca resolved, with
+- :class:`LoginPlan` / :func:`check_logins`: a login probe ``awaits`` the mail settings
+  (autoconfig publishes them once Autodiscover has answered). Endpoints known without them
+  start at once (connect, greeting, TLS, capabilities); each session takes its settled
+  endpoint (:meth:`EndpointView.settled`: source, credential policy verdict, the TLS check's
+  note) before it logs in, so the report and the policy are those of the settled facts.
+- :func:`connect_tls`: connect to the address rca resolved, with
   the run's trust and the host name checked; when the certificate is rejected, a session
   without verification is opened for the steps that send no secret, and the login is
   withheld (:func:`may_send_credentials`) unless ``--insecure``; so is a login to a host
@@ -20,12 +25,13 @@ safe to, how a failure reads, and the finding codes every one of them has.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import re
 import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
@@ -70,12 +76,16 @@ __all__ = [
     "ImapDialect",
     "Pop3Dialect",
     "SmtpDialect",
+    "EndpointView",
     "LoginEndpoint",
+    "LoginPlan",
     "Opened",
     "Refusal",
+    "Restart",
     "SessionFindings",
     "SessionOver",
     "TlsChoice",
+    "check_logins",
     "classify_refusal",
     "connect_tls",
     "connect_plain",
@@ -87,8 +97,8 @@ __all__ = [
     "may_send_credentials",
     "net_error_finding",
     "open_session",
+    "open_settled",
     "session_findings",
-    "tls_context",
 ]
 
 TlsMode = Literal["implicit", "starttls"]
@@ -164,67 +174,240 @@ def _service_for(protocol: str, port: int, socket_type: str) -> tuple[str, TlsMo
 async def login_endpoints(
     ctx: ProbeContext, target: Target, protocol: Literal["imap", "pop3", "smtp"]
 ) -> list[LoginEndpoint]:
-    """Every endpoint of ``protocol`` a client could be configured with (module docstring).
+    """Every endpoint of ``protocol`` a client could be configured with (module docstring),
+    from the mail settings known now (a probe that ``uses`` them: the settled ones).
 
     Endpoints nobody published (host-name guesses) are kept only when something answers
     there, so a domain without POP3 is not reported as broken.
     """
-    services = PROTOCOL_SERVICES[protocol]
-    found: dict[tuple[str, int], LoginEndpoint] = {}
+    plan = LoginPlan(ctx, target, protocol)
+    return await plan.endpoints(ctx.fact_or(MAIL_SETTINGS, ()) or ())
 
-    settings: tuple[MailServerSetting, ...] = ctx.fact_or(MAIL_SETTINGS, ()) or ()
-    for setting in settings:
-        if setting.protocol.lower() != protocol:
-            continue
-        host = setting.host.lower().rstrip(".")
-        service, mode = _service_for(protocol, setting.port, setting.socket_type)
-        addrs = await resolve_host(ctx.run, host)
-        key = (host, setting.port)
-        if key not in found:
-            found[key] = LoginEndpoint(
-                host=host, port=setting.port, tls=mode, service=service,
-                source=setting.source or "client settings", expected=True,
-                verdict=judge_for(ctx, target, host, _setting_provenance(setting)),
-                ipv4=addrs.ipv4, ipv6=addrs.ipv6,
+
+class LoginPlan:
+    """The endpoints of one protocol for a probe that ``awaits`` the mail settings: those
+    that DNS, the reachability check and the command line name (:meth:`early`), and all of
+    them once the settings are settled (:meth:`settled`, computed once), whose source and
+    credential policy verdict are the ones that count."""
+
+    def __init__(
+        self, ctx: ProbeContext, target: Target, protocol: Literal["imap", "pop3", "smtp"]
+    ) -> None:
+        self.ctx = ctx
+        self.target = target
+        self.protocol = protocol
+        self._planned: list[Endpoint] | None = None
+        self._settled: list[LoginEndpoint] | None = None
+        self._lock = asyncio.Lock()
+
+    async def early(self) -> list[LoginEndpoint]:
+        """The endpoints known without the mail settings. Their verdict refuses until
+        settled: a session must take the settled endpoint (:class:`EndpointView`) first."""
+        pending = Verdict(allowed=False, host="", source="an endpoint not yet settled",
+                          reason="the mail settings were not settled yet")  # fmt: skip
+        return [
+            dataclasses.replace(ep, verdict=dataclasses.replace(pending, host=ep.host))
+            for ep in await self.endpoints(())
+        ]
+
+    async def settled(self) -> list[LoginEndpoint]:
+        """The endpoints once the mail settings are settled (the probe must ``await`` them)."""
+        async with self._lock:
+            if self._settled is None:
+                settings = await self.ctx.settled(MAIL_SETTINGS, ()) or ()
+                self._settled = await self.endpoints(settings)
+            return self._settled
+
+    @property
+    def known(self) -> list[LoginEndpoint] | None:
+        """The settled endpoints, if they are known yet."""
+        return self._settled
+
+    async def endpoint(self, label: str) -> LoginEndpoint | None:
+        """The settled endpoint ``label`` (``host:port``), or None."""
+        return next((ep for ep in await self.settled() if ep.label == label), None)
+
+    async def endpoints(self, settings: Sequence[MailServerSetting]) -> list[LoginEndpoint]:
+        """The endpoints of ``settings`` and of the plan, in the report's order."""
+        ctx, target, protocol = self.ctx, self.target, self.protocol
+        services = PROTOCOL_SERVICES[protocol]
+        found: dict[tuple[str, int], LoginEndpoint] = {}
+        for setting in settings:
+            if setting.protocol.lower() != protocol:
+                continue
+            host = setting.host.lower().rstrip(".")
+            service, mode = _service_for(protocol, setting.port, setting.socket_type)
+            addrs = await resolve_host(ctx.run, host)
+            key = (host, setting.port)
+            if key not in found:
+                found[key] = LoginEndpoint(
+                    host=host, port=setting.port, tls=mode, service=service,
+                    source=setting.source or "client settings", expected=True,
+                    verdict=judge_for(ctx, target, host, _setting_provenance(setting)),
+                    ipv4=addrs.ipv4, ipv6=addrs.ipv6,
+                )  # fmt: skip
+
+        for ep in await self._plan():
+            if ep.service.name not in services:
+                continue
+            known = found.get((ep.host, ep.port))
+            if known is not None:
+                # Named by client settings; the reachability check reports it only if published.
+                found[(ep.host, ep.port)] = dataclasses.replace(
+                    known, reachability_checked=known.reachability_checked or ep.expected
+                )
+                continue
+            provenance = _PLANNED_PROVENANCE.get(ep.source) or Provenance(source=f"a {ep.source}")
+            found[(ep.host, ep.port)] = LoginEndpoint(
+                host=ep.host, port=ep.port,
+                tls="implicit" if ep.service.tls == "implicit" else "starttls",
+                service=ep.service.name, source=ep.source, expected=ep.expected, ipv4=ep.ipv4,
+                ipv6=ep.ipv6, reachability_checked=ep.expected,
+                verdict=judge_for(ctx, target, ep.host, provenance),
             )  # fmt: skip
 
-    planned: list[Endpoint] = list(await plan_endpoints(ctx, target))
-    if target.kind == "host" and target.port is None and not target.is_ip:
-        # A bare host name: the standard ports of the protocol on it, if they answer.
-        addrs = await resolve_host(ctx.run, target.domain)
-        for name in services:
-            info = SERVICES[name]
-            planned.append(
-                Endpoint(host=target.domain, port=info.port, service=info, ipv4=addrs.ipv4,
-                         ipv6=addrs.ipv6, source="target", expected=False)
-            )  # fmt: skip
-    for ep in planned:
-        if ep.service.name not in services:
-            continue
-        known = found.get((ep.host, ep.port))
-        if known is not None:
-            # Named by client settings; the reachability check reports it only if published.
-            found[(ep.host, ep.port)] = dataclasses.replace(
-                known, reachability_checked=known.reachability_checked or ep.expected
-            )
-            continue
-        provenance = _PLANNED_PROVENANCE.get(ep.source) or Provenance(source=f"a {ep.source}")
-        found[(ep.host, ep.port)] = LoginEndpoint(
-            host=ep.host, port=ep.port,
-            tls="implicit" if ep.service.tls == "implicit" else "starttls", service=ep.service.name,
-            source=ep.source, expected=ep.expected, ipv4=ep.ipv4, ipv6=ep.ipv6,
-            reachability_checked=ep.expected,
-            verdict=judge_for(ctx, target, ep.host, provenance),
-        )  # fmt: skip
+        open_ports: tuple[str, ...] | None = ctx.fact_or(OPEN_PORTS)
+        endpoints: list[LoginEndpoint] = []
+        for login_ep in found.values():
+            if login_ep.expected or open_ports is None or login_ep.label in open_ports:
+                endpoints.append(login_ep)  # else a guess that does not answer: not offered
+        # Implicit TLS first (RFC 8314 3.3), then by host and port, for a stable report.
+        return sorted(endpoints, key=lambda e: (e.tls != "implicit", e.host, e.port))
 
-    open_ports: tuple[str, ...] | None = ctx.fact_or(OPEN_PORTS)
-    endpoints: list[LoginEndpoint] = []
-    for login_ep in found.values():
-        if not login_ep.expected and open_ports is not None and login_ep.label not in open_ports:
-            continue  # a guess that does not answer: not offered, nothing to judge
-        endpoints.append(login_ep)
-    # Implicit TLS first (RFC 8314 3.3), then by host and port, for a stable report.
-    return sorted(endpoints, key=lambda e: (e.tls != "implicit", e.host, e.port))
+    async def _plan(self) -> list[Endpoint]:
+        """The planned endpoints (DNS, host guesses, the target), found once."""
+        if self._planned is None:
+            ctx, target = self.ctx, self.target
+            planned: list[Endpoint] = list(await plan_endpoints(ctx, target))
+            if target.kind == "host" and target.port is None and not target.is_ip:
+                # A bare host name: the standard ports of the protocol on it, if they answer.
+                addrs = await resolve_host(ctx.run, target.domain)
+                for name in PROTOCOL_SERVICES[self.protocol]:
+                    info = SERVICES[name]
+                    planned.append(
+                        Endpoint(host=target.domain, port=info.port, service=info,
+                                 ipv4=addrs.ipv4, ipv6=addrs.ipv6, source="target",
+                                 expected=False)
+                    )  # fmt: skip
+            self._planned = planned
+        return self._planned
+
+
+class Restart(Exception):
+    """The settled endpoint is not the one an early session connected to (the settings
+    name another TLS mode or other addresses for it): that session's result is dropped
+    and the endpoint is checked again, as the settings say."""
+
+    __rca_recorded__ = True
+
+
+class EndpointView:
+    """The endpoint a session talks to: known early (from DNS), or settled.
+
+    A session started early calls :meth:`settled` before anything that depends on the
+    mail settings (above all the credential policy's verdict, before any credential is
+    sent); it then gets the endpoint as the settled settings describe it, and what the
+    session recorded that they decide (the connect step's title, which names the source)
+    is revised. What only adds to the record (the TLS check's verdict, a note) is awaited
+    at :meth:`finish`, before the result ends, so the login does not wait for it.
+    """
+
+    def __init__(
+        self, ep: LoginEndpoint,
+        settle: Callable[[str], Awaitable[LoginEndpoint | None]] | None = None,
+    ) -> None:  # fmt: skip
+        self.ep = ep
+        self._settle = settle
+        self._revisions: list[Callable[[LoginEndpoint], Awaitable[None]]] = []
+        self._notes: list[Callable[[LoginEndpoint], Awaitable[None]]] = []
+
+    def revise(self, revision: Callable[[LoginEndpoint], Awaitable[None]]) -> None:
+        """Run ``revision`` with the settled endpoint, at :meth:`settled`."""
+        self._revisions.append(revision)
+
+    def note_later(self, note: Callable[[LoginEndpoint], Awaitable[None]]) -> None:
+        """Run ``note`` with the settled endpoint, at :meth:`finish`."""
+        self._notes.append(note)
+
+    async def settled(self) -> LoginEndpoint:
+        """The settled endpoint (raises :class:`Restart` when it is not the one connected
+        to), once what it decides has been recorded."""
+        if self._settle is not None:
+            final = await self._settle(self.ep.label)
+            early = self.ep
+            if final is None or dataclasses.replace(
+                final, source=early.source, verdict=early.verdict, expected=early.expected
+            ) != early:
+                raise Restart(f"{early.label}: the settled settings describe it otherwise")
+            self.ep, self._settle = final, None
+        while self._revisions:
+            await self._revisions.pop(0)(self.ep)
+        return self.ep
+
+    async def finish(self) -> None:
+        """Settle, and add the notes awaited late (the session is over)."""
+        ep = await self.settled()
+        while self._notes:
+            await self._notes.pop(0)(ep)
+
+
+async def check_logins(
+    ctx: ProbeContext, plan: LoginPlan, f: SessionFindings, name: str, dialect: Dialect[S],
+    after: Callable[[EndpointView, ResultRecorder, Opened[S]], Awaitable[None]],
+) -> None:  # fmt: skip
+    """On every endpoint of ``plan``, one result each in the report's order: open a
+    session (:func:`open_session`), run ``after`` over it, close it. An endpoint the
+    reachability check found closed is ``f.not_tested`` (``name``: the protocol's, for the
+    step's title); a :class:`SessionOver` ends the endpoint's check.
+
+    Endpoints known early start at once; ``after`` calls :meth:`EndpointView.settled`
+    before it depends on the mail settings, and the endpoint is checked again from scratch
+    (its first result dropped) if the settled settings describe it otherwise. Endpoints
+    only the settled settings name start once they are.
+    """
+
+    async def check(view: EndpointView, res: ResultRecorder) -> None:
+        opened = await open_session(ctx, view, res, f, dialect)
+        try:
+            await after(view, res, opened)
+        finally:
+            await opened.session.conn.close()
+
+    recorders: dict[str, ResultRecorder] = {}
+
+    async def one(view: EndpointView) -> None:
+        label = view.ep.label
+        with ctx.result(label) as res:
+            recorders[label] = res
+            try:
+                if endpoint_closed(ctx, view.ep):
+                    with res.step(f"{name} on {label}") as step:
+                        step.add(f.not_tested(detail=f"{label} did not answer the reachability "
+                                              "check"))  # fmt: skip
+                else:
+                    with contextlib.suppress(SessionOver):
+                        await check(view, res)
+                await view.finish()
+                return
+            except Restart:
+                pass
+        ctx.drop_result(res)
+        final = await plan.endpoint(view.ep.label)
+        if final is not None:
+            await one(EndpointView(final))
+
+    early = await plan.early()
+
+    async def late() -> None:
+        known = {ep.label for ep in early}
+        await asyncio.gather(*(one(EndpointView(ep)) for ep in await plan.settled()
+                               if ep.label not in known))  # fmt: skip
+
+    try:
+        await asyncio.gather(*(one(EndpointView(ep, plan.endpoint)) for ep in early), late())
+    finally:
+        order = [ep.label for ep in plan.known or early]
+        ctx.order_recorders([recorders[label] for label in order if label in recorders])
 
 
 def login_name(ctx: ProbeContext, target: Target) -> str | None:
@@ -521,21 +704,27 @@ class TlsChoice:
     reason: str = ""
 
 
-async def tls_context(ctx: ProbeContext, ep: LoginEndpoint) -> TlsChoice:
-    """The run's verifying context (certifi + system + ``--ca-file``, host name checked).
+def _verdict_note(
+    ctx: ProbeContext, step: StepRecorder, at: int
+) -> Callable[[LoginEndpoint], Awaitable[None]]:
+    """The TLS check's verdict on the endpoint, as a note at ``at`` in ``step``.
 
     The handshake itself decides whether the password may go over a connection: the
-    certificate this very connection presents must verify. The TLS check's verdict
+    certificate this very connection presents must verify (the run's verifying context:
+    certifi + system + ``--ca-file``, host name checked). The TLS check's verdict
     (:data:`~analyzer.core.facts.TLS_VERDICTS`) covers every address and stricter criteria, and
-    also counts handshakes that timed out; it is shown beside the login, not used as a veto.
-    It is awaited for this endpoint only, while the TLS check of the others goes on.
+    also counts handshakes that timed out; it is shown beside the login, not used as a veto,
+    so the session does not wait for it: it is awaited (for this endpoint only, while the
+    TLS check of the others goes on) when the session is over (:meth:`EndpointView.finish`).
     """
-    verdicts: TlsVerdicts | None = ctx.fact_or(TLS_VERDICTS)
-    verdict = "" if verdicts is None else await verdicts.verdict(ep.label)
-    return TlsChoice(
-        context=ctx.run.ssl_context(), verified=True,
-        reason=f"the TLS check judged {ep.label} {verdict}" if verdict == "invalid" else "",
-    )  # fmt: skip
+
+    async def note(ep: LoginEndpoint) -> None:
+        verdicts: TlsVerdicts | None = ctx.fact_or(TLS_VERDICTS)
+        verdict = "" if verdicts is None else await verdicts.verdict(ep.label)
+        if verdict == "invalid":
+            step.revise(note=(at, f"the TLS check judged {ep.label} {verdict}"))
+
+    return note
 
 
 def is_certificate_error(exc: BaseException) -> str | None:
@@ -757,20 +946,30 @@ class _CertificateRejected(Exception):
 
 
 async def open_session(
-    ctx: ProbeContext, ep: LoginEndpoint, res: ResultRecorder, f: SessionFindings,
+    ctx: ProbeContext, view: EndpointView, res: ResultRecorder, f: SessionFindings,
     dialect: Dialect[S],
 ) -> Opened[S]:  # fmt: skip
     """Connect, greet, and (for STARTTLS endpoints) judge the capabilities before TLS and
     upgrade; every move is a step of ``res``. Raises :class:`SessionOver` once a step has
     recorded why the session cannot go on (the connection is closed by then).
 
+    None of this waits for the settled mail settings or the TLS check: the connect step
+    gets the source the settled settings name, and the TLS check's verdict (a note), when
+    :meth:`EndpointView.settled` is called.
+
     A certificate the run's trust rejects ends the session (``tls.untrusted``). Only with
     ``--insecure`` is it opened again without verification; the returned ``choice`` then
     says why, and the login carries a loud warning (:func:`may_send_credentials`).
     """
-    choice = await tls_context(ctx, ep)
+    ep = view.ep
+    choice = TlsChoice(context=ctx.run.ssl_context(), verified=True)
     mode = f"{dialect.name} over TLS" if ep.tls == "implicit" else f"{dialect.name}, then STARTTLS"
     with res.step(f"Connect to {ep.label} ({mode}; from {ep.source})") as step:
+
+        async def source(final: LoginEndpoint) -> None:
+            step.revise(title=f"Connect to {final.label} ({mode}; from {final.source})")
+
+        view.revise(source)
         try:
             if ep.tls == "implicit":
                 conn, choice = await connect_tls(ctx, ep, choice, transcript=step)
@@ -778,13 +977,15 @@ async def open_session(
             else:
                 conn = await connect_plain(ctx, ep, transcript=step)
         except NetError as exc:
-            if not ep.expected and exc.phase == "connect":
+            if exc.phase == "connect" and not (await view.settled()).expected:
                 step.add(f.not_tested(title="Not offered here", detail=str(exc)))
             else:
                 step.add(net_error_finding(f, exc))
             raise SessionOver(str(exc)) from None
         if choice.reason:
             step.note(choice.reason)
+        else:
+            view.note_later(_verdict_note(ctx, step, step.mark()))
         session = dialect.new(conn, ctx.op_timeout())
         await _greet(ctx, step, f, dialect, session)
     if ep.tls == "implicit":
@@ -819,6 +1020,22 @@ async def open_session(
         await conn.close()
         raise
     return Opened(session=session, choice=choice, before=before)
+
+
+async def open_settled(
+    ctx: ProbeContext, ep: LoginEndpoint, res: ResultRecorder, f: SessionFindings,
+    dialect: Dialect[S],
+) -> Opened[S]:  # fmt: skip
+    """:func:`open_session` for an endpoint taken from settled facts (a probe that ``uses``
+    the mail settings), with the TLS check's verdict noted before it returns or raises."""
+    view = EndpointView(ep)
+    try:
+        opened = await open_session(ctx, view, res, f, dialect)
+    except SessionOver:
+        await view.finish()
+        raise
+    await view.finish()
+    return opened
 
 
 async def _greet(

@@ -386,3 +386,54 @@ async def test_secrets_in_an_exception_never_reach_the_report() -> None:
     # Then both crashes are reported, without the password
     assert codes(report, "a") == {"probe.crashed"} and codes(report, "b") == {"probe.crashed"}
     assert password not in dumps(report)
+
+
+async def test_a_step_is_revised_after_it_ended_and_results_are_reordered() -> None:
+    # Given a probe that records two results, revises the title of a step that has ended
+    # and adds a note at a mark of its transcript, drops one result and reorders the rest
+    password = "s3cret-Pa55word!"  # noqa: S105 - test data
+    creds = Credentials("alice@example.test", password=password)
+
+    async def revising(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("first") as first, ctx.result("dropped") as dropped:
+            with first.step("provisional") as step:
+                step.send("hello")
+                mark = step.mark()
+                step.recv("welcome")
+            with first.step("next") as later:
+                later.add(OK())
+            step.revise(title="final title", note=(mark, f"settled later {password}"))
+            with dropped.step("gone"):
+                pass
+        with ctx.result("second") as second, second.step("second step") as other:
+            other.add(OK())
+        ctx.drop_result(dropped)
+        ctx.order_recorders([second, first])
+
+    report = await check(TARGET, RunOptions(timeout=5, credentials=creds),
+                         probes=[probe("revising", revising)])
+    # Then the report has the revised step (in its place, redacted) and the kept results
+    # in the order asked
+    assert [r.subject for r in report.results] == ["second", "first"]
+    first = report.results[1]
+    assert [s.title for s in first.steps] == ["final title", "next"]
+    lines = [(line.direction, line.text) for line in first.steps[0].transcript]
+    assert lines[0] == ("send", "hello")
+    assert lines[1][0] == "info" and lines[1][1].startswith("settled later ")
+    assert password not in lines[1][1]
+    assert lines[2] == ("recv", "welcome")
+
+
+async def test_a_step_cannot_be_revised_once_its_result_ended() -> None:
+    refused: list[str] = []
+
+    async def late(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("x") as res, res.step("s") as step:
+            pass
+        with pytest.raises(RuntimeError) as raised:
+            step.revise(title="too late")
+        refused.append(str(raised.value))
+
+    report = await check(TARGET, RunOptions(timeout=5), probes=[probe("late", late)])
+    assert refused == ["step 's' revised after its result ended"]
+    assert [s.title for r in results_of(report, "late") for s in r.steps] == ["s"]
