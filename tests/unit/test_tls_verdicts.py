@@ -86,3 +86,15 @@ async def test_a_chain_never_captured_is_empty_once_the_check_ends() -> None:
     # Then DANE goes on with no chain, as for an endpoint the check does not cover
     assert await asyncio.wait_for(waiting, 1) == ()
     assert await asyncio.wait_for(chains.chain("other.example.test:25"), 1) == ()
+
+
+def test_a_report_lists_the_verdicts_in_the_same_order_whatever_order_checks_end_in() -> None:
+    # Given two runs whose endpoint checks end in opposite orders
+    labels = ["mx.example.test:25", "imap.example.test:993", "smtp.example.test:465"]
+    first, second = TlsVerdicts(labels), TlsVerdicts(labels)
+    for label in labels:
+        first.settle(label, "valid")
+    for label in reversed(labels):
+        second.settle(label, "valid")
+    # Then both show the same fact, key for key, in the report
+    assert list(to_json(first)) == list(to_json(second)) == sorted(labels)
