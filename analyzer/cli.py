@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from analyzer import __version__
+from analyzer.core import startup
 from analyzer.core.errors import RcaError, UsageError
 
 __all__ = ["build_parser", "main", "run_returning"]
@@ -315,8 +316,13 @@ def _skip_unused_imports() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rca`` console script."""
+    # No cyclic collection while the process imports and plans (analyzer.core.startup): the
+    # pipeline turns it back on once the planned probes are imported, or the finally below.
+    startup.defer()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("serve", "web"):  # servers: their memory matters more than startup
+        startup.settle()
     # A root in certifi has a negative serial number: cryptography warns on every parse of
     # it. Set once, before any thread starts (warning filters are process-wide).
     from cryptography.utils import CryptographyDeprecationWarning  # noqa: PLC0415
@@ -364,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rca: interrupted", file=sys.stderr)
         return 130
+    finally:
+        startup.settle()
 
 
 # --- check ------------------------------------------------------------------------------------

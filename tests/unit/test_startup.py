@@ -1,0 +1,77 @@
+"""What a short-lived ``rca`` process pays to start: the cyclic collector while it imports."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+
+from analyzer.core import startup
+from tests.servers.dnsserver import DnsServer
+
+#: Runs `rca ARGS` in this process, noting the modules loaded at each cyclic collection, then
+#: prints what it saw and the collector's state afterwards.
+WATCH_COLLECTIONS = (
+    "import gc, json, sys\n"
+    "from analyzer.cli import main\n"
+    "seen = []\n"
+    "gc.callbacks.append(lambda phase, info: phase == 'start' and seen.append(\n"
+    "    sorted(m for m in sys.modules if m.startswith('probes.'))))\n"
+    "code = main(sys.argv[1:])\n"
+    "print(json.dumps({'code': code, 'seen': seen, 'enabled': gc.isenabled(),\n"
+    "                  'frozen': gc.get_freeze_count()}))\n"
+)
+
+
+def test_a_check_collects_no_cycles_until_its_probes_are_imported(
+    example_dns: DnsServer,
+) -> None:
+    # When `rca check --tests dns` runs in a process of its own
+    done = subprocess.run(
+        [sys.executable, "-c", WATCH_COLLECTIONS, "check", "example.test", "--tests", "dns",
+         "--quiet", "--resolver", f"{example_dns.address}:{example_dns.port}",
+         "--timeout", "10"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    state = json.loads(done.stdout.splitlines()[-1])
+    assert state["code"] in (0, 1, 2)  # a verdict, not unusable input
+    # Then no collection ran while rca imported and planned: the first one came after the
+    # planned probes (dns, and srv which it uses) were imported
+    assert all(modules == ["probes.dns", "probes.srv"] for modules in state["seen"])
+    # And afterwards the collector is on, with the import-time objects frozen out of its way
+    assert state["enabled"] is True
+    assert state["frozen"] > 10_000
+
+
+def test_settle_without_defer_leaves_an_api_users_collector_alone() -> None:
+    # Given a program that uses rca's API with collection off, by its own choice
+    gc.disable()
+    try:
+        # When the pipeline settles after importing its probes
+        startup.settle()
+        # Then the collector stays off and nothing was frozen
+        assert not gc.isenabled()
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
+
+
+def test_defer_then_settle_freezes_and_turns_the_collector_back_on() -> None:
+    # Given the command line's deferral
+    startup.defer()
+    try:
+        assert not gc.isenabled()
+        # When the run's modules are imported
+        startup.settle()
+        # Then the collector is on again, the objects alive then are frozen, and a second
+        # settle changes nothing
+        assert gc.isenabled()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        startup.settle()
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+        gc.enable()
