@@ -316,12 +316,14 @@ def _skip_unused_imports() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rca`` console script."""
-    # No cyclic collection while the process imports and plans (analyzer.core.startup): the
+    # No cyclic collection while `rca check` imports and plans (analyzer.core.startup): the
     # pipeline turns it back on once the planned probes are imported, or the finally below.
     startup.defer()
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("serve", "web"):  # servers: their memory matters more than startup
+    if args.command != "check":
+        # Batches and servers run many checks: collection as usual before the first starts
+        # (settling while runs are under way would freeze their state for the process's life).
         startup.settle()
     # A root in certifi has a negative serial number: cryptography warns on every parse of
     # it. Set once, before any thread starts (warning filters are process-wide).

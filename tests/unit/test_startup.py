@@ -75,3 +75,23 @@ def test_defer_then_settle_freezes_and_turns_the_collector_back_on() -> None:
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def test_a_batch_runs_its_checks_with_the_collector_on() -> None:
+    # Given `rca batch`, whose checks are under way together (state frozen while they run
+    # would live as long as the process): its entry point watched
+    program = (
+        "import gc, sys\n"
+        "import analyzer.operations.batch as batch\n"
+        "seen = []\n"
+        "batch.main_batch = lambda args: seen.append(gc.isenabled()) or 0\n"
+        "from analyzer.cli import main\n"
+        "main(['batch', 'targets.toml'])\n"
+        "print(seen)\n"
+    )
+    # When the command line starts it
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    # Then the batch began with the cyclic collector on, as without rca's start-up deferral
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[True]"
