@@ -315,10 +315,14 @@ def _skip_unused_imports() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rca`` console script."""
-    # No cyclic collection while `rca check` imports and plans (analyzer.core.startup): the
-    # pipeline turns it back on once the planned probes are imported, or the finally below.
-    startup.defer()
+    """Entry point of the ``rca`` console script (``argv`` None: this process's own command
+    line, ``sys.argv``)."""
+    if argv is None:
+        # No cyclic collection while `rca check` imports and plans (analyzer.core.startup):
+        # the pipeline turns it back on once the planned probes are imported, or the finally
+        # below. Only in the rca process itself: a program calling main(argv) (the tests)
+        # keeps its collector, and no object of its own is frozen.
+        startup.defer()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command != "check":

@@ -10,15 +10,15 @@ import sys
 from analyzer.core import startup
 from tests.servers.dnsserver import DnsServer
 
-#: Runs `rca ARGS` in this process, noting the modules loaded at each cyclic collection, then
-#: prints what it saw and the collector's state afterwards.
+#: Runs `rca ARGS` as the rca process does (main() reads sys.argv), noting the modules loaded
+#: at each cyclic collection, then prints what it saw and the collector's state afterwards.
 WATCH_COLLECTIONS = (
     "import gc, json, sys\n"
     "from analyzer.cli import main\n"
     "seen = []\n"
     "gc.callbacks.append(lambda phase, info: phase == 'start' and seen.append(\n"
     "    sorted(m for m in sys.modules if m.startswith('probes.'))))\n"
-    "code = main(sys.argv[1:])\n"
+    "code = main()\n"
     "print(json.dumps({'code': code, 'seen': seen, 'enabled': gc.isenabled(),\n"
     "                  'frozen': gc.get_freeze_count()}))\n"
 )
@@ -86,7 +86,8 @@ def test_a_batch_runs_its_checks_with_the_collector_on() -> None:
         "seen = []\n"
         "batch.main_batch = lambda args: seen.append(gc.isenabled()) or 0\n"
         "from analyzer.cli import main\n"
-        "main(['batch', 'targets.toml'])\n"
+        "sys.argv = ['rca', 'batch', 'targets.toml']\n"
+        "main()\n"
         "print(seen)\n"
     )
     # When the command line starts it
@@ -95,3 +96,21 @@ def test_a_batch_runs_its_checks_with_the_collector_on() -> None:
     # Then the batch began with the cyclic collector on, as without rca's start-up deferral
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[True]"
+
+
+def test_a_program_calling_main_with_arguments_keeps_its_collector() -> None:
+    # Given a program (a test suite, say) that runs rca's command line in its own process
+    program = (
+        "import contextlib, gc, io\n"
+        "from analyzer.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['findings', '--format', 'json'])\n"
+        "print(gc.isenabled(), gc.get_freeze_count())\n"
+    )
+    # When the command has run
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    # Then the collector is on and none of the program's objects was frozen out of its reach
+    # (gc.get_referrers, for one, does not see frozen objects)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "True 0"
