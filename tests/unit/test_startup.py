@@ -24,18 +24,22 @@ WATCH_COLLECTIONS = (
 )
 
 
+def last_line(*args: str) -> str:
+    """The last line a ``python ARGS`` process printed (it must succeed, without traceback)."""
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return done.stdout.splitlines()[-1]
+
+
 def test_a_check_collects_no_cycles_until_its_probes_are_imported(
     example_dns: DnsServer,
 ) -> None:
     # When `rca check --tests dns` runs in a process of its own
-    done = subprocess.run(
-        [sys.executable, "-c", WATCH_COLLECTIONS, "check", "example.test", "--tests", "dns",
-         "--quiet", "--resolver", f"{example_dns.address}:{example_dns.port}",
-         "--timeout", "10"],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    state = json.loads(done.stdout.splitlines()[-1])
+    state = json.loads(last_line(
+        "-c", WATCH_COLLECTIONS, "check", "example.test", "--tests", "dns", "--quiet",
+        "--resolver", f"{example_dns.address}:{example_dns.port}", "--timeout", "10",
+    ))  # fmt: skip
     assert state["code"] in (0, 1, 2)  # a verdict, not unusable input
     # Then no collection ran while rca imported and planned: the first one came after the
     # planned probes (dns, and srv which it uses) were imported
@@ -91,11 +95,9 @@ def test_a_batch_runs_its_checks_with_the_collector_on() -> None:
         "print(seen)\n"
     )
     # When the command line starts it
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
+    seen = last_line("-c", program)
     # Then the batch began with the cyclic collector on, as without rca's start-up deferral
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "[True]"
+    assert seen == "[True]"
 
 
 def test_a_program_calling_main_with_arguments_keeps_its_collector() -> None:
@@ -108,9 +110,7 @@ def test_a_program_calling_main_with_arguments_keeps_its_collector() -> None:
         "print(gc.isenabled(), gc.get_freeze_count())\n"
     )
     # When the command has run
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
+    state = last_line("-c", program)
     # Then the collector is on and none of the program's objects was frozen out of its reach
     # (gc.get_referrers, for one, does not see frozen objects)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "True 0"
+    assert state == "True 0"
