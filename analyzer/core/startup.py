@@ -3,10 +3,10 @@
 Starting a check imports some 600 modules: ~80,000 objects (modules, classes, functions,
 constants) that live as long as the process. Python's cyclic collector runs every 700 net
 allocations and, as the objects age, traverses them again and again: ~100 collections and
-~50 ms of CPU for ``--tests dns,mailauth``, ~70 ms for a full check, for no garbage worth the
+~50 ms of CPU for ``--tests dns,mailauth``, ~100 ms for a full check, for no garbage worth the
 name (imports make almost no reference cycles that die).
 
-So ``rca check`` turns collection off while it imports and plans (:func:`defer`). Once
+So the ``rca`` process, for ``rca check``, turns collection off while it imports and plans (:func:`defer`). Once
 the planned probes are imported (the pipeline calls :func:`settle` then), everything alive is
 moved to the permanent generation (:func:`gc.freeze`) and collection is turned back on: the
 collections of the run traverse only what the run allocates, and reclaim its cycles as
@@ -15,8 +15,8 @@ that imports a lot and then works. What the frozen objects include besides modul
 run's state at that moment, a few hundred objects of garbage) lives as long as the process:
 fine for one check, not for a batch or a server, whose commands settle before any check.
 
-A program using rca's API keeps its own collector settings: :func:`settle` does nothing
-unless :func:`defer` turned collection off in this process.
+A program using rca's API, or calling ``main(argv)``, keeps its own collector settings:
+:func:`settle` does nothing unless :func:`defer` turned collection off in this process.
 """
 
 from __future__ import annotations
