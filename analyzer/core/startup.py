@@ -10,10 +10,11 @@ So the ``rca`` process, for ``rca check``, turns collection off while it imports
 (:func:`defer`). Once the planned probes are imported (the pipeline calls :func:`settle`
 then), everything alive is moved to the permanent generation (:func:`gc.freeze`) and
 collection is turned back on: the collections of the run traverse only what the run
-allocates, and reclaim its cycles as before. This is what CPython's documentation of :func:`gc.freeze` recommends for a program
-that imports a lot and then works. What the frozen objects include besides modules (the
-run's state at that moment, a few hundred objects of garbage) lives as long as the process:
-fine for one check, not for a batch or a server, whose commands settle before any check.
+allocates, and reclaim its cycles as before. This is what CPython's documentation of
+:func:`gc.freeze` recommends for a program that imports a lot and then works. What the
+frozen objects include besides modules (the run's state at that moment, a few hundred
+objects of garbage) lives as long as the process: fine for one check, not for a batch or
+a server, whose commands settle before any check.
 
 A program using rca's API, or calling ``main(argv)``, keeps its own collector settings:
 :func:`settle` does nothing unless :func:`defer` turned collection off in this process.
