@@ -10,9 +10,9 @@ So the ``rca`` process, for ``rca check``, turns collection off while it imports
 (:func:`defer`). Once the planned probes are imported (the pipeline calls :func:`settle`
 then), everything alive is moved to the permanent generation (:func:`gc.freeze`) and
 collection is turned back on: the collections of the run traverse only what the run
-allocates, and reclaim its cycles as before. This is what CPython's documentation of
-:func:`gc.freeze` recommends for a program that imports a lot and then works. What the
-frozen objects include besides modules (the run's state at that moment, a few hundred
+allocates, and reclaim its cycles as before. It is the sequence CPython's documentation of
+:func:`gc.freeze` gives for a process about to fork (disable early, freeze, enable), for a
+process that imports a lot and then works. What the frozen objects include besides modules (the run's state at that moment, a few hundred
 objects of garbage) lives as long as the process: fine for one check, not for a batch or
 a server, whose commands settle before any check.
 
