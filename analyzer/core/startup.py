@@ -12,9 +12,10 @@ then), everything alive is moved to the permanent generation (:func:`gc.freeze`)
 collection is turned back on: the collections of the run traverse only what the run
 allocates, and reclaim its cycles as before. It is the sequence CPython's documentation of
 :func:`gc.freeze` gives for a process about to fork (disable early, freeze, enable), for a
-process that imports a lot and then works. What the frozen objects include besides modules (the run's state at that moment, a few hundred
-objects of garbage) lives as long as the process: fine for one check, not for a batch or
-a server, whose commands settle before any check.
+process that imports a lot and then works. What the frozen objects include besides modules
+(the run's state at that moment, a few hundred objects of garbage) lives as long as the
+process: fine for one check, not for a batch or a server, whose commands settle before any
+check.
 
 A program using rca's API, or calling ``main(argv)``, keeps its own collector settings:
 :func:`settle` does nothing unless :func:`defer` turned collection off in this process.
