@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from analyzer import __version__
+from analyzer.core import startup
 from analyzer.core.errors import RcaError, UsageError
 
 __all__ = ["build_parser", "main", "run_returning"]
@@ -314,9 +315,20 @@ def _skip_unused_imports() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rca`` console script."""
+    """Entry point of the ``rca`` console script (``argv`` None: this process's own command
+    line, ``sys.argv``)."""
+    if argv is None:
+        # No cyclic collection while `rca check` imports and plans (analyzer.core.startup):
+        # the pipeline turns it back on once the planned probes are imported, or the finally
+        # below. Only in the rca process itself: a program calling main(argv) (the tests)
+        # keeps its collector, and no object of its own is frozen.
+        startup.defer()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "check":
+        # Batches and servers run many checks: collection as usual before the first starts
+        # (settling while runs are under way would freeze their state for the process's life).
+        startup.settle()
     # A root in certifi has a negative serial number: cryptography warns on every parse of
     # it. Set once, before any thread starts (warning filters are process-wide).
     from cryptography.utils import CryptographyDeprecationWarning  # noqa: PLC0415
@@ -364,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rca: interrupted", file=sys.stderr)
         return 130
+    finally:
+        startup.settle()
 
 
 # --- check ------------------------------------------------------------------------------------

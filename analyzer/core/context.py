@@ -68,7 +68,7 @@ class Credentials:
     any text (plain, base64 and URL-encoded forms) before it is stored in a transcript.
     """
 
-    __slots__ = ("__forms", "__password", "__token", "username")
+    __slots__ = ("__derived", "__forms", "__password", "__token", "username")
 
     def __init__(
         self, username: str | None, *, password: str | None = None, token: str | None = None
@@ -77,6 +77,7 @@ class Credentials:
         self.__password = password or None
         self.__token = token or None
         self.__forms: tuple[str, ...] | None = None
+        self.__derived: dict[tuple[str, ...], Any] = {}
 
     def password(self) -> str | None:
         """The password (never log or store the value)."""
@@ -95,6 +96,18 @@ class Credentials:
         """What may be shown about these credentials: who, and which kind of secret."""
         kind = "oauth2-token" if self.__token else "password" if self.__password else None
         return {"username": self.username, "secret": kind}
+
+    def derived(self, key: tuple[str, ...], make: Callable[[str], R]) -> R:
+        """``make(password)``, computed once per ``key`` for these credentials and kept with
+        them as the password is (never shown): a protocol's costly derivation of the
+        password, e.g. NTLM's hashes, done once per run instead of once per login.
+        Only called with a password (the caller checks :meth:`password` first)."""
+        if key not in self.__derived:
+            password = self.__password
+            if password is None:
+                raise ValueError("no password to derive from")
+            self.__derived[key] = make(password)
+        return self.__derived[key]  # type: ignore[no-any-return]
 
     def secret_forms(self) -> tuple[str, ...]:
         """Every form in which a secret could appear on the wire (for redaction), longest

@@ -27,8 +27,6 @@ handles as the target's fault, so the pipeline reports it as rca's crash.
 from __future__ import annotations
 
 import errno
-import socket
-import ssl
 from typing import Literal
 
 __all__ = [
@@ -114,8 +112,10 @@ def map_exception(exc: BaseException, *, phase: Phase) -> RcaError:
     """
     if isinstance(exc, RcaError):
         return exc
+    import ssl  # noqa: PLC0415 - not at import: `rca findings` and `--version` need no TLS
+
     text = _describe(exc)
-    if isinstance(exc, TimeoutError | socket.timeout):
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError since Python 3.10
         return NetTimeout(f"timed out during {phase}", phase=phase)
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return TlsFailure(f"TLS handshake failed: {text}", phase="tls")
@@ -142,6 +142,8 @@ def map_exception(exc: BaseException, *, phase: Phase) -> RcaError:
 
 
 def _describe(exc: BaseException) -> str:
+    import ssl  # noqa: PLC0415
+
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return str(exc.reason).replace("_", " ").lower()
     if isinstance(exc, OSError) and exc.strerror:

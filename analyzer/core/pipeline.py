@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from analyzer.core import startup
 from analyzer.core.credpolicy import hide_userinfo
 from analyzer.core.model import Finding, ProbeResult, Report, Status, Step, to_json, worst
 from analyzer.core.probe import (
@@ -306,6 +307,8 @@ async def _preload(planned: Sequence[Planned]) -> None:
         if isinstance(entry, ProbeEntry):
             with contextlib.suppress(Exception):
                 entry.load()
+    # The run's modules are in: the command line's collector can come back (see startup).
+    startup.settle()
 
 
 def _load(planned: Planned) -> Probe | Finding:

@@ -21,7 +21,6 @@ path up to the point where a test broke.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import contextlib
 import dataclasses
@@ -106,6 +105,8 @@ async def concurrently(*work: Awaitable[T]) -> list[T]:
     is raised only after the others have ended, so no step is left running behind the
     probe's back, and the steps keep the order they were started in (the order given).
     """
+    import asyncio  # noqa: PLC0415 - running probes only: `rca findings` reads this module
+
     outcomes = await asyncio.gather(*work, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
@@ -436,6 +437,8 @@ class ProbeContext:
         memo = self.run.shared_results
         if memo is None or not memo.checks:
             return await work()
+        import asyncio  # noqa: PLC0415 - running probes only: `rca findings` reads this module
+
         key = (self.probe.id, key)
         while (pending := memo.entries.get(key)) is not None:
             entry = await asyncio.shield(pending)

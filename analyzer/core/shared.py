@@ -10,13 +10,14 @@ Outside a batch the run context has none and every check and question is its own
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    import asyncio
+
     from analyzer.core.model import ProbeResult
 
 __all__ = ["SharedAnswers", "SharedCheck", "SharedResults"]

@@ -499,11 +499,16 @@ def ntlm_client(creds: Credentials, host: str) -> Any:
     Kerberos, also inside ``Negotiate``); :class:`MissingSecret` without user or password."""
     import spnego  # noqa: PLC0415 - heavy; only when NTLM is used
 
-    password = creds.password()
-    if password is None or not creds.username:
+    username = creds.username
+    if creds.password() is None or not username:
         raise MissingSecret("NTLM authentication needs a user name and a password")
-    return spnego.client(creds.username, password, hostname=host, service="HTTP",
-                         protocol="ntlm")  # fmt: skip
+    # A context made from the password derives its LM and NT hashes (the LM one with
+    # pure-Python DES, ~2 ms, although NTLMv2 never uses it); a full check logs in ~20
+    # times. So one context per host and run is made from the password, and each login
+    # gets a fresh one from it (new_context: pyspnego's way to reuse the derived credential).
+    template = creds.derived(("ntlm", host), lambda password: spnego.client(
+        username, password, hostname=host, service="HTTP", protocol="ntlm"))
+    return template.new_context()
 
 
 def _challenge_token(response: BoundedResponse, header_scheme: str) -> bytes | None:

@@ -464,3 +464,31 @@ async def test_a_server_closing_the_handshake_connection_is_named_not_the_passwo
         transcript.text()
     )
     assert hanging_up.connections == 2
+
+
+async def test_ntlm_logins_of_one_run_derive_the_password_once(
+    pki: LabPKI, server: tuple[int, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the run's credentials, and pyspnego's constructor watched (a context made from a
+    # password derives the LM and NT hashes: pure-Python DES and MD4)
+    import spnego
+
+    made_from_password: list[str] = []
+    real_client = spnego.client
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        made_from_password.append(kwargs.get("hostname", ""))
+        return real_client(*args, **kwargs)
+
+    monkeypatch.setattr(spnego, "client", watched)
+    creds = Credentials(USER, password=PASSWORD)
+    # When three NTLM logins run to the same host with them
+    for _ in range(3):
+        transcript = Transcript()
+        response = await _send(pki, server[0], "ntlm", creds, transcript)
+        # Then each one is accepted
+        assert response.status == 200, transcript.text()
+    # And the password's hashes were derived once for that host, not once per login
+    assert made_from_password == [HOST]
+    # And the derived credential shows in no repr
+    assert PASSWORD not in repr(creds)

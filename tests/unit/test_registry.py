@@ -99,6 +99,8 @@ def test_the_findings_catalogue_imports_no_probe(tmp_path: Path) -> None:
     # Then it read the index: no probe module and no network machinery was imported
     assert loaded(modules, ("probes.",)) == []
     assert loaded(modules, NETWORK_MACHINERY) == []
+    # And no event loop, sockets or TLS either (a list of text needs none of them)
+    assert sorted(modules & {"asyncio", "socket", "ssl", "concurrent.futures"}) == []
 
 
 async def test_a_stale_index_entry_is_an_error_result_not_a_crash(
