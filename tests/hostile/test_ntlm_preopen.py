@@ -63,6 +63,8 @@ class Watch:
     """What the server saw: connections opened and closed, requests by connection."""
 
     close_idle: bool = False  # close the connection opened during the anonymous request
+    #: How many connections that carried no request GetFolder's answer waits for.
+    getfolder_idle: int = 1
     changed: threading.Condition = field(default_factory=threading.Condition)
     accepted: list[tuple[Any, str]] = field(default_factory=list)  # (socket, peer), in order
     closed: int = 0
@@ -83,10 +85,14 @@ class Watch:
         used = {connection.split("#", 1)[0] for connection, _, _ in self.requests}
         return next((sock for sock, peer in self.accepted if peer not in used), None)
 
-    def hold(self, name: str) -> Any:
-        """Wait until a connection that carried no request yet is open; that connection."""
+    def _idle_count(self) -> int:
+        used = {connection.split("#", 1)[0] for connection, _, _ in self.requests}
+        return sum(1 for _, peer in self.accepted if peer not in used)
+
+    def hold(self, name: str, count: int = 1) -> Any:
+        """Wait until ``count`` connections that carried no request yet are open; one."""
         with self.changed:
-            self.met[name] = self.changed.wait_for(lambda: self._idle() is not None, HOLD)
+            self.met[name] = self.changed.wait_for(lambda: self._idle_count() >= count, HOLD)
             return self._idle()
 
     def route(self, original: Callable[[EmulatorRequest], EmulatorResponse]
@@ -106,7 +112,7 @@ class Watch:
                     # A server (or a device on the way) ending an idle connection.
                     spare.shutdown(socket.SHUT_RDWR)
             elif kind == "ntlm3" and operation == "GetFolder" and getfolders == 1:
-                self.hold("getfolder")
+                self.hold("getfolder", self.getfolder_idle)
             return original(request)
 
         return handler
@@ -153,6 +159,14 @@ def _serve(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def exchange(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
              ) -> Iterator[tuple[str, Watch]]:  # fmt: skip
     watch = Watch()
+    for address in _serve(tls, tmp_path, monkeypatch, watch):
+        yield address, watch
+
+
+@pytest.fixture
+def exchange_two_ahead(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                       ) -> Iterator[tuple[str, Watch]]:  # fmt: skip
+    watch = Watch(getfolder_idle=2)
     for address in _serve(tls, tmp_path, monkeypatch, watch):
         yield address, watch
 
@@ -224,6 +238,26 @@ async def test_each_handshake_starts_on_a_connection_opened_ahead(
     assert len(watch.accepted) == 1 + len(handshakes)
     assert _all_closed(watch), (watch.closed, len(watch.accepted))
     assert PASSWORD not in dumps(report) and PASSWORD not in render(report)
+
+
+async def test_both_mailbox_handshakes_start_on_connections_opened_ahead(
+    pki: LabPKI, exchange_two_ahead: tuple[str, Watch]
+) -> None:
+    # Given the emulator holding GetFolder's authenticated answer until two connections
+    # that carried no request yet are open
+    address, watch = exchange_two_ahead
+    # When EWS asks GetFolder, then free/busy and out-of-office at once (the same URL)
+    report = await _check(pki, address)
+    # Then both of their connections were opened while GetFolder's handshake ran
+    assert watch.met["getfolder"] is True
+    status, codes = _ews_status(report)
+    assert status == Status.PASS, codes
+    # And each of the three handshakes ran alone on a connection of its own, none opened
+    # for nothing, every one closed
+    handshakes = [kinds for kinds in _by_connection(watch).values() if kinds[0][0] != "anonymous"]
+    assert len(handshakes) == 3 and all(len(kinds) == 2 for kinds in handshakes)
+    assert len(watch.accepted) == 1 + len(handshakes)
+    assert _all_closed(watch), (watch.closed, len(watch.accepted))
 
 
 async def test_a_connection_the_server_closed_meanwhile_is_replaced(
