@@ -123,10 +123,11 @@ class HeldTranscript:
     a reader follows while the network does not wait for it.
     """
 
-    __slots__ = ("_t0", "lines")
+    __slots__ = ("lines", "started")
 
     def __init__(self) -> None:
-        self._t0 = time.monotonic()
+        #: When the work began (``time.monotonic()``).
+        self.started = time.monotonic()
         self.lines: list[tuple[float, Direction, str]] = []
 
     def send(self, text: str) -> None:
@@ -142,7 +143,7 @@ class HeldTranscript:
         self._keep("info", text)
 
     def _keep(self, direction: Direction, text: str) -> None:
-        self.lines.append((round((time.monotonic() - self._t0) * 1000, 1), direction, text))
+        self.lines.append((round((time.monotonic() - self.started) * 1000, 1), direction, text))
 
 
 class MissingFact(LookupError):
@@ -189,11 +190,13 @@ class StepRecorder:
         """An explanatory line in the transcript (what we did between protocol lines)."""
         self._line("info", text)
 
-    def replay(self, held: HeldTranscript) -> None:
+    def replay(self, held: HeldTranscript, *, on_step_clock: bool = False) -> None:
         """Add the lines ``held`` kept (see :class:`HeldTranscript`), redacted and bounded as
-        any other line, each at its offset from the start of the work that recorded it."""
+        any other line, each at its offset from the start of the work that recorded it, or
+        (``on_step_clock``, for work started inside this step) from this step's start."""
+        shift = round((held.started - self._t0) * 1000, 1) if on_step_clock else 0.0
         for at_ms, direction, text in held.lines:
-            self._line(direction, text, at_ms=at_ms)
+            self._line(direction, text, at_ms=max(0.0, round(at_ms + shift, 1)))
 
     def _line(self, direction: Direction, text: str, *, at_ms: float | None = None) -> None:
         if len(self.transcript) >= MAX_TRANSCRIPT_LINES:

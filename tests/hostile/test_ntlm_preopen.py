@@ -35,6 +35,7 @@ from analyzer.lab import emulator
 from analyzer.lab.emulator import EmulatorRequest, EmulatorResponse
 from analyzer.lab.pki import LabPKI
 from probes.ews import PROBE as EWS
+from probes import outlook_anywhere
 from probes.outlook_anywhere import PROBE as OUTLOOK_ANYWHERE
 from reports.html import render
 from reports.json import dumps
@@ -65,6 +66,8 @@ class Watch:
     close_idle: bool = False  # close the connection opened during the anonymous request
     #: How many connections that carried no request GetFolder's answer waits for.
     getfolder_idle: int = 1
+    #: Hold the first RPC_OUT_DATA NTLM negotiate until an idle connection is open.
+    hold_rpc_out: bool = False
     changed: threading.Condition = field(default_factory=threading.Condition)
     accepted: list[tuple[Any, str]] = field(default_factory=list)  # (socket, peer), in order
     closed: int = 0
@@ -113,6 +116,9 @@ class Watch:
                     spare.shutdown(socket.SHUT_RDWR)
             elif kind == "ntlm3" and operation == "GetFolder" and getfolders == 1:
                 self.hold("getfolder", self.getfolder_idle)
+            elif (self.hold_rpc_out and kind == "ntlm1" and request.method == "RPC_OUT_DATA"
+                  and "rpc_out" not in self.met):  # fmt: skip
+                self.hold("rpc_out")
             return original(request)
 
         return handler
@@ -167,6 +173,14 @@ def exchange(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def exchange_two_ahead(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                        ) -> Iterator[tuple[str, Watch]]:  # fmt: skip
     watch = Watch(getfolder_idle=2)
+    for address in _serve(tls, tmp_path, monkeypatch, watch):
+        yield address, watch
+
+
+@pytest.fixture
+def exchange_rpc(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                 ) -> Iterator[tuple[str, Watch]]:  # fmt: skip
+    watch = Watch(hold_rpc_out=True)
     for address in _serve(tls, tmp_path, monkeypatch, watch):
         yield address, watch
 
@@ -297,3 +311,32 @@ async def test_no_connection_is_opened_ahead_for_logins_over_connections_of_thei
     assert pings == ["outlookanywhere.rpc.ok"] * 3
     carried = {connection.split("#", 1)[0] for connection, _, _ in watch.requests}
     assert {peer for _, peer in watch.accepted} == carried
+
+
+async def test_the_in_channel_connection_opens_while_the_out_channel_logs_in(
+    pki: LabPKI, exchange_rpc: tuple[str, Watch], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given one RPC ping (one virtual connection), and the emulator holding the OUT
+    # channel's NTLM negotiate until a connection that carried no request yet is open
+    monkeypatch.setattr(outlook_anywhere, "PORTS", outlook_anywhere.PORTS[:1])
+    address, watch = exchange_rpc
+    # When Outlook Anywhere runs
+    report = await _check(pki, address, OUTLOOK_ANYWHERE)
+    # Then the IN channel's connection was opened while the OUT channel logged in
+    assert watch.met["rpc_out"] is True
+    (result,) = [r for r in report.results if r.probe == "outlook_anywhere"]
+    assert result.status == Status.PASS, [f.code for f in result.findings()]
+    # And the ping's transcript reads as before: each channel's connection, then its login
+    (ping,) = [s for s in result.steps if s.title.startswith("RPC ping")]
+    texts = [line.text for line in ping.transcript]
+    notes = [t for t in texts if t.endswith(" channel") or t.startswith(("connect to",
+                                                                          "connected in"))]
+    assert [n.split(" ")[0] for n in notes] == [
+        "RPC_OUT_DATA", "connect", "connected", "RPC_IN_DATA", "connect", "connected",
+    ]
+    in_start = texts.index("RPC_IN_DATA channel")
+    assert any(t.startswith("RPC_IN_DATA ") and "NTLM" not in t for t in texts[in_start + 1:])
+    # And each channel's handshake ran on its own connection, none left open
+    assert all(kinds[0][0] != "anonymous" or len(kinds) == 1
+               for kinds in _by_connection(watch).values())
+    assert _all_closed(watch), (watch.closed, len(watch.accepted))
