@@ -34,8 +34,8 @@ from analyzer.core.targets import Target, parse_target
 from analyzer.lab import emulator
 from analyzer.lab.emulator import EmulatorRequest, EmulatorResponse
 from analyzer.lab.pki import LabPKI
-from probes.ews import PROBE as EWS
 from probes import outlook_anywhere
+from probes.ews import PROBE as EWS
 from probes.outlook_anywhere import PROBE as OUTLOOK_ANYWHERE
 from reports.html import render
 from reports.json import dumps
