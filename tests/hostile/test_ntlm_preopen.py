@@ -163,25 +163,10 @@ def _serve(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.fixture
-def exchange(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-             ) -> Iterator[tuple[str, Watch]]:  # fmt: skip
-    watch = Watch()
-    for address in _serve(tls, tmp_path, monkeypatch, watch):
-        yield address, watch
-
-
-@pytest.fixture
-def exchange_rpc(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                 ) -> Iterator[tuple[str, Watch]]:  # fmt: skip
-    watch = Watch(hold_rpc_out=True)
-    for address in _serve(tls, tmp_path, monkeypatch, watch):
-        yield address, watch
-
-
-@pytest.fixture
-def closing_exchange(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                     ) -> Iterator[tuple[str, Watch]]:  # fmt: skip
-    watch = Watch(close_idle=True)
+def exchange(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             request: pytest.FixtureRequest) -> Iterator[tuple[str, Watch]]:  # fmt: skip
+    """The watched emulator; a test's indirect parameter holds :class:`Watch` options."""
+    watch = Watch(**getattr(request, "param", {}))
     for address in _serve(tls, tmp_path, monkeypatch, watch):
         yield address, watch
 
@@ -247,12 +232,13 @@ async def test_each_handshake_starts_on_a_connection_opened_ahead(
     assert PASSWORD not in dumps(report) and PASSWORD not in render(report)
 
 
+@pytest.mark.parametrize("exchange", [{"close_idle": True}], indirect=True)
 async def test_a_connection_the_server_closed_meanwhile_is_replaced(
-    pki: LabPKI, closing_exchange: tuple[str, Watch]
+    pki: LabPKI, exchange: tuple[str, Watch]
 ) -> None:
     # Given a server that closes the connection opened during the anonymous request while
     # it is still idle (as a server or load balancer with a short idle timeout does)
-    address, watch = closing_exchange
+    address, watch = exchange
     # When EWS logs in
     report = await _check(pki, address)
     # Then that connection was closed unused and the handshake went over a new one: the
@@ -286,13 +272,14 @@ async def test_no_connection_is_opened_ahead_for_logins_over_connections_of_thei
     assert {peer for _, peer in watch.accepted} == carried
 
 
+@pytest.mark.parametrize("exchange", [{"hold_rpc_out": True}], indirect=True)
 async def test_the_in_channel_connection_opens_while_the_out_channel_logs_in(
-    pki: LabPKI, exchange_rpc: tuple[str, Watch], monkeypatch: pytest.MonkeyPatch
+    pki: LabPKI, exchange: tuple[str, Watch], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given one RPC ping (one virtual connection), and the emulator holding the OUT
     # channel's NTLM negotiate until a connection that carried no request yet is open
     monkeypatch.setattr(outlook_anywhere, "PORTS", outlook_anywhere.PORTS[:1])
-    address, watch = exchange_rpc
+    address, watch = exchange
     # When Outlook Anywhere runs
     report = await _check(pki, address, OUTLOOK_ANYWHERE)
     # Then the IN channel's connection was opened while the OUT channel logged in
