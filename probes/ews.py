@@ -274,8 +274,13 @@ async def run(ctx: ProbeContext, target: Target) -> None:
             if prepared is None or prepared.scheme is None:
                 return
             user = ctx.options.credentials.username
-            # Requests to this URL follow a good GetFolder: their connection opens meanwhile.
-            follows = address is not None and url.url in (availability.url.url, oof.url.url)
+            # Requests to this URL follow a good GetFolder, at once: their connections (one
+            # per NTLM handshake) open meanwhile.
+            follows = (
+                sum(1 for where in (availability, oof) if where.url.url == url.url)
+                if address is not None
+                else 0
+            )
             with res.step(f"GetFolder (Inbox) as {user} ({prepared.scheme})") as step:
                 answer = await _ask(ctx, step, prepared, url, GETFOLDER_INBOX, "GetFolder",
                                     more=follows)  # fmt: skip
@@ -360,9 +365,9 @@ async def _mailbox_step(
 
 async def _ask(
     ctx: ProbeContext, step: StepRecorder, prepared: Prepared, url: ServiceUrl, body: bytes,
-    operation: Operation, *, more: bool = False,
+    operation: Operation, *, more: int = 0,
 ) -> EwsAnswer | None:  # fmt: skip
-    """The authenticated request (``more``: another follows) and its answer read; None when
+    """The authenticated request (``more``: how many follow at once) and its answer read; None when
     a finding of ``step`` already says why there is none (login refused, network, HTTP
     status, not SOAP)."""
     response = await ask(ctx, step, prepared, F, "POST", url, headers=HEADERS, content=body,

@@ -19,6 +19,7 @@ The proxy comes from Autodiscover's EXPR block (``Server``, ``AuthPackage``), el
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from analyzer.core.facts import AUTODISCOVER_SETTINGS, TLS_VERDICTS, OutlookAnyw
 from analyzer.core.findings import FindingSpec
 from analyzer.core.model import Finding, Json, Status
 from analyzer.core.probe import (
+    HeldTranscript,
     Probe,
     ProbeContext,
     ResultRecorder,
@@ -48,6 +50,7 @@ from analyzer.protocols.exchange import (
 )
 from analyzer.protocols.http import make_client
 from analyzer.protocols.httpauth import AuthError, NtlmFailed
+from analyzer.protocols.net import Connection, connect
 from analyzer.protocols.rawhttp import ChannelRefused, Head, RawHttp, open_channel
 from analyzer.protocols.rts import (
     MAX_FRAGMENT,
@@ -240,24 +243,38 @@ async def _ping(
         context = session_tls(ctx, verified=prepared.session.verified)
         vc, out_cookie, in_cookie, group = (os.urandom(16) for _ in range(4))
         channels: list[RawHttp] = []
+        scheme, port_443 = prepared.scheme, parts.port or 443
+        # The IN channel's connection (TCP and TLS, nothing sent) opens beside the OUT
+        # channel's login; the IN channel logs in on it once the OUT channel is up, as before,
+        # and its lines are shown there.
+        held = HeldTranscript()
+        in_connection = asyncio.get_running_loop().create_task(connect(
+            ctx.run, host, addresses[0], port_443, timeout=ctx.op_timeout(), tls=context,
+            server_hostname=host, transcript=held,
+        ))  # fmt: skip
         try:
-            scheme, port_443 = prepared.scheme, parts.port or 443
 
-            async def channel(method: str, length: int, body: bytes, shown: str) -> RawHttp:
-                step.note(f"{method} channel")
+            async def channel(method: str, length: int, body: bytes, shown: str,
+                              connection: Connection | None = None) -> RawHttp:  # fmt: skip
                 opened = await open_channel(
                     ctx, host=host, address=addresses[0], port=port_443, target=target,
                     method=method, scheme=scheme, offered=prepared.offered,
                     content_length=length, first_body=body, body_shown=shown,
-                    context=context, transcript=step,
+                    context=context, transcript=step, connection=connection,
                 )  # fmt: skip
                 channels.append(opened)
                 return opened
 
+            step.note("RPC_OUT_DATA channel")
             out = await channel("RPC_OUT_DATA", 76, conn_a1(vc, out_cookie),
                                 "[RTS CONN/A1, 76 bytes]")  # fmt: skip
+            step.note("RPC_IN_DATA channel")
+            try:
+                connection = await in_connection
+            finally:
+                step.replay(held, on_step_clock=True)
             await channel("RPC_IN_DATA", IN_CHANNEL_LENGTH, conn_b1(vc, in_cookie, group),
-                          "[RTS CONN/B1, 104 bytes]")  # fmt: skip
+                          "[RTS CONN/B1, 104 bytes]", connection)  # fmt: skip
             step.note("OUT channel response")
             step.add(await _read_out(out, step, server, port))
         except ChannelRefused as refused:
@@ -270,9 +287,22 @@ async def _ping(
             step.add(net_finding(F, exc, prepared.url))
         finally:
             # Done as soon as CONN/C2 or a failure was read: both requests stay unfinished
-            # for ever, so the connections are dropped, not ended in order.
+            # for ever, so the connections are dropped, not ended in order (the IN channel's
+            # too when the OUT channel failed before using it).
             for opened_channel in channels:
                 opened_channel.conn.abort()
+            await _drop(in_connection)
+
+
+async def _drop(opening: asyncio.Task[Connection]) -> None:
+    """Stop a connection still opening, or drop it if it opened (no-op once a channel took
+    it: aborting twice is harmless)."""
+    if not opening.done():
+        opening.cancel()
+        await asyncio.wait([opening])
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    opening.result().abort()
 
 
 async def _read_out(out: RawHttp, step: StepRecorder, server: str, port: int) -> Finding:

@@ -559,6 +559,17 @@ class RunContext:
                 )
         return self._ssl
 
+    async def ssl_context_built(self) -> ssl.SSLContext:
+        """:meth:`ssl_context`, waiting for the build :meth:`prepare_ssl_context` started
+        without holding the event loop: other work goes on until the context is there."""
+        building = self._ssl_building
+        if self._ssl is None and building is not None:
+            # Shielded: a cancelled caller must not cancel the build others wait for. Its
+            # error, if any, is raised by ssl_context() below.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.wrap_future(building))
+        return self.ssl_context()
+
     def prepare_ssl_context(self) -> None:
         """Start building :meth:`ssl_context` in a worker thread, for a run whose plan will
         need it: OpenSSL releases the GIL while it reads the trust store (about 50-100 ms

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MissingFact",
     "concurrently",
+    "HeldTranscript",
     "Probe",
     "ProbeContext",
     "ResultRecorder",
@@ -114,6 +115,38 @@ async def concurrently(*work: Awaitable[T]) -> list[T]:
     return outcomes  # type: ignore[return-value]
 
 
+class HeldTranscript:
+    """A transcript sink keeping its lines for a step made later.
+
+    Work that starts before the step that reports it (asked ahead, so its round trips
+    overlap earlier ones) records here; :meth:`StepRecorder.replay` then adds the lines to
+    the step, each with its offset from the start of that work, so the steps keep the order
+    a reader follows while the network does not wait for it.
+    """
+
+    __slots__ = ("lines", "started")
+
+    def __init__(self) -> None:
+        #: When the work began (``time.monotonic()``).
+        self.started = time.monotonic()
+        self.lines: list[tuple[float, Direction, str]] = []
+
+    def send(self, text: str) -> None:
+        """A line we sent."""
+        self._keep("send", text)
+
+    def recv(self, text: str) -> None:
+        """A line the server sent."""
+        self._keep("recv", text)
+
+    def note(self, text: str) -> None:
+        """An explanatory line."""
+        self._keep("info", text)
+
+    def _keep(self, direction: Direction, text: str) -> None:
+        self.lines.append((round((time.monotonic() - self.started) * 1000, 1), direction, text))
+
+
 class MissingFact(LookupError):
     """A probe asked for a fact that no probe published."""
 
@@ -158,20 +191,28 @@ class StepRecorder:
         """An explanatory line in the transcript (what we did between protocol lines)."""
         self._line("info", text)
 
-    def _line(self, direction: Direction, text: str) -> None:
+    def replay(self, held: HeldTranscript, *, on_step_clock: bool = False) -> None:
+        """Add the lines ``held`` kept (see :class:`HeldTranscript`), redacted and bounded as
+        any other line, each at its offset from the start of the work that recorded it, or
+        (``on_step_clock``, for work started inside this step) from this step's start."""
+        shift = round((held.started - self._t0) * 1000, 1) if on_step_clock else 0.0
+        for at_ms, direction, text in held.lines:
+            self._line(direction, text, at_ms=max(0.0, round(at_ms + shift, 1)))
+
+    def _line(self, direction: Direction, text: str, *, at_ms: float | None = None) -> None:
         if len(self.transcript) >= MAX_TRANSCRIPT_LINES:
             self._dropped += 1
             return
-        self.transcript.append(self._made(direction, text))
+        self.transcript.append(self._made(direction, text, at_ms))
 
-    def _made(self, direction: Direction, text: str) -> TranscriptLine:
+    def _made(self, direction: Direction, text: str, at_ms: float | None = None) -> TranscriptLine:
         # Redact before cutting: a secret straddling the cut would keep its first part.
         text = self._owner.ctx.redact(text)
         if len(text) > MAX_TRANSCRIPT_LINE:
             text = text[:MAX_TRANSCRIPT_LINE] + f"… [{len(text) - MAX_TRANSCRIPT_LINE} more chars]"
-        return TranscriptLine(
-            at_ms=round((time.monotonic() - self._t0) * 1000, 1), direction=direction, text=text
-        )
+        if at_ms is None:
+            at_ms = round((time.monotonic() - self._t0) * 1000, 1)
+        return TranscriptLine(at_ms=at_ms, direction=direction, text=text)
 
     def mark(self) -> int:
         """The place of the next transcript line, for :meth:`revise` to add a note there."""

@@ -587,10 +587,10 @@ def choose_scheme(
 async def authenticated(
     ctx: ProbeContext, step: StepRecorder, session: HttpSession, method: str, url: str, *,
     scheme: AuthScheme, offered: Sequence[str], headers: dict[str, str] | None = None,
-    content: bytes | None = None, max_bytes: int = MAX_RESPONSE, more: bool = False,
+    content: bytes | None = None, max_bytes: int = MAX_RESPONSE, more: int = 0,
 ) -> BoundedResponse:  # fmt: skip
     """The request with the user's credentials (every NTLM leg recorded in ``step``);
-    ``more``: another authenticated request to the same origin follows (see
+    ``more``: how many authenticated requests to the same origin follow, at once (see
     :func:`~analyzer.protocols.httpauth.send_authenticated`)."""
     return await send_authenticated(
         session.client, method, url, creds=ctx.options.credentials, scheme=scheme,
@@ -603,14 +603,14 @@ async def authenticated(
 async def ask(
     ctx: ProbeContext, step: StepRecorder, prepared: Prepared, f: HttpFindings, method: str,
     url: ServiceUrl, *, target: str | None = None, headers: dict[str, str] | None = None,
-    content: bytes | None = None, more: bool = False,
+    content: bytes | None = None, more: int = 0,
 ) -> BoundedResponse | None:  # fmt: skip
     """One authenticated request of an Exchange probe on ``prepared``'s session, to ``target``
     (default: ``url``'s own URL; a command's query string, for instance); None when the
     credentials could not be presented or the network failed, which ``step`` then says with
     ``f``'s findings about ``url`` (the HTTP status is the caller's to judge:
-    :func:`judge_status`). ``more``: another request of the probe to the same origin
-    follows if this one succeeds (its NTLM connection opens meanwhile)."""
+    :func:`judge_status`). ``more``: how many requests of the probe to the same origin
+    follow at once if this one succeeds (their NTLM connections open meanwhile)."""
     assert prepared.scheme is not None  # noqa: S101 - prepare() chose a scheme
     try:
         return await authenticated(

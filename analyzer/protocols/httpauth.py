@@ -378,7 +378,7 @@ async def send_authenticated(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float,
     transcript: TranscriptSink | None = None,
-    more: bool = False,
+    more: int = 0,
 ) -> BoundedResponse:
     """Send ``method url`` authenticated with ``scheme``; the final response, read in limits.
 
@@ -389,9 +389,10 @@ async def send_authenticated(
     :class:`NoChallenge`, nothing sent; for NTLM a first answer other than 401 is returned
     for the caller to judge, and a 401 without NTLM/Negotiate is :class:`NtlmFailed`.
     ``handshake_content``: the body of the NTLM legs before the last (default: ``content``;
-    RPC over HTTP sends ``b""`` there). ``more``: another NTLM handshake to the same origin
-    follows this one; its connection (:func:`~analyzer.protocols.http.preopen`) opens while
-    this one runs. Raises :class:`AuthError` subclasses (see the module docstring) and
+    RPC over HTTP sends ``b""`` there). ``more``: how many NTLM handshakes to the same origin
+    follow this one (``True``: one), at once; their connections
+    (:func:`~analyzer.protocols.http.preopen`) open while this one runs. Raises
+    :class:`AuthError` subclasses (see the module docstring) and
     :class:`~analyzer.core.errors.NetError` subclasses.
     """
     check_url(url)
@@ -412,7 +413,7 @@ async def send_authenticated(
     if scheme in ("ntlm", "negotiate"):
         # NTLM authenticates the connection: the whole handshake owns one, and only it.
         async with OwnConnection() as own:
-            if more:
+            for _ in range(int(more)):
                 # Only to the origin that gets this handshake: no request goes on it before
                 # the next handshake there, and an unused one is closed with the client.
                 preopen(client, url)

@@ -166,11 +166,13 @@ async def open_channel(
     ctx: ProbeContext, *, host: str, address: str, port: int, target: str, method: str,
     scheme: AuthScheme, offered: tuple[str, ...], content_length: int, first_body: bytes,
     body_shown: str, context: ssl.SSLContext, transcript: TranscriptSink,
-    extra_headers: tuple[tuple[str, str], ...] = (),
+    extra_headers: tuple[tuple[str, str], ...] = (), connection: Connection | None = None,
 ) -> RawHttp:  # fmt: skip
     """Connect (TLS, SNI ``host``), authenticate with ``scheme`` on this connection, and send
     the request head with ``first_body``; the request stays open (``content_length`` may
-    announce more), so the caller ends the channel with ``conn.abort()``. Raises
+    announce more), so the caller ends the channel with ``conn.abort()``. ``connection``:
+    one the caller opened ahead (TLS with ``context`` to ``host``, nothing sent on it),
+    used instead of a new one. Raises
     :class:`ChannelRefused` if an authentication leg gets a final answer,
     :class:`~analyzer.protocols.httpauth.NtlmFailed` when the handshake breaks."""
     if scheme in ("basic", "bearer") and scheme not in {o.lower() for o in offered}:
@@ -179,8 +181,10 @@ async def open_channel(
             f"the server did not ask for {scheme} authentication (offered: "
             f"{', '.join(offered) or 'nothing'}): the credentials were not sent"
         )
-    conn = await connect(ctx.run, host, address, port, timeout=ctx.op_timeout(), tls=context,
-                         server_hostname=host, transcript=transcript)  # fmt: skip
+    conn = connection or await connect(
+        ctx.run, host, address, port, timeout=ctx.op_timeout(), tls=context,
+        server_hostname=host, transcript=transcript,
+    )  # fmt: skip
     http = RawHttp(conn, host=host, timeout=ctx.op_timeout(), transcript=transcript)
     try:
         base = [("Accept", "application/rpc"), ("User-Agent", "MSRPC"),

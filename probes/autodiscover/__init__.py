@@ -39,7 +39,7 @@ from probes.autodiscover.settings import (
     to_settings,
     with_activesync,
 )
-from probes.autodiscover.v2 import check_v2
+from probes.autodiscover.v2 import check_v2, v2_host
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -86,9 +86,10 @@ async def run(ctx: ProbeContext, target: Target) -> None:
                     ctx,
                     summary,
                     client,
-                    host=_host_of(found.url),
+                    host=v2_host(found.url),
                     address=found.address,
                     settings=settings,
+                    asked=discovery.v2_asked(found.url, found.address),
                 )
                 if not settings.eas_url and answers.get("ActiveSync"):
                     settings = with_activesync(settings, answers["ActiveSync"], "v2")
@@ -99,14 +100,6 @@ async def run(ctx: ProbeContext, target: Target) -> None:
                         ctx, summary, discovery, found, settings, reason="v2 gave none"
                     )
                 summary.publish(AUTODISCOVER_SETTINGS, settings)
-
-
-def _host_of(url: str) -> str:
-    from urllib.parse import urlsplit  # noqa: PLC0415
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{host}:{parts.port}" if parts.port not in (None, 443) else host
 
 
 def _outcome(

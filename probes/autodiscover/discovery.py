@@ -28,11 +28,12 @@ other host is still read and reported, but vouches for nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from analyzer.core.credpolicy import Provenance, allowed_by_name, hide_userinfo, inside, judge
@@ -44,6 +45,7 @@ from analyzer.core.errors import (
     TlsFailure,
 )
 from analyzer.core.model import Json, Status
+from analyzer.core.probe import HeldTranscript
 from analyzer.protocols.endpoints import resolve_host
 from analyzer.protocols.http import preopen
 from analyzer.protocols.httpauth import (
@@ -57,7 +59,12 @@ from analyzer.protocols.httpauth import (
 )
 from analyzer.protocols.net import probe_connect
 from analyzer.protocols.resolve import lookup
-from analyzer.protocols.tlsprobe import insecure_context, inspection_context, open_tls
+from analyzer.protocols.tlsprobe import (
+    TlsSession,
+    insecure_context,
+    inspection_context,
+    open_tls,
+)
 from probes import tlschain
 from probes.autodiscover import findings as F
 from probes.autodiscover.pox import (
@@ -70,6 +77,7 @@ from probes.autodiscover.pox import (
     parse_response,
 )
 from probes.autodiscover.v2 import PROTOCOLS as V2_PROTOCOLS
+from probes.autodiscover.v2 import V2Answer, ask_v2, v2_host
 from probes.srv import SrvRecord, order_srv
 
 if TYPE_CHECKING:
@@ -167,6 +175,12 @@ class Discovery:
     _tried_by_address: dict[str, dict[str, Attempt]] = field(default_factory=dict)
     _edges: set[tuple[str, str]] = field(default_factory=set)
     _clients: dict[tuple[bool, bool], httpx.AsyncClient] = field(default_factory=dict)
+    #: Autodiscover v2 asked ahead, by (host, address) (see :meth:`v2_asked`).
+    _v2_ahead: dict[tuple[str, str], asyncio.Task[tuple[V2Answer, ...]]] = field(
+        default_factory=dict
+    )
+    #: URLs whose login connections try_url opened ahead, not yet asked by _ask.
+    _opened_ahead: set[str] = field(default_factory=set)
 
     async def client(self, *, authenticated: bool, insecure: bool = False) -> httpx.AsyncClient:
         """An HTTP client of the run. Unauthenticated requests get a pool of their own: IIS
@@ -176,11 +190,60 @@ class Discovery:
         if key not in self._clients:
             from analyzer.protocols.http import make_client  # noqa: PLC0415
 
+            if not insecure:
+                # The verifying context may still be building: wait without holding the
+                # event loop (the host block goes on meanwhile, see try_url).
+                await self.ctx.run.ssl_context_built()
+            if key in self._clients:  # made by another caller meanwhile
+                return self._clients[key]
             verify = insecure_context() if insecure else True
-            self._clients[key] = await self.stack.enter_async_context(
-                make_client(self.ctx.run, verify=verify)
-            )
+            client = make_client(self.ctx.run, verify=verify)
+            self._clients[key] = client
+            await self.stack.enter_async_context(client)
         return self._clients[key]
+
+    def v2_asked(self, url: str, address: str) -> Awaitable[tuple[V2Answer, ...]] | None:
+        """The Autodiscover v2 answers asked ahead of the verdict on ``url``'s host for
+        ``address`` (:meth:`_ask_v2_ahead`), or None if they were not asked."""
+        return self._v2_ahead.get((v2_host(url), address))
+
+    def _ask_v2_ahead(self, url: str, address: str, client: httpx.AsyncClient) -> None:
+        """Should ``url`` answer with settings, Autodiscover v2 asks its host for
+        ``address``'s protocols next (anonymous GETs): asked now, while the login runs, so
+        the answers wait for their step instead of the probe waiting for them (once per
+        host and address). Questions whose answers are never used are cancelled at the end
+        of the run, before the clients close."""
+        key = (v2_host(url), address)
+        if key in self._v2_ahead:
+            return
+        task = asyncio.get_running_loop().create_task(
+            ask_v2(self.ctx, client, host=key[0], address=address)
+        )
+        self._v2_ahead[key] = task
+        self.stack.push_async_callback(_settle, task)
+
+    async def _open_ahead(self, url: str, host: str, key: str) -> None:
+        """The connections try_url opens ahead for ``url`` (see there)."""
+        anonymous = await self.client(authenticated=False)
+        preopen(anonymous, url, shared=True)
+        if self._may_log_in(host):
+            self._open_for_login(url, anonymous, await self.client(authenticated=True))
+            self._opened_ahead.add(key)
+
+    def _may_log_in(self, host: str) -> bool:
+        """rca holds a password and the policy lets ``host`` have it by name."""
+        return self.ctx.options.credentials.password() is not None and bool(self.allowed(host))
+
+    @staticmethod
+    def _open_for_login(
+        url: str, anonymous: httpx.AsyncClient, authenticated: httpx.AsyncClient
+    ) -> None:
+        """Open ahead what a login to ``url`` uses next (:func:`preopen`): the connection of
+        its own of an NTLM handshake, and the connections beyond the pooled one that
+        Autodiscover v2 asks its questions on, at once, should this answer be the one."""
+        preopen(authenticated, url)
+        for _ in V2_PROTOCOLS[1:]:
+            preopen(anonymous, url, shared=True)
 
     def allowed(self, host: str) -> str | None:
         """Why the policy lets ``host`` receive credentials by its name, or None."""
@@ -370,11 +433,22 @@ class Discovery:
         base = Attempt(
             kind="failed", url=url, address=address, method=method, hops=hops, chain=chain
         )
+        opening: asyncio.Task[None] | None = None
         if (host, port, "https") not in self._hosts:
             # The unauthenticated request follows a good host block (a failed certificate
-            # fails this connection's TLS too): its connection opens meanwhile.
-            preopen(await self.client(authenticated=False), url, shared=True)
-        check = await self.host_block(parent, host, port, "https")
+            # fails this connection's TLS too): its connection opens meanwhile, and so do
+            # those of the login and of Autodiscover v2 should the policy let this host have
+            # the password (closed unused otherwise, see _ask). Made beside the host block,
+            # which need not wait for the clients' trust to be loaded.
+            opening = asyncio.get_running_loop().create_task(self._open_ahead(url, host, key))
+        try:
+            check = await self.host_block(parent, host, port, "https")
+        except BaseException:
+            if opening is not None:
+                await _settle(opening)
+            raise
+        if opening is not None:
+            await opening
         if check.state != "ok":
             kind: Kind = "failed" if check.state == "invalid" else check.state
             attempt = replace(base, kind=kind, detail=check.detail)
@@ -393,10 +467,17 @@ class Discovery:
         host: str,
     ) -> Attempt:
         creds = self.ctx.options.credentials
-        if check.valid_certificate and creds.password() is not None and self.allowed(host):
+        key = normalize_url(url)
+        ahead = key in self._opened_ahead
+        self._opened_ahead.discard(key)
+        if check.valid_certificate and self._may_log_in(host) and not ahead:
             # The policy lets this host have the password: should the answer ask for NTLM,
             # its connection of its own opens meanwhile (closed unused otherwise).
-            preopen(await self.client(authenticated=True), url)
+            self._open_for_login(
+                url,
+                await self.client(authenticated=False),
+                await self.client(authenticated=True),
+            )
         with parent.step(f"Send an unauthenticated request to {url}") as step:
             body = build_request(address, self.schema)
             response = await self._send(
@@ -468,10 +549,8 @@ class Discovery:
             return replace(base, kind="no_credentials")
         if check.valid_certificate:
             # Should this answer be the one, Autodiscover v2 asks this host its protocols at
-            # once, anonymously: the connections beyond the pooled one open meanwhile.
-            anonymous = await self.client(authenticated=False)
-            for _ in V2_PROTOCOLS[1:]:
-                preopen(anonymous, url, shared=True)
+            # once, anonymously: asked now, beside the login.
+            self._ask_v2_ahead(url, address, await self.client(authenticated=False))
         user = creds.username or address
         title = f"Ask for the settings of {address} as {user} ({scheme_name(scheme)})"
         with parent.step(title) as step:
@@ -720,24 +799,12 @@ class Discovery:
             step.note(f"{host}: {', '.join(addresses)}")
         address = addresses[0]
         shown = f"[{address}]" if ":" in address else address
-        with parent.step(f"Connect to {host}:{port} ({shown})") as step:
-            outcome, conn = await probe_connect(
-                run, host, address, port, timeout=self.ctx.options.connect_timeout
-            )
-            if conn is not None:
-                await conn.close()
-            step.note(f"{outcome.state} in {outcome.elapsed_ms} ms {outcome.detail}".strip())
-            if outcome.state == "closed":
-                step.add(F.NOT_OFFERED(detail=f"{host}:{port} refuses connections"))
-                return _Host("not_found", f"{host}:{port} closed")
-            if outcome.state != "open":
-                step.add(F.UNREACHABLE(detail=f"{host}:{port}: {outcome.state} {outcome.detail}"))
-                return _Host("unreachable", outcome.detail)
-        if scheme != "https":
-            return _Host("ok")
-        with parent.step(f"Validate the certificate of {host}:{port}") as step:
-            try:
-                session = await open_tls(
+        held = HeldTranscript()
+        # The certificate's connection opens beside the TCP test rather than after it (one
+        # round trip less); its lines wait for their step, dropped if the port is not open.
+        tls = (
+            asyncio.get_running_loop().create_task(
+                open_tls(
                     run,
                     host=host,
                     address=address,
@@ -746,8 +813,50 @@ class Discovery:
                     speaks="http",
                     context=inspection_context(run),
                     timeout=self.ctx.op_timeout(),
-                    transcript=step,
+                    transcript=held,
                 )
+            )
+            if scheme == "https"
+            else None
+        )
+        try:
+            with parent.step(f"Connect to {host}:{port} ({shown})") as step:
+                outcome, conn = await probe_connect(
+                    run, host, address, port, timeout=self.ctx.options.connect_timeout
+                )
+                if conn is not None:
+                    await conn.close()
+                step.note(f"{outcome.state} in {outcome.elapsed_ms} ms {outcome.detail}".strip())
+                if outcome.state == "closed":
+                    step.add(F.NOT_OFFERED(detail=f"{host}:{port} refuses connections"))
+                    return _Host("not_found", f"{host}:{port} closed")
+                if outcome.state != "open":
+                    step.add(
+                        F.UNREACHABLE(detail=f"{host}:{port}: {outcome.state} {outcome.detail}")
+                    )
+                    return _Host("unreachable", outcome.detail)
+            if tls is None:
+                return _Host("ok")
+            return await self._certificate(parent, host, port, tls, held)
+        finally:
+            if tls is not None:
+                await _settle(tls)
+
+    async def _certificate(
+        self,
+        parent: ResultRecorder | StepRecorder,
+        host: str,
+        port: int,
+        tls: asyncio.Task[TlsSession],
+        held: HeldTranscript,
+    ) -> _Host:
+        """The certificate step of the host block, on the TLS session ``tls`` opened."""
+        with parent.step(f"Validate the certificate of {host}:{port}") as step:
+            try:
+                try:
+                    session = await asyncio.shield(tls)
+                finally:
+                    step.replay(held)
             except (TlsFailure, ProtocolViolation) as exc:
                 step.add(F.TLS_FAILED(detail=str(exc)))
                 return _Host("failed", str(exc))
@@ -873,6 +982,16 @@ class Discovery:
         except NetError as exc:
             step.add(F.UNREACHABLE(detail=str(exc)))
         return None
+
+
+async def _settle(task: asyncio.Task[Any]) -> None:
+    """Stop ``task`` if it still runs (work started ahead that is no longer wanted) and wait
+    for it to end; its outcome is read, so an error it ended with is not logged as lost."""
+    if not task.done():
+        task.cancel()
+        await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()
 
 
 def choose_scheme(

@@ -455,7 +455,13 @@ async def test_userinfo_of_a_redirect_appears_nowhere(world: World, how: str, sc
     code = {"https": "credentials_in_url", "http": "insecure"}[scheme]
     (refused,) = found(report, f"autodiscover.redirect.{code}")
     assert f"{scheme}://svc:***@mail.policy.test" in refused
-    assert len(log.requests) == 2  # the challenge and the login; the redirect not followed
+    # The challenge and the login; the redirect not followed. Autodiscover v2 was asked
+    # ahead of the verdict, beside the login (anonymous GETs to the same host, unused).
+    posts = [r for r in log.requests if r.method == "POST"]
+    assert len(posts) == 2
+    others = [r for r in log.requests if r.method != "POST"]
+    assert all(r.method == "GET" and "/autodiscover.json/" in r.path for r in others)
+    assert not any(r.authorization for r in others)
 
 
 # --- an endpoint that never asks for credentials -------------------------------------------------

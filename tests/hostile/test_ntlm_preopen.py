@@ -34,6 +34,7 @@ from analyzer.core.targets import Target, parse_target
 from analyzer.lab import emulator
 from analyzer.lab.emulator import EmulatorRequest, EmulatorResponse
 from analyzer.lab.pki import LabPKI
+from probes import outlook_anywhere
 from probes.ews import PROBE as EWS
 from probes.outlook_anywhere import PROBE as OUTLOOK_ANYWHERE
 from reports.html import render
@@ -63,6 +64,11 @@ class Watch:
     """What the server saw: connections opened and closed, requests by connection."""
 
     close_idle: bool = False  # close the connection opened during the anonymous request
+    #: How many connections that carried no request GetFolder's answer waits for (one
+    #: per mailbox request that follows it at once).
+    getfolder_idle: int = 2
+    #: Hold the first RPC_OUT_DATA NTLM negotiate until an idle connection is open.
+    hold_rpc_out: bool = False
     changed: threading.Condition = field(default_factory=threading.Condition)
     accepted: list[tuple[Any, str]] = field(default_factory=list)  # (socket, peer), in order
     closed: int = 0
@@ -83,10 +89,14 @@ class Watch:
         used = {connection.split("#", 1)[0] for connection, _, _ in self.requests}
         return next((sock for sock, peer in self.accepted if peer not in used), None)
 
-    def hold(self, name: str) -> Any:
-        """Wait until a connection that carried no request yet is open; that connection."""
+    def _idle_count(self) -> int:
+        used = {connection.split("#", 1)[0] for connection, _, _ in self.requests}
+        return sum(1 for _, peer in self.accepted if peer not in used)
+
+    def hold(self, name: str, count: int = 1) -> Any:
+        """Wait until ``count`` connections that carried no request yet are open; one."""
         with self.changed:
-            self.met[name] = self.changed.wait_for(lambda: self._idle() is not None, HOLD)
+            self.met[name] = self.changed.wait_for(lambda: self._idle_count() >= count, HOLD)
             return self._idle()
 
     def route(self, original: Callable[[EmulatorRequest], EmulatorResponse]
@@ -106,7 +116,10 @@ class Watch:
                     # A server (or a device on the way) ending an idle connection.
                     spare.shutdown(socket.SHUT_RDWR)
             elif kind == "ntlm3" and operation == "GetFolder" and getfolders == 1:
-                self.hold("getfolder")
+                self.hold("getfolder", self.getfolder_idle)
+            elif (self.hold_rpc_out and kind == "ntlm1" and request.method == "RPC_OUT_DATA"
+                  and "rpc_out" not in self.met):  # fmt: skip
+                self.hold("rpc_out")
             return original(request)
 
         return handler
@@ -150,17 +163,10 @@ def _serve(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.fixture
-def exchange(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-             ) -> Iterator[tuple[str, Watch]]:  # fmt: skip
-    watch = Watch()
-    for address in _serve(tls, tmp_path, monkeypatch, watch):
-        yield address, watch
-
-
-@pytest.fixture
-def closing_exchange(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                     ) -> Iterator[tuple[str, Watch]]:  # fmt: skip
-    watch = Watch(close_idle=True)
+def exchange(tls: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             request: pytest.FixtureRequest) -> Iterator[tuple[str, Watch]]:  # fmt: skip
+    """The watched emulator; a test's indirect parameter holds :class:`Watch` options."""
+    watch = Watch(**getattr(request, "param", {}))
     for address in _serve(tls, tmp_path, monkeypatch, watch):
         yield address, watch
 
@@ -204,13 +210,13 @@ def _ews_status(report: Report) -> tuple[Status, list[str]]:
 async def test_each_handshake_starts_on_a_connection_opened_ahead(
     pki: LabPKI, exchange: tuple[str, Watch]
 ) -> None:
-    # Given the emulator holding the anonymous request, and GetFolder's authenticated
-    # answer, until a connection that carried no request yet is open
+    # Given the emulator holding the anonymous request until a connection that carried no
+    # request yet is open, and GetFolder's authenticated answer until two are
     address, watch = exchange
-    # When EWS logs in and asks GetFolder, then free/busy and out-of-office
+    # When EWS logs in and asks GetFolder, then free/busy and out-of-office at once
     report = await _check(pki, address)
     # Then the connection of GetFolder's handshake was opened while the anonymous request
-    # was in flight, and one for the next handshake while GetFolder's was
+    # was in flight, and one for each of the next two handshakes while GetFolder's was
     assert watch.met == {"anonymous": True, "getfolder": True}
     status, codes = _ews_status(report)
     assert status == Status.PASS, codes
@@ -226,12 +232,13 @@ async def test_each_handshake_starts_on_a_connection_opened_ahead(
     assert PASSWORD not in dumps(report) and PASSWORD not in render(report)
 
 
+@pytest.mark.parametrize("exchange", [{"close_idle": True}], indirect=True)
 async def test_a_connection_the_server_closed_meanwhile_is_replaced(
-    pki: LabPKI, closing_exchange: tuple[str, Watch]
+    pki: LabPKI, exchange: tuple[str, Watch]
 ) -> None:
     # Given a server that closes the connection opened during the anonymous request while
     # it is still idle (as a server or load balancer with a short idle timeout does)
-    address, watch = closing_exchange
+    address, watch = exchange
     # When EWS logs in
     report = await _check(pki, address)
     # Then that connection was closed unused and the handshake went over a new one: the
@@ -263,3 +270,33 @@ async def test_no_connection_is_opened_ahead_for_logins_over_connections_of_thei
     assert pings == ["outlookanywhere.rpc.ok"] * 3
     carried = {connection.split("#", 1)[0] for connection, _, _ in watch.requests}
     assert {peer for _, peer in watch.accepted} == carried
+
+
+@pytest.mark.parametrize("exchange", [{"hold_rpc_out": True}], indirect=True)
+async def test_the_in_channel_connection_opens_while_the_out_channel_logs_in(
+    pki: LabPKI, exchange: tuple[str, Watch], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given one RPC ping (one virtual connection), and the emulator holding the OUT
+    # channel's NTLM negotiate until a connection that carried no request yet is open
+    monkeypatch.setattr(outlook_anywhere, "PORTS", outlook_anywhere.PORTS[:1])
+    address, watch = exchange
+    # When Outlook Anywhere runs
+    report = await _check(pki, address, OUTLOOK_ANYWHERE)
+    # Then the IN channel's connection was opened while the OUT channel logged in
+    assert watch.met["rpc_out"] is True
+    (result,) = [r for r in report.results if r.probe == "outlook_anywhere"]
+    assert result.status == Status.PASS, [f.code for f in result.findings()]
+    # And the ping's transcript reads as before: each channel's connection, then its login
+    (ping,) = [s for s in result.steps if s.title.startswith("RPC ping")]
+    texts = [line.text for line in ping.transcript]
+    notes = [t for t in texts if t.endswith(" channel") or t.startswith(("connect to",
+                                                                          "connected in"))]
+    assert [n.split(" ")[0] for n in notes] == [
+        "RPC_OUT_DATA", "connect", "connected", "RPC_IN_DATA", "connect", "connected",
+    ]
+    in_start = texts.index("RPC_IN_DATA channel")
+    assert any(t.startswith("RPC_IN_DATA ") and "NTLM" not in t for t in texts[in_start + 1:])
+    # And each channel's handshake ran on its own connection, none left open
+    assert all(kinds[0][0] != "anonymous" or len(kinds) == 1
+               for kinds in _by_connection(watch).values())
+    assert _all_closed(watch), (watch.closed, len(watch.accepted))
