@@ -8,6 +8,7 @@ address, and ``https://url``. International names are converted to their ASCII
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -219,8 +220,12 @@ def _parse_host(text: str) -> Target:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def is_ip(text: str) -> bool:
-    """Whether ``text`` is an IPv4 or IPv6 address (no brackets, no port)."""
+    """Whether ``text`` is an IPv4 or IPv6 address (no brackets, no port).
+
+    Asked for the same few host names at every connection of a run (a host name costs
+    two failed parses and their exceptions), so the answers are kept."""
     try:
         ipaddress.ip_address(text)
     except ValueError:

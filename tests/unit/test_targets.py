@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from analyzer.core.errors import UsageError
-from analyzer.core.targets import parse_target
+from analyzer.core.targets import is_ip, parse_target
 
 
 @pytest.mark.parametrize(
@@ -73,3 +73,14 @@ def test_any_text_parses_or_raises_usage_error(raw: str) -> None:
         parse_target(raw)
     except UsageError as exc:
         assert str(exc)
+
+
+def test_is_ip_answers_again_from_memory() -> None:
+    # Given a host name and an address asked about once
+    is_ip.cache_clear()
+    first = (is_ip("mail.example.test"), is_ip("2001:db8::1"))
+    # When they are asked about again (every connection of a run asks)
+    again = (is_ip("mail.example.test"), is_ip("2001:db8::1"))
+    # Then the answers are the same, and come from what was kept
+    assert first == again == (False, True)
+    assert is_ip.cache_info().hits == 2
