@@ -24,7 +24,8 @@ before the first handshake, each endpoint's entry filled as soon as its handshak
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -258,7 +259,32 @@ async def _endpoint_now(
             with res.step(f"TLS on {ep.label}") as step:
                 step.add(UNREACHABLE(detail=f"{ep.host} has no address"))
             return "unreachable", ()
-        captured = await asyncio.gather(*(_address(ctx, res, ep, a, roots) for a in addresses))
+        # The version checks of the first address start once its inspection is connected
+        # (so a server sees the inspection first): they record nothing until their step,
+        # after the inspections, and all but TLSv1.3, the version the inspection most
+        # often negotiates (not offered again), are needed whatever it negotiates.
+        # Should another address be the one reached, they are dropped.
+        connected = asyncio.Event()
+        early: dict[str, asyncio.Future[bool | None]] = {}
+
+        async def start_early() -> None:
+            await connected.wait()
+            for version in TLS_VERSIONS:
+                if version != "TLSv1.3" and can_offer(ctx.run, version):
+                    early[version] = asyncio.ensure_future(
+                        _accepts(ctx, ep, addresses[0], version)
+                    )
+
+        starter = asyncio.ensure_future(start_early())
+        try:
+            captured = await asyncio.gather(*(
+                _address(ctx, res, ep, a, roots, connected if i == 0 else None)
+                for i, a in enumerate(addresses)
+            ))  # fmt: skip
+        finally:
+            starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starter
         reached = [c for c in captured if c.session is not None]
         verdicts = {c.verdict for c in captured}
         verdict = (
@@ -272,9 +298,20 @@ async def _endpoint_now(
         # The versions accepted change neither the verdict nor the chain: a login or DANE
         # waiting for them may go on while they are checked.
         settle(verdict, chain)
+        if not reached or reached[0].session is None or reached[0].address != addresses[0]:
+            await _drop(early)
+            early = {}
         if reached and reached[0].session is not None:
-            await _versions(ctx, res, ep, reached[0].address, reached[0].session.tls.version)
+            await _versions(ctx, res, ep, reached[0].address, reached[0].session.tls.version,
+                            early=early)  # fmt: skip
         return verdict, chain
+
+
+async def _drop(started: Mapping[str, asyncio.Future[bool | None]]) -> None:
+    """Cancel version checks started ahead that will not be used, and wait for them."""
+    for task in started.values():
+        task.cancel()
+    await asyncio.gather(*started.values(), return_exceptions=True)
 
 
 async def _address(
@@ -283,6 +320,7 @@ async def _address(
     ep: Endpoint,
     address: str,
     roots: Sequence[x509.Certificate],
+    connected: asyncio.Event | None = None,
 ) -> _Captured:
     fam = family_of(address)
     shown = f"[{address}]" if fam == 6 else address
@@ -299,6 +337,7 @@ async def _address(
                 context=inspection_context(ctx.run),
                 timeout=ctx.op_timeout(),
                 transcript=step,
+                connected=connected,
             )
         except Refusal as exc:
             _refusal(step, ep, exc)
@@ -432,17 +471,23 @@ async def _fetch_issuer(ctx: ProbeContext, step: StepRecorder, url: str) -> byte
 
 
 async def _versions(
-    ctx: ProbeContext, res: ResultRecorder, ep: Endpoint, address: str, negotiated: str
+    ctx: ProbeContext, res: ResultRecorder, ep: Endpoint, address: str, negotiated: str,
+    *, early: Mapping[str, asyncio.Future[bool | None]],
 ) -> None:
     """Which versions ``address`` accepts, one handshake offering only that version each,
     but for the version its inspection handshake (offering every version) ``negotiated``:
-    that one it has just accepted."""
+    that one it has just accepted. ``early``: checks of ``address`` started ahead."""
     shown = f"[{address}]" if ":" in address else address
     with res.step(f"TLS versions accepted on {shown}:{ep.port}") as step:
         testable = [v for v in TLS_VERSIONS if can_offer(ctx.run, v)]
         untestable: list[str] = [v for v in TLS_VERSIONS if v not in testable]
         offered = [v for v in testable if v != negotiated]
-        accepted = await asyncio.gather(*(_accepts(ctx, ep, address, v) for v in offered))
+        try:
+            accepted = await asyncio.gather(
+                *(early.get(v) or _accepts(ctx, ep, address, v) for v in offered)
+            )
+        finally:
+            await _drop({v: task for v, task in early.items() if v not in offered})
         answers: dict[str, bool | None] = dict(zip(offered, accepted, strict=True))
         found: dict[str, bool | None] = {v: answers.get(v, True) for v in testable}
         words = {True: "accepted", False: "refused", None: "no answer in time"}

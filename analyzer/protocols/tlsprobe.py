@@ -10,6 +10,7 @@ a chain fails rather than just that it does.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import warnings
 from dataclasses import dataclass
@@ -121,8 +122,10 @@ async def open_tls(
     context: ssl.SSLContext,
     timeout: float,
     transcript: TranscriptSink | None = None,
+    connected: asyncio.Event | None = None,
 ) -> TlsSession:
-    """Connect, (STARTTLS,) handshake with SNI ``host``, capture, close.
+    """Connect, (STARTTLS,) handshake with SNI ``host``, capture, close. ``connected`` is
+    set once the connection is up (for STARTTLS, before the greeting).
 
     Raises :class:`~analyzer.protocols.mailproto.Refusal` (STARTTLS not offered or refused) and
     :class:`~analyzer.core.errors.NetError` subclasses (connect, handshake, protocol).
@@ -132,6 +135,8 @@ async def open_tls(
     if mode == "implicit":
         conn = await connect(run, host, address, port, timeout=timeout, tls=context,
                              server_hostname=sni, transcript=transcript)
+        if connected is not None:
+            connected.set()
         try:
             assert conn.tls is not None  # noqa: S101 - set by connect(tls=...)
             return TlsSession(tls=conn.tls, connect_ms=conn.connect_ms)
@@ -140,6 +145,8 @@ async def open_tls(
     if speaks == "http":
         raise ValueError("STARTTLS is not defined for HTTP")
     conn = await connect(run, host, address, port, timeout=timeout, transcript=transcript)
+    if connected is not None:
+        connected.set()
     try:
         result = await starttls(conn, speaks, context, server_hostname=sni, timeout=timeout)
         return TlsSession(tls=result.tls, connect_ms=conn.connect_ms, starttls=result)

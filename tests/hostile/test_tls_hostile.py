@@ -474,3 +474,28 @@ async def test_the_version_the_inspection_negotiated_is_not_offered_again(
     assert "TLSv1.2: accepted" in note and "TLSv1.3: accepted" in note
     assert note.count("accepted") == 2 and "no answer in time" not in note
     assert "tls.version.ok" in {f.code for s in result.steps for f in s.findings}
+
+
+async def test_version_checks_start_while_the_inspection_talks(pki: LabPKI) -> None:
+    # Given a STARTTLS submission server that greets its first connection (the TLS check's
+    # inspection) only once a second connection (a version check) has arrived
+    context = server_context(issue(pki, "good", "versions-beside"))
+    arrived = threading.Event()
+    first = threading.Lock()
+
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        if first.acquire(blocking=False):
+            arrived.wait(5)
+        else:
+            arrived.set()
+        smtp_starttls(context)(conn, stop)
+
+    with serve(script) as server:
+        # When the TLS check runs (each step may wait 2 s at most)
+        report = await run_tls(pki, server.port, "submission")
+    # Then the version checks went out while the inspection waited for its greeting, and
+    # both ended well (before, the versions waited for the inspection, which ran out of time)
+    assert arrived.is_set()
+    (result,) = [r for r in report.results if r.probe == "tls"]
+    assert codes(report)["tls.handshake.ok"] == Status.PASS
+    assert "TLSv1.2: accepted" in versions_note(result)
