@@ -391,8 +391,8 @@ class RunContext:
         self._ssl_building: Future[ssl.SSLContext] | None = None
         self._nameservers: tuple[tuple[str, int], ...] | None = None
         self._shared: dict[str, asyncio.Future[Any]] = {}
-        self._resources: dict[str, Any] = {}
         self._made: dict[Hashable, Any] = {}
+        self._closing: list[Closeable] = []
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -461,18 +461,21 @@ class RunContext:
         return result
 
     def resource(self, key: str, make: Callable[[], C]) -> C:
-        """Something the run makes once for ``key`` and closes when it ends (the DNS
-        sockets: :class:`analyzer.protocols.dnsudp.UdpPool`)."""
-        found = self._resources.get(key)
-        if found is None:
-            found = self._resources[key] = make()
-        return found
+        """Something the run makes once for ``key`` (:meth:`made`, same keys) and closes
+        when it ends (the DNS sockets: :class:`analyzer.protocols.dnsudp.UdpPool`)."""
+
+        def make_closed_at_end() -> C:
+            made = make()
+            self._closing.append(made)
+            return made
+
+        return self.made(key, make_closed_at_end)
 
     def made(self, key: Hashable, make: Callable[[], R]) -> R:
         """What ``make()`` returns, made once per run for ``key`` and shared by every probe
         of the run: settings that need no closing, such as the SSL contexts of the
         certificate inspections (a context holds settings; each connection has its own
-        state). Call it on the event loop's thread."""
+        state), or what :meth:`resource` closes. Call it on the event loop's thread."""
         if key not in self._made:
             self._made[key] = make()
         made: R = self._made[key]
@@ -492,9 +495,10 @@ class RunContext:
         if self._shared:
             await asyncio.gather(*self._shared.values(), return_exceptions=True)
         self._shared.clear()
-        for resource in self._resources.values():
+        for resource in self._closing:
             resource.close()
-        self._resources.clear()
+        self._closing.clear()
+        self._made.clear()
         if self._executor is not None:
             executor, self._executor = self._executor, None
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
