@@ -227,7 +227,8 @@ class StepRecorder:
         if frozen is not None and (
             self._owner.frozen is not None or (self.parent and self.parent.frozen is not None)
         ):
-            raise RuntimeError(f"step {self.title!r} revised after its result ended")
+            title = self._owner.ctx.redact(self.title)
+            raise RuntimeError(f"step {title!r} revised after its result ended")
         if title is not None:
             self.title = title
         added: tuple[int, TranscriptLine] | None = None

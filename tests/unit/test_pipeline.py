@@ -437,3 +437,21 @@ async def test_a_step_cannot_be_revised_once_its_result_ended() -> None:
     report = await check(TARGET, RunOptions(timeout=5), probes=[probe("late", late)])
     assert refused == ["step 's' revised after its result ended"]
     assert [s.title for r in results_of(report, "late") for s in r.steps] == ["s"]
+
+
+async def test_a_refused_revision_does_not_name_a_secret_of_the_step_title() -> None:
+    # Given a step whose title (wrongly) holds the password, revised after its result ended
+    password = "s3cret-Pa55word!"  # noqa: S105 - test data
+    creds = Credentials("alice@example.test", password=password)
+    refused: list[str] = []
+
+    async def late(ctx: ProbeContext, target: Target) -> None:
+        with ctx.result("x") as res, res.step(f"login with {password}") as step:
+            pass
+        with pytest.raises(RuntimeError) as raised:
+            step.revise(title="too late")
+        refused.append(str(raised.value))
+
+    await check(TARGET, RunOptions(timeout=5, credentials=creds), probes=[probe("late", late)])
+    # Then the refusal names the step without the password
+    assert refused == ["step 'login with «redacted»' revised after its result ended"]
