@@ -115,7 +115,30 @@ async def concurrently(*work: Awaitable[T]) -> list[T]:
     return outcomes  # type: ignore[return-value]
 
 
-class HeldTranscript:
+class _Transcribing:
+    """The transcript lines of a :class:`~analyzer.protocols.net.TranscriptSink`, each
+    handed to ``_line`` (kept by :class:`HeldTranscript`, stored by :class:`StepRecorder`,
+    which removes secrets first)."""
+
+    __slots__ = ()
+
+    def send(self, text: str) -> None:
+        """A line we sent."""
+        self._line("send", text)
+
+    def recv(self, text: str) -> None:
+        """A line the server sent."""
+        self._line("recv", text)
+
+    def note(self, text: str) -> None:
+        """An explanatory line in the transcript (what we did between protocol lines)."""
+        self._line("info", text)
+
+    def _line(self, direction: Direction, text: str) -> None:
+        raise NotImplementedError
+
+
+class HeldTranscript(_Transcribing):
     """A transcript sink keeping its lines for a step made later.
 
     Work that starts before the step that reports it (asked ahead, so its round trips
@@ -131,19 +154,7 @@ class HeldTranscript:
         self.started = time.monotonic()
         self.lines: list[tuple[float, Direction, str]] = []
 
-    def send(self, text: str) -> None:
-        """A line we sent."""
-        self._keep("send", text)
-
-    def recv(self, text: str) -> None:
-        """A line the server sent."""
-        self._keep("recv", text)
-
-    def note(self, text: str) -> None:
-        """An explanatory line."""
-        self._keep("info", text)
-
-    def _keep(self, direction: Direction, text: str) -> None:
+    def _line(self, direction: Direction, text: str) -> None:
         self.lines.append((round((time.monotonic() - self.started) * 1000, 1), direction, text))
 
 
@@ -151,8 +162,9 @@ class MissingFact(LookupError):
     """A probe asked for a fact that no probe published."""
 
 
-class StepRecorder:
-    """Builds one :class:`~analyzer.core.model.Step`; use as a context manager."""
+class StepRecorder(_Transcribing):
+    """Builds one :class:`~analyzer.core.model.Step`; use as a context manager. Its
+    transcript lines (:meth:`send`, :meth:`recv`, :meth:`note`) are stored without secrets."""
 
     def __init__(self, owner: ResultRecorder, title: str, parent: StepRecorder | None) -> None:
         self._owner = owner
@@ -178,18 +190,6 @@ class StepRecorder:
     def step(self, title: str) -> StepRecorder:
         """A child step (use with ``with``)."""
         return StepRecorder(self._owner, title, self)
-
-    def send(self, text: str) -> None:
-        """A line we sent (secrets are removed before it is stored)."""
-        self._line("send", text)
-
-    def recv(self, text: str) -> None:
-        """A line the server sent."""
-        self._line("recv", text)
-
-    def note(self, text: str) -> None:
-        """An explanatory line in the transcript (what we did between protocol lines)."""
-        self._line("info", text)
 
     def replay(self, held: HeldTranscript, *, on_step_clock: bool = False) -> None:
         """Add the lines ``held`` kept (see :class:`HeldTranscript`), redacted and bounded as
