@@ -187,9 +187,9 @@ async def run(ctx: ProbeContext, target: Target) -> None:
 
 async def _request(
     ctx: ProbeContext, step: StepRecorder, prepared: Prepared, method: str, url: str, *,
-    headers: dict[str, str] | None = None, content: bytes | None = None, more: bool = False,
+    headers: dict[str, str] | None = None, content: bytes | None = None, more: int = 0,
 ) -> BoundedResponse | None:  # fmt: skip
-    """One authenticated request (``more``: another follows); None when a finding already
+    """One authenticated request (``more``: how many follow at once); None when a finding already
     ended the step."""
     return await ask(ctx, step, prepared, F, method, prepared.url, target=url, headers=headers,
                      content=content, more=more)
@@ -199,7 +199,7 @@ async def _options(ctx: ProbeContext, res: ResultRecorder, prepared: Prepared) -
     user = ctx.options.credentials.username
     with res.step(f"OPTIONS as {user} ({prepared.scheme})") as step:
         # FolderSync follows a good OPTIONS: its connection opens meanwhile.
-        response = await _request(ctx, step, prepared, "OPTIONS", prepared.url.url, more=True)
+        response = await _request(ctx, step, prepared, "OPTIONS", prepared.url.url, more=1)
         if response is None:
             return None
         ended = judge_status(F, response, prepared.url)

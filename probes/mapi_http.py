@@ -210,7 +210,7 @@ async def _authenticated(
         return
     user = ctx.options.credentials.username
     # Each request is a handshake of its own: the next one's connection opens meanwhile.
-    session_follows = name != "emsmdb" or bool(legacy_dn)
+    session_follows = 1 if name != "emsmdb" or legacy_dn else 0
     with res.step(f"PING as {user} ({prepared.scheme})") as step:
         if await _call(ctx, step, prepared, "PING", client, 2, b"",
                        more=session_follows) is None:  # fmt: skip
@@ -231,9 +231,9 @@ async def _authenticated(
 
 async def _call(
     ctx: ProbeContext, step: StepRecorder, prepared: Prepared, request_type: str, client: str,
-    sequence: int, body: bytes, *, more: bool = False,
+    sequence: int, body: bytes, *, more: int = 0,
 ) -> BoundedResponse | None:  # fmt: skip
-    """One authenticated request (``more``: another follows); None when a finding ended the
+    """One authenticated request (``more``: how many follow at once); None when a finding ended the
     step."""
     response = await ask(ctx, step, prepared, F, "POST", prepared.url,
                          headers=_headers(request_type, client, sequence), content=body,
@@ -283,7 +283,7 @@ async def _session(
     for sequence, (request_type, body) in enumerate((opening, closing), start=3):
         step.send(f"[{request_type} request, {len(body)} bytes]")
         response = await _call(ctx, step, prepared, request_type, client, sequence, body,
-                               more=request_type == opening[0])  # fmt: skip
+                               more=1 if request_type == opening[0] else 0)  # fmt: skip
         if response is None:
             return
         binary = binary_part(response.body)

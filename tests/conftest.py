@@ -21,8 +21,9 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -34,6 +35,9 @@ import reports.prometheus
 import reports.terminal
 from analyzer.core.context import Credentials
 from tests.servers.dnsserver import DnsServer, dns_server
+
+if TYPE_CHECKING:
+    from analyzer.lab.pki import LabPKI
 
 # --- no secret in any report ------------------------------------------------------------------
 
@@ -224,3 +228,12 @@ def example_dns() -> Iterator[DnsServer]:
          "big.example.test": "truncate"},
     ) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
+    """A lab CA and its certificates, valid now: one per test module (a module that needs
+    other dates defines its own ``pki``)."""
+    from analyzer.lab.pki import LabPKI  # noqa: PLC0415 - cryptography only when asked
+
+    return LabPKI.create(tmp_path_factory.mktemp("pki"), now=datetime.now(UTC))

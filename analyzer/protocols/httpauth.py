@@ -390,7 +390,7 @@ async def send_authenticated(
     for the caller to judge, and a 401 without NTLM/Negotiate is :class:`NtlmFailed`.
     ``handshake_content``: the body of the NTLM legs before the last (default: ``content``;
     RPC over HTTP sends ``b""`` there). ``more``: how many NTLM handshakes to the same origin
-    follow this one (``True``: one), at once; their connections
+    follow this one, at once; their connections
     (:func:`~analyzer.protocols.http.preopen`) open while this one runs. Raises
     :class:`AuthError` subclasses (see the module docstring) and
     :class:`~analyzer.core.errors.NetError` subclasses.
@@ -413,7 +413,7 @@ async def send_authenticated(
     if scheme in ("ntlm", "negotiate"):
         # NTLM authenticates the connection: the whole handshake owns one, and only it.
         async with OwnConnection() as own:
-            for _ in range(int(more)):
+            for _ in range(more):
                 # Only to the origin that gets this handshake: no request goes on it before
                 # the next handshake there, and an unused one is closed with the client.
                 preopen(client, url)

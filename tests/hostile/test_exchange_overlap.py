@@ -19,7 +19,6 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -106,11 +105,6 @@ def _held_v2(rv: Rendezvous, original: Callable[[EmulatorRequest], EmulatorRespo
         return original(request)
 
     return handler
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
-    return LabPKI.create(tmp_path_factory.mktemp("pki"), now=datetime.now(UTC))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,11 +122,6 @@ class Watch:
             return original(request)
 
         return handler
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
-    return LabPKI.create(tmp_path_factory.mktemp("pki"), now=datetime.now(UTC))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -101,11 +100,6 @@ class Server:
         payload = body.encode()
         tls.sendall(f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: "
                     f"{len(payload)}\r\n\r\n".encode() + payload)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
-    return LabPKI.create(tmp_path_factory.mktemp("pki"), now=datetime.now(UTC))
 
 
 @pytest.fixture(scope="module")

@@ -298,3 +298,22 @@ def test_mobilesync_error_has_the_shape_of_the_published_example() -> None:
                behaviour={"autodiscover": {"error_code": 600}})
     pox_example = (FIXTURES / "exchange" / "pox-error.xml").read_bytes()
     assert _element_paths(DET.fromstring(pox.body)) == _element_paths(DET.fromstring(pox_example))
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "address"),
+    [({"autodiscover": {"error_code": 603}}, ALICE[0]), ({}, "nobody@x.test")],
+    ids=["configured-error", "unknown-address"],
+)
+def test_every_mobilesync_error_has_the_shape_of_the_published_example(
+    behaviour: dict[str, Any], address: str
+) -> None:
+    # Given a mobilesync request that ends in an error (one the scenario configures, or an
+    # address that is no mailbox: ErrorCode 500)
+    mobilesync = "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006"
+    body = _pox(mobilesync).replace(ALICE[0].encode(), address.encode())
+    response = post(autodiscover_xml, "/autodiscover/autodiscover.xml", body, behaviour=behaviour)
+    # Then its elements sit where [MS-ASCMD] 4.2's error example has them, as for a missing
+    # ActiveSync provider
+    example = (FIXTURES / "exchange" / "mobilesync-error-600.xml").read_bytes()
+    assert _element_paths(DET.fromstring(response.body)) == _element_paths(DET.fromstring(example))

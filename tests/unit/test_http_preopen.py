@@ -10,7 +10,6 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pytest
 
@@ -69,11 +68,6 @@ def _script(context: ssl.SSLContext, seen: Seen, *, close_first_idle: bool = Fal
             seen.changed.notify_all()
 
     return tls_then(context, after)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
-    return LabPKI.create(tmp_path_factory.mktemp("pki"), now=datetime.now(UTC))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -180,11 +179,6 @@ def test_anonymous_access_when_the_scenario_allows_it() -> None:
 
 
 # --- client against server, over TLS on loopback --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
-    return LabPKI.create(tmp_path_factory.mktemp("pki"), now=datetime.now(UTC))
 
 
 @pytest.fixture(scope="module")
