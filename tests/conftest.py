@@ -21,8 +21,9 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -34,6 +35,9 @@ import reports.prometheus
 import reports.terminal
 from analyzer.core.context import Credentials
 from tests.servers.dnsserver import DnsServer, dns_server
+
+if TYPE_CHECKING:
+    from analyzer.lab.pki import LabPKI
 
 # --- no secret in any report ------------------------------------------------------------------
 
@@ -224,3 +228,11 @@ def example_dns() -> Iterator[DnsServer]:
          "big.example.test": "truncate"},
     ) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
+    """A test CA (one a module) for the TLS servers of tests/servers/tcp.py."""
+    from analyzer.lab.pki import LabPKI  # noqa: PLC0415 - only TLS tests need it
+
+    return LabPKI.create(tmp_path_factory.mktemp("pki"), now=datetime.now(UTC))
