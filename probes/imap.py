@@ -29,7 +29,6 @@ from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorde
 from analyzer.protocols.login import (
     EndpointView,
     ImapDialect,
-    LoginPlan,
     Opened,
     SessionOver,
     check_logins,
@@ -108,9 +107,8 @@ EXTENSIONS = (
 
 async def run(ctx: ProbeContext, target: Target) -> None:
     """Every IMAP endpoint, concurrently; one result each (:func:`check_logins`)."""
-    plan = LoginPlan(ctx, target, "imap")
     await check_logins(
-        ctx, plan, F, "IMAP", ImapDialect(),
+        ctx, target, "imap", F, "IMAP", ImapDialect(),
         lambda view, res, opened: _after_tls(ctx, target, view, res, opened),
     )  # fmt: skip
 

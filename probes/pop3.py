@@ -30,7 +30,6 @@ from analyzer.core.probe import Probe, ProbeContext, ResultRecorder, StepRecorde
 from analyzer.protocols.login import (
     EndpointView,
     LoginEndpoint,
-    LoginPlan,
     Opened,
     Pop3Dialect,
     check_logins,
@@ -89,9 +88,8 @@ _CODE = re.compile(r"^-ERR \[([A-Z/-]+)\]\s*(.*)$")
 
 async def run(ctx: ProbeContext, target: Target) -> None:
     """Every POP3 endpoint, concurrently; one result each (:func:`check_logins`)."""
-    plan = LoginPlan(ctx, target, "pop3")
     await check_logins(
-        ctx, plan, F, "POP3", Pop3Dialect(),
+        ctx, target, "pop3", F, "POP3", Pop3Dialect(),
         lambda view, res, opened: _after_tls(ctx, target, view, res, opened),
     )  # fmt: skip
 

@@ -50,7 +50,6 @@ from analyzer.protocols.login import (
     EndpointView,
     ImapDialect,
     LoginEndpoint,
-    LoginPlan,
     Opened,
     SessionFindings,
     SessionOver,
@@ -262,10 +261,9 @@ RELAY_TEST_RECIPIENT = "rca-relay-test@relay-check.invalid"
 async def run(ctx: ProbeContext, target: Target) -> None:
     """Every submission endpoint and every MX, concurrently."""
     mx: tuple[MxHost, ...] = ctx.fact_or(MX_HOSTS, ()) or ()
-    plan = LoginPlan(ctx, target, "smtp")
     await asyncio.gather(
         check_logins(
-            ctx, plan, F, "SMTP submission", SmtpDialect(),
+            ctx, target, "smtp", F, "SMTP submission", SmtpDialect(),
             lambda view, res, opened: _submission_after_tls(ctx, target, view, res, opened),
         ),
         *(_mx(ctx, target, m) for m in mx),

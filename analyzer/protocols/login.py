@@ -352,13 +352,15 @@ class EndpointView:
 
 
 async def check_logins(
-    ctx: ProbeContext, plan: LoginPlan, f: SessionFindings, name: str, dialect: Dialect[S],
+    ctx: ProbeContext, target: Target, protocol: Literal["imap", "pop3", "smtp"],
+    f: SessionFindings, name: str, dialect: Dialect[S],
     after: Callable[[EndpointView, ResultRecorder, Opened[S]], Awaitable[None]],
 ) -> None:  # fmt: skip
-    """On every endpoint of ``plan``, one result each in the report's order: open a
-    session (:func:`open_session`), run ``after`` over it, close it. An endpoint the
-    reachability check found closed is ``f.not_tested`` (``name``: the protocol's, for the
-    step's title); a :class:`SessionOver` ends the endpoint's check.
+    """On every endpoint of ``protocol`` (a :class:`LoginPlan` for ``target``), one result
+    each in the report's order: open a session (:func:`open_session`), run ``after`` over
+    it, close it. An endpoint the reachability check found closed is ``f.not_tested``
+    (``name``: the protocol's, for the step's title); a :class:`SessionOver` ends the
+    endpoint's check.
 
     Endpoints known early start at once; ``after`` calls :meth:`EndpointView.settled`
     before it depends on the mail settings, and the endpoint is checked again from scratch
@@ -373,6 +375,7 @@ async def check_logins(
         finally:
             await opened.session.conn.close()
 
+    plan = LoginPlan(ctx, target, protocol)
     recorders: dict[str, ResultRecorder] = {}
 
     async def one(view: EndpointView) -> None:

@@ -14,7 +14,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,11 +23,19 @@ from analyzer.cli import main
 from analyzer.core.context import Credentials, RunOptions
 from analyzer.core.model import Report, Status
 from analyzer.core.targets import parse_target
-from analyzer.lab.pki import CertSpec, LabPKI
+from analyzer.lab.pki import LabPKI
 from analyzer.protocols import wbxml
 from reports.html import render
 from reports.json import dumps
-from tests.servers.tcp import Script, read_http_request, serve, silent, smtp_server, tls_then
+from tests.servers.tcp import (
+    Script,
+    read_http_request,
+    serve,
+    server_context,
+    silent,
+    smtp_server,
+    tls_then,
+)
 
 HOST = "mail.hostile.test"
 USER = "alice@hostile.test"
@@ -45,16 +52,8 @@ Handler = Callable[[bytes], bytes | None]
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
-    return LabPKI.create(tmp_path_factory.mktemp("pki"), now=datetime.now(UTC))
-
-
-@pytest.fixture(scope="module")
 def tls_server_context(pki: LabPKI) -> ssl.SSLContext:
-    cert = pki.issue(CertSpec(name="hostile-login", dns_names=(HOST,)))
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert.cert_file, cert.key_file)
-    return ctx
+    return server_context(pki, "hostile-login", HOST)
 
 
 def lines(greeting: bytes, handler: Handler) -> Script:

@@ -18,7 +18,6 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 import pytest
 
@@ -108,11 +107,6 @@ def imap_server(events: Events, starttls: ssl.SSLContext | None = None) -> Scrip
                 conn.sendall(tag + b" BAD unknown\r\n")
 
     return session
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
-    return LabPKI.create(tmp_path_factory.mktemp("pki"), now=datetime.now(UTC))
 
 
 @pytest.fixture(scope="module")
