@@ -499,3 +499,21 @@ async def test_version_checks_start_while_the_inspection_talks(pki: LabPKI) -> N
     (result,) = [r for r in report.results if r.probe == "tls"]
     assert codes(report)["tls.handshake.ok"] == Status.PASS
     assert "TLSv1.2: accepted" in versions_note(result)
+
+
+async def test_version_checks_started_ahead_end_with_the_check_at_its_deadline(
+    pki: LabPKI,
+) -> None:
+    # Given a STARTTLS submission server that never greets: the inspection is connected (so
+    # the version checks start ahead) and then waits, as they do
+    with serve(silent) as server:
+        # When the TLS check's deadline comes while the inspection still waits
+        await run_tls(pki, server.port, "submission", probe_timeout=1)
+        # Then no version check started ahead outlives the check
+        left = [
+            t for t in asyncio.all_tasks()
+            if not t.done() and getattr(t.get_coro(), "__name__", "") == "_accepts"
+        ]  # fmt: skip
+        for task in left:
+            task.cancel()
+        assert left == []
