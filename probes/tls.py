@@ -277,34 +277,39 @@ async def _endpoint_now(
 
         starter = asyncio.ensure_future(start_early())
         try:
-            captured = await asyncio.gather(*(
-                _address(ctx, res, ep, a, roots, connected if i == 0 else None)
-                for i, a in enumerate(addresses)
-            ))  # fmt: skip
+            try:
+                captured = await asyncio.gather(*(
+                    _address(ctx, res, ep, a, roots, connected if i == 0 else None)
+                    for i, a in enumerate(addresses)
+                ))  # fmt: skip
+            finally:
+                starter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starter
+            reached = [c for c in captured if c.session is not None]
+            verdicts = {c.verdict for c in captured}
+            verdict = (
+                "invalid"
+                if "invalid" in verdicts or "failed" in verdicts
+                else "valid"
+                if "valid" in verdicts
+                else "unreachable"
+            )
+            chain = reached[0].session.tls.chain_der if reached and reached[0].session else ()
+            # The versions accepted change neither the verdict nor the chain: a login or DANE
+            # waiting for them may go on while they are checked.
+            settle(verdict, chain)
+            ahead = bool(reached) and reached[0].address == addresses[0]
+            if not ahead:
+                await _drop(early)
+            if reached and reached[0].session is not None:
+                await _versions(ctx, res, ep, reached[0].address, reached[0].session.tls.version,
+                                early=early if ahead else {})  # fmt: skip
+            return verdict, chain
         finally:
-            starter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starter
-        reached = [c for c in captured if c.session is not None]
-        verdicts = {c.verdict for c in captured}
-        verdict = (
-            "invalid"
-            if "invalid" in verdicts or "failed" in verdicts
-            else "valid"
-            if "valid" in verdicts
-            else "unreachable"
-        )
-        chain = reached[0].session.tls.chain_der if reached and reached[0].session else ()
-        # The versions accepted change neither the verdict nor the chain: a login or DANE
-        # waiting for them may go on while they are checked.
-        settle(verdict, chain)
-        if not reached or reached[0].session is None or reached[0].address != addresses[0]:
+            # Every check started ahead ends with the endpoint's: on error, at the deadline,
+            # and those not used (the version the inspection negotiated).
             await _drop(early)
-            early = {}
-        if reached and reached[0].session is not None:
-            await _versions(ctx, res, ep, reached[0].address, reached[0].session.tls.version,
-                            early=early)  # fmt: skip
-        return verdict, chain
 
 
 async def _drop(started: Mapping[str, asyncio.Future[bool | None]]) -> None:
@@ -476,18 +481,16 @@ async def _versions(
 ) -> None:
     """Which versions ``address`` accepts, one handshake offering only that version each,
     but for the version its inspection handshake (offering every version) ``negotiated``:
-    that one it has just accepted. ``early``: checks of ``address`` started ahead."""
+    that one it has just accepted. ``early``: checks of ``address`` started ahead (the
+    caller ends those not used)."""
     shown = f"[{address}]" if ":" in address else address
     with res.step(f"TLS versions accepted on {shown}:{ep.port}") as step:
         testable = [v for v in TLS_VERSIONS if can_offer(ctx.run, v)]
         untestable: list[str] = [v for v in TLS_VERSIONS if v not in testable]
         offered = [v for v in testable if v != negotiated]
-        try:
-            accepted = await asyncio.gather(
-                *(early.get(v) or _accepts(ctx, ep, address, v) for v in offered)
-            )
-        finally:
-            await _drop({v: task for v, task in early.items() if v not in offered})
+        accepted = await asyncio.gather(
+            *(early.get(v) or _accepts(ctx, ep, address, v) for v in offered)
+        )
         answers: dict[str, bool | None] = dict(zip(offered, accepted, strict=True))
         found: dict[str, bool | None] = {v: answers.get(v, True) for v in testable}
         words = {True: "accepted", False: "refused", None: "no answer in time"}

@@ -642,7 +642,10 @@ def run_diagnose(
     one certificate is never judged two ways in one report.
     """
     seen = tuple(fetched.items()) if fetched else ()
-    key = ("chain-diagnosis", host, tuple(chain), id(roots), seen)
+    # The store itself, not its id: the key keeps it alive, so no other roots made later can
+    # take its id (a plain sequence is keyed by its certificates).
+    trust = roots if isinstance(roots, TrustStore) else tuple(roots)
+    key = ("chain-diagnosis", host, tuple(chain), trust, seen)
     return run.made(key, lambda: diagnose(
         chain, host, roots=roots, now=run.now(), warn_days=run.options.cert_warn_days,
         fail_days=run.options.cert_fail_days, fetched=fetched,

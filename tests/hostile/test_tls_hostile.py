@@ -97,6 +97,22 @@ def versions_note(result: ProbeResult) -> str:
     return note
 
 
+def record_opens(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ssl.SSLContext]]:
+    """Every TLS session the TLS check opens, from now on, as ``("inspection" or "version",
+    the context it used)``."""
+    import probes.tls
+
+    opened: list[tuple[str, ssl.SSLContext]] = []
+    real_open = probes.tls.open_tls
+
+    async def recording(run: object, **kw: Any) -> Any:
+        opened.append(("inspection" if kw.get("transcript") else "version", kw["context"]))
+        return await real_open(run, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(probes.tls, "open_tls", recording)
+    return opened
+
+
 def codes(report: Report) -> dict[str, Status]:
     found: dict[str, Status] = {}
     for _, f in report.findings():
@@ -377,17 +393,8 @@ async def test_the_tls_contexts_are_made_once_per_run_each_with_its_own_settings
 ) -> None:
     # Given two IMAPS endpoints, and every TLS session the TLS check opens recorded with the
     # context it used (kept alive, so that two contexts never share an id)
-    import probes.tls
-
     context = server_context(issue(pki, "good", "contexts"))
-    opened: list[tuple[str, ssl.SSLContext]] = []
-    real_open = probes.tls.open_tls
-
-    async def recording(run: object, **kw: Any) -> Any:
-        opened.append(("inspection" if kw.get("transcript") else "version", kw["context"]))
-        return await real_open(run, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(probes.tls, "open_tls", recording)
+    opened = record_opens(monkeypatch)
     # When the TLS check runs on both
     report, _ = await tls_on_two_endpoints(pki, context)
     assert {r.status for r in report.results if r.probe == "tls"} == {Status.PASS}
@@ -447,22 +454,13 @@ async def test_the_version_the_inspection_negotiated_is_not_offered_again(
 ) -> None:
     # Given an IMAPS server that speaks TLS 1.2 and 1.3, and the version each of the TLS
     # check's version checks offers recorded
-    import probes.tls
-
     context = server_context(issue(pki, "good", "negotiated"))
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    offered: list[ssl.TLSVersion] = []
-    real_open = probes.tls.open_tls
-
-    async def recording(run: object, **kw: Any) -> Any:
-        if not kw.get("transcript"):
-            offered.append(kw["context"].maximum_version)
-        return await real_open(run, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(probes.tls, "open_tls", recording)
+    opened = record_opens(monkeypatch)
     with serve(tls_then(context)) as server:
         # When the TLS check runs
         report = await run_tls(pki, server.port, "imaps")
+    offered = [c.maximum_version for kind, c in opened if kind == "version"]
     (result,) = [r for r in report.results if r.probe == "tls"]
     (handshake,) = [f for s in result.steps for f in s.findings if f.code == "tls.handshake.ok"]
     assert handshake.evidence["version"] == "TLSv1.3"
@@ -499,3 +497,21 @@ async def test_version_checks_start_while_the_inspection_talks(pki: LabPKI) -> N
     (result,) = [r for r in report.results if r.probe == "tls"]
     assert codes(report)["tls.handshake.ok"] == Status.PASS
     assert "TLSv1.2: accepted" in versions_note(result)
+
+
+async def test_version_checks_started_ahead_end_with_the_check_at_its_deadline(
+    pki: LabPKI,
+) -> None:
+    # Given a STARTTLS submission server that never greets: the inspection is connected (so
+    # the version checks start ahead) and then waits, as they do
+    with serve(silent) as server:
+        # When the TLS check's deadline comes while the inspection still waits
+        await run_tls(pki, server.port, "submission", probe_timeout=1)
+        # Then no version check started ahead outlives the check
+        left = [
+            t for t in asyncio.all_tasks()
+            if not t.done() and getattr(t.get_coro(), "__name__", "") == "_accepts"
+        ]  # fmt: skip
+        for task in left:
+            task.cancel()
+        assert left == []

@@ -1220,3 +1220,19 @@ def test_certifi_store_loads_without_warnings() -> None:
 
     # Then it yields a full store
     assert len(roots) > 100
+
+
+async def test_a_run_s_diagnoses_with_other_roots_are_not_shared(tmp_path: Path) -> None:
+    from analyzer.core.context import RunContext, RunOptions
+
+    # Given a run, and a chain valid under the lab root (issued as of the run's clock)
+    async with RunContext(RunOptions()) as run:
+        pki = LabPKI.create(tmp_path, now=run.now())
+        chain = _sent(*_issue(pki, "good", tag="other-roots").chain)
+        # When it is diagnosed first with roots that trust nothing, then with the lab root
+        # (each a list made for the call)
+        first = tlschain.run_diagnose(run, chain, HOST, roots=[])
+        second = tlschain.run_diagnose(run, chain, HOST, roots=[pki.root_cert])
+    # Then each diagnosis is the one of its own roots
+    assert not first.valid
+    assert second.valid
