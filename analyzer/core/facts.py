@@ -200,9 +200,8 @@ class EndpointFacts(Mapping[str, V]):
     host), naming every endpoint it may check, so probes waiting for it start at once and
     each awaits :meth:`when_known` of its own endpoint only; an endpoint whose host turns
     out not to exist is withdrawn (nothing known). As a mapping it holds what is known so
-    far (all of it once the probe has ended, which is when a report shows it), in the
-    order of the labels, whatever order the checks ended in, so a report is the same from
-    run to run.
+    far (all of it once the probe has ended, which is when a report shows it), sorted by
+    label, whatever order the checks ended in, so a report is the same from run to run.
     """
 
     def __init__(self, labels: Iterable[str]) -> None:

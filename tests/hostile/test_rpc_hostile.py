@@ -13,7 +13,6 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pytest
 
@@ -151,11 +150,6 @@ def _script(proxy: Proxy, context: ssl.SSLContext) -> object:
                     _answer(tls, 404, [], b"")
 
     return script
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
-    return LabPKI.create(tmp_path_factory.mktemp("pki"), now=datetime.now(UTC))
 
 
 @pytest.fixture(scope="module")
